@@ -38,7 +38,11 @@ class MotionBuffer:
         have = list(self._frames)[-n:] if n > 0 else []
         pad_frame = have[0] if have else motion_frame.neutral()
         pad = [pad_frame] * (n - len(have))
-        return np.stack(pad + have).astype(np.float32) if n > 0 else np.zeros((0, motion_frame.DIM), np.float32)
+        return (
+            np.stack(pad + have).astype(np.float32)
+            if n > 0
+            else np.zeros((0, motion_frame.DIM), np.float32)
+        )
 
     def latest(self) -> np.ndarray:
         return self.last(1)[0]

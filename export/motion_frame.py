@@ -66,9 +66,7 @@ GAZE_SLICE = slice(HEAD_SLICE.stop, HEAD_SLICE.stop + len(GAZE))
 _LOWER = np.array(
     [0.0] * NUM_BLENDSHAPES + [-0.6, -0.5, -0.5, -0.3, -0.3, -0.3] + [-1.0, -1.0], np.float32
 )
-_UPPER = np.array(
-    [1.0] * NUM_BLENDSHAPES + [0.6, 0.5, 0.5, 0.3, 0.3, 0.3] + [1.0, 1.0], np.float32
-)
+_UPPER = np.array([1.0] * NUM_BLENDSHAPES + [0.6, 0.5, 0.5, 0.3, 0.3, 0.3] + [1.0, 1.0], np.float32)
 
 # ARKit "Left"/"Right" are the subject's own sides, as in ARKit.
 

@@ -4,19 +4,19 @@ No learned weights: every avatar-specific quantity is an input (see ``engines.ri
 exported graph serves every avatar and a batch can mix avatars.
 
 Per frame:
-1. Control-point targets: rest positions + blendshape/gaze basis weighted by the motion frame,
-   then a 3D head rotation about the pivot (scaled per point by ``head_weight``, so border
-   pins stay put), translation and scale.
+1. Control-point targets: rest pose + blendshape/gaze basis weighted by the motion frame
+   (per layer: the skull layer ignores the jaw's expression), then a 3D head rotation about
+   the pivot (scaled per point by ``head_weight`` so border pins stay put), translation, scale.
 2. Two smooth forward displacement fields on a coarse grid (thin-plate spline, precomputed as
-   a matrix): the upper layer follows everything but the lower lip, the lower layer everything
-   but the upper lip, so the lips can part without tearing.
-3. Each field is inverted by damped fixed-point iteration (backward map: output -> source pixel),
-   upsampled, and the image plus its source-space maps are sampled with grid_sample.
-4. Composite: upper layer over lower layer over a synthesized mouth interior (cavity, teeth,
-   tongue); eyelids tinted shut on blinks.
+   a matrix): the skull layer follows everything but the lower lip, the jaw layer everything
+   but the upper lip, so the lips part without tearing and the teeth stay with the skull.
+3. Each field is inverted by damped fixed-point iteration (backward map: output -> source),
+   upsampled, and the image plus its source-space maps are sampled bilinearly.
+4. Composite, in the mouth window only: skull over jaw over (mouth interior or neck and
+   background). Eyelids are tinted shut on blinks.
 
-Only ONNX operators that TensorRT supports are used (MatMul, GridSample, Resize, Sin, Cos,
-elementwise ops); no custom plugins.
+Only ONNX operators that TensorRT supports are used (MatMul, Gather, GridSample on the coarse
+grid, Resize, Floor, Cast, Sin, Cos, Slice, Concat, elementwise ops); no custom plugins.
 """
 
 from __future__ import annotations
@@ -26,18 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from export import motion_frame as mf
+from export.render_spec import GRID, INPUT_NAMES, OUTPUT_NAMES, window_pixels
 
-INPUT_NAMES = (
-    "image", "aux", "controls", "rest", "basis", "head_weight", "pivot", "face_size", "warp",
-    "colors", "motion",
-)
-OUTPUT_NAMES = ("frame",)
+__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "Renderer"]
+
 # Damped fixed-point inversion s <- s + a (p - s - D(s)) converges where the forward map
-# stretches by up to 2/a - 1 (a jaw drop stretches the skin under the nose ~2-3x).
+# stretches by up to 2/a - 1 (a jaw drop stretches the skin under the lip ~2-3x).
 INVERSION_ITERATIONS = 10
 INVERSION_STEP = 0.5
-
-_BLINK = (mf.INDEX["eyeBlinkRight"], mf.INDEX["eyeBlinkLeft"])
+_BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
+_BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
 
 
 def _rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
@@ -56,47 +54,61 @@ def _rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> tor
     return r_roll @ r_yaw @ r_pitch
 
 
+def _sample(atlas: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Sample the half-pixel atlas at ``grid`` (grid_sample coordinates, border clamp).
+
+    ``atlas`` (B, 2H, 2W, C) float16 holds the source at twice its resolution, aligned so that
+    even indices are the original pixel centres; taking the nearest atlas sample is within a
+    quarter pixel of bilinear sampling and costs one Gather of C-vectors per output pixel
+    (onnxruntime's CPU GridSample takes ~100 ms at 512x512; this ~5 ms). Returns
+    (B, C, h, w) float32.
+    """
+    batch, height2, width2, channels = atlas.shape
+    height, width = height2 // 2, width2 // 2
+    out_h, out_w = grid.shape[1], grid.shape[2]
+    # Source pixel-centre coordinates in [0, W-1], then the nearest half-pixel index.
+    x = (((grid[..., 0] + 1.0) * width - 1.0) * 0.5).clamp(0.0, width - 1.0)
+    y = (((grid[..., 1] + 1.0) * height - 1.0) * 0.5).clamp(0.0, height - 1.0)
+    xi = torch.floor(x * 2.0 + 0.5).to(torch.int64)
+    yi = torch.floor(y * 2.0 + 0.5).to(torch.int64)
+    offset = (torch.arange(batch, dtype=torch.int64) * (height2 * width2)).view(batch, 1, 1)
+    index = (offset + yi * width2 + xi).reshape(-1)
+    rows = torch.index_select(atlas.reshape(batch * height2 * width2, channels), 0, index)
+    return rows.to(torch.float32).view(batch, out_h, out_w, channels).permute(0, 3, 1, 2)
+
+
 class Renderer(nn.Module):
     """Renders a batch of frames; all inputs batch-first (see ``engines.rig.Rig``)."""
 
-    def __init__(self, grid: int = 64) -> None:
+    def __init__(self, grid: int = GRID) -> None:
         super().__init__()
         self.grid = grid
         lin = torch.linspace(-1.0, 1.0, grid)
         gy, gx = torch.meshgrid(lin, lin, indexing="ij")
         self.register_buffer("grid_points", torch.stack([gx, gy], -1)[None], persistent=False)
 
-    def forward(
-        self,
-        image: torch.Tensor,  # (B, 3, H, W) in [0, 1]
-        aux: torch.Tensor,  # (B, C, H, W)
-        controls: torch.Tensor,  # (B, N, 3) positions in the portrait
-        rest: torch.Tensor,  # (B, N, 3) rest-pose positions (lips closed)
-        basis: torch.Tensor,  # (B, K+2, N, 3)
-        head_weight: torch.Tensor,  # (B, N)
-        pivot: torch.Tensor,  # (B, 3)
-        face_size: torch.Tensor,  # (B, 1)
-        warp: torch.Tensor,  # (B, 2, G*G, N)
-        colors: torch.Tensor,  # (B, 4, 3)
-        motion: torch.Tensor,  # (B, DIM)
-    ) -> torch.Tensor:  # (B, H, W, 3) in [0, 255]
-        batch, n_ctrl = controls.shape[0], controls.shape[1]
+    def _targets(self, rest, layer_weight, basis, head_weight, pivot, face_size, motion):
+        """Per-layer control targets (B, 2, N, 3)."""
+        batch, n_ctrl = rest.shape[0], rest.shape[1]
         weights = torch.cat([motion[:, : mf.NUM_BLENDSHAPES], motion[:, mf.GAZE_SLICE]], 1)
         offsets = torch.bmm(weights.unsqueeze(1), basis.reshape(batch, basis.shape[1], n_ctrl * 3))
-        deformed = rest + offsets.view(batch, n_ctrl, 3)
-
+        deformed = rest.unsqueeze(1) + layer_weight.unsqueeze(-1) * offsets.view(
+            batch, 1, n_ctrl, 3
+        )
         head = motion[:, mf.HEAD_SLICE]
         rot = _rotation(head[:, 0], head[:, 1], head[:, 2])
         scale = 1.0 + head[:, 5].view(batch, 1, 1)
         shift = torch.cat([head[:, 3:5] * face_size, torch.zeros_like(face_size)], 1)
-        centered = deformed - pivot.unsqueeze(1)
+        centered = (deformed - pivot.view(batch, 1, 1, 3)).reshape(batch, 2 * n_ctrl, 3)
         posed = torch.bmm(centered, rot.transpose(1, 2)) * scale + (pivot + shift).unsqueeze(1)
-        target = deformed + head_weight.unsqueeze(-1) * (posed - deformed)
-        # Orthographic projection: drop depth.
-        forward_disp = (target - controls)[..., :2]  # (B, N, 2)
+        posed = posed.view(batch, 2, n_ctrl, 3)
+        return deformed + head_weight.view(batch, 1, n_ctrl, 1) * (posed - deformed)
 
+    def _backward_maps(self, forward_disp: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
+        """Coarse backward displacement (2B, 2, g, g): output point -> source point - it."""
+        batch = warp.shape[0]
         grid = self.grid
-        fields = torch.matmul(warp, forward_disp.unsqueeze(1))  # (B, 2, G*G, 2)
+        fields = torch.matmul(warp, forward_disp)  # (B, 2, G*G, 2)
         fields = fields.reshape(batch * 2, grid, grid, 2).permute(0, 3, 1, 2)
         points = self.grid_points.expand(batch * 2, grid, grid, 2)
         source = points
@@ -105,37 +117,66 @@ class Renderer(nn.Module):
                 fields, source, mode="bilinear", padding_mode="border", align_corners=True
             )
             source = source + INVERSION_STEP * (points - source - disp_at.permute(0, 2, 3, 1))
-        backward = (source - points).permute(0, 3, 1, 2)  # (2B, 2, g, g)
+        return (source - points).permute(0, 3, 1, 2)
 
-        height, width = image.shape[2], image.shape[3]
-        backward = F.interpolate(backward, size=(height, width), mode="bilinear", align_corners=True)
-        xs = (torch.arange(width, dtype=image.dtype) * 2.0 + 1.0) / width - 1.0
-        ys = (torch.arange(height, dtype=image.dtype) * 2.0 + 1.0) / height - 1.0
+    def forward(
+        self,
+        atlas: torch.Tensor,  # (B, 2H, 2W, 9) float16: RGB in [0, 1] + render_spec.AUX_CHANNELS
+        controls: torch.Tensor,  # (B, N, 3) positions in the portrait
+        rest: torch.Tensor,  # (B, N, 3) rest-pose positions (lips closed)
+        layer_weight: torch.Tensor,  # (B, 2, N) expression weight per layer
+        basis: torch.Tensor,  # (B, K+2, N, 3)
+        head_weight: torch.Tensor,  # (B, N)
+        pivot: torch.Tensor,  # (B, 3)
+        face_size: torch.Tensor,  # (B, 1)
+        warp: torch.Tensor,  # (B, 2, G*G, N)
+        colors: torch.Tensor,  # (B, 4, 3) cavity, teeth, tongue, eyelid
+        motion: torch.Tensor,  # (B, DIM)
+    ) -> torch.Tensor:  # (B, H, W, 3) in [0, 255]
+        batch = atlas.shape[0]
+        height, width = atlas.shape[1] // 2, atlas.shape[2] // 2
+        targets = self._targets(rest, layer_weight, basis, head_weight, pivot, face_size, motion)
+        forward_disp = (targets - controls.unsqueeze(1))[..., :2]  # orthographic projection
+        backward = self._backward_maps(forward_disp, warp)
+        backward = F.interpolate(
+            backward, size=(height, width), mode="bilinear", align_corners=True
+        )
+        backward = backward.view(batch, 2, 2, height, width).permute(0, 1, 3, 4, 2)
+        xs = (torch.arange(width, dtype=torch.float32) * 2.0 + 1.0) / width - 1.0
+        ys = (torch.arange(height, dtype=torch.float32) * 2.0 + 1.0) / height - 1.0
         base = torch.stack(
             [xs.view(1, width).expand(height, width), ys.view(height, 1).expand(height, width)], -1
         )
-        sample_grid = base.unsqueeze(0) + backward.permute(0, 2, 3, 1)  # (2B, H, W, 2)
+        grid_upper = base + backward[:, 0]  # (B, H, W, 2)
 
-        source_maps = torch.cat([image, aux], 1)
-        channels = source_maps.shape[1]
-        layered = source_maps.unsqueeze(1).expand(batch, 2, channels, height, width)
-        layered = layered.reshape(batch * 2, channels, height, width)
-        sampled = F.grid_sample(
-            layered, sample_grid, mode="bilinear", padding_mode="border", align_corners=False
-        ).view(batch, 2, channels, height, width)
-        upper, lower = sampled[:, 0], sampled[:, 1]
-
-        cavity, teeth_c, tongue_c, lid_c = (colors[:, i].view(batch, 3, 1, 1) for i in range(4))
-        teeth = upper[:, 5:6]
-        tongue = lower[:, 6:7]
-        interior = cavity + (tongue_c - cavity) * (tongue * 0.75)
-        interior = interior + (teeth_c - interior) * (teeth * 0.9)
-        a_upper = upper[:, 3:4]
-        a_lower = lower[:, 4:5]
-        rgb = a_upper * upper[:, :3] + (1.0 - a_upper) * (
-            a_lower * lower[:, :3] + (1.0 - a_lower) * interior
+        # Skull layer over the whole frame, with eyelids tinted shut on blinks.
+        upper = _sample(atlas, grid_upper)
+        rgb = upper[:, :3]
+        eyes = upper[:, 6:7]
+        blink_left = motion[:, _BLINK_LEFT].view(batch, 1, 1, 1)
+        blink_right = motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1)
+        lid = (
+            eyes.clamp(min=0.0) * blink_left * blink_left
+            + (-eyes).clamp(min=0.0) * blink_right * blink_right
         )
-        blink = motion[:, list(_BLINK)].view(batch, 2, 1, 1)
-        lid = (upper[:, 7:9] * blink * blink).sum(1, keepdim=True).clamp(0.0, 1.0)
-        rgb = rgb + (lid_c - rgb) * (0.85 * lid)
+        lid_color = colors[:, 3].view(batch, 3, 1, 1)
+        rgb = rgb + (lid_color - rgb) * (0.85 * lid)
+
+        # Jaw layer and mouth interior, inside the mouth window only.
+        top, bottom, left, right = window_pixels(int(height))
+        grid_lower = base[top:bottom, left:right] + backward[:, 1, top:bottom, left:right]
+        lower = _sample(atlas, grid_lower)
+        win = upper[:, :, top:bottom, left:right]
+        cavity, teeth_c, tongue_c = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
+        interior = cavity + (tongue_c - cavity) * (0.75 * lower[:, 8:9])
+        interior = interior + (teeth_c - interior) * (0.9 * win[:, 5:6])
+        behind = interior + (win[:, :3] - interior) * (1.0 - win[:, 4:5])
+        a_skull = win[:, 3:4]
+        a_jaw = lower[:, 7:8]
+        composite = behind + (lower[:, :3] - behind) * a_jaw
+        composite = composite + (rgb[:, :, top:bottom, left:right] - composite) * a_skull
+        middle = torch.cat(
+            [rgb[:, :, top:bottom, :left], composite, rgb[:, :, top:bottom, right:]], 3
+        )
+        rgb = torch.cat([rgb[:, :, :top], middle, rgb[:, :, bottom:]], 2)
         return (rgb.clamp(0.0, 1.0) * 255.0).permute(0, 2, 3, 1)

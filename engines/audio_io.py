@@ -1,0 +1,104 @@
+"""Audio decoding: any file PyAV reads -> mono 16 kHz float32 chunks (the session's format),
+plus the same audio at 48 kHz for the output track."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from engines.clock import SAMPLE_RATE
+
+OUTPUT_RATE = 48_000
+MAX_AUDIO_SECONDS = 3600.0
+
+
+class AudioError(ValueError):
+    """The audio input cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One decoded piece: ``session`` mono 16 kHz float32, ``output`` mono 48 kHz float32."""
+
+    session: np.ndarray
+    output: np.ndarray
+
+
+def _resampler(rate: int) -> av.AudioResampler:
+    return av.AudioResampler(format="flt", layout="mono", rate=rate)
+
+
+def _frames_to_array(frames: list[av.AudioFrame]) -> np.ndarray:
+    if not frames:
+        return np.zeros(0, np.float32)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
+
+
+def iter_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[AudioChunk]:
+    """Decode ``path`` incrementally, yielding ~``chunk_seconds`` pieces in both formats.
+
+    This is the offline twin of the live server's audio input: the motion generator sees the
+    audio in the same small chunks a WebRTC track delivers (20 ms Opus frames).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {path}")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise AudioError(
+            f"not a readable audio file: {path.name} ({exc.__class__.__name__})"
+        ) from exc
+    with container:
+        if not container.streams.audio:
+            raise AudioError(f"no audio stream in {path.name}")
+        stream = container.streams.audio[0]
+        to_session, to_output = _resampler(SAMPLE_RATE), _resampler(OUTPUT_RATE)
+        chunk = max(1, round(chunk_seconds * SAMPLE_RATE))
+        pending_session = np.zeros(0, np.float32)
+        pending_output = np.zeros(0, np.float32)
+        total = 0
+        decoded_any = False
+        try:
+            for frame in container.decode(stream):
+                decoded_any = True
+                frame.pts = None  # resample by sample count; broken timestamps are common
+                pending_session = np.concatenate(
+                    [pending_session, _frames_to_array(to_session.resample(frame))]
+                )
+                pending_output = np.concatenate(
+                    [pending_output, _frames_to_array(to_output.resample(frame))]
+                )
+                while len(pending_session) >= chunk:
+                    n_out = len(pending_session[:chunk]) * OUTPUT_RATE // SAMPLE_RATE
+                    yield AudioChunk(pending_session[:chunk], pending_output[:n_out])
+                    pending_session, pending_output = (
+                        pending_session[chunk:],
+                        pending_output[n_out:],
+                    )
+                    total += chunk
+                    if total > MAX_AUDIO_SECONDS * SAMPLE_RATE:
+                        raise AudioError(f"audio longer than {MAX_AUDIO_SECONDS:.0f} s")
+        except av.FFmpegError as exc:
+            if not decoded_any:
+                raise AudioError(f"cannot decode audio in {path.name}: {exc}") from exc
+            # A damaged tail: keep what decoded (players do the same).
+        if not decoded_any:
+            raise AudioError(f"no decodable audio in {path.name}")
+        pending_session = np.concatenate(
+            [pending_session, _frames_to_array(to_session.resample(None))]
+        )
+        pending_output = np.concatenate(
+            [pending_output, _frames_to_array(to_output.resample(None))]
+        )
+        if len(pending_session):
+            yield AudioChunk(pending_session, pending_output)
+
+
+def decode_audio(path: str | Path) -> np.ndarray:
+    """The whole file as mono 16 kHz float32 (for tests and evaluation, not the render path)."""
+    return np.concatenate([c.session for c in iter_audio(path)] or [np.zeros(0, np.float32)])

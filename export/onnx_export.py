@@ -1,0 +1,79 @@
+"""Export the torch models to ONNX (opset 17, TensorRT-compatible operators only)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import torch
+
+from export import motion_frame as mf
+from export.render_spec import ATLAS_CHANNELS, INPUT_NAMES, OUTPUT_NAMES
+from export.renderer import Renderer
+
+OPSET = 17
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def renderer_example_inputs(
+    size: int = 512, num_controls: int = 640, grid: int = 64
+) -> dict[str, torch.Tensor]:
+    """Shape-correct dummy inputs (values are irrelevant for tracing)."""
+    gen = torch.Generator().manual_seed(0)
+    k = mf.NUM_BLENDSHAPES + len(mf.GAZE)
+    controls = torch.rand(1, num_controls, 3, generator=gen) * 1.6 - 0.8
+    return {
+        "atlas": torch.rand(1, 2 * size, 2 * size, ATLAS_CHANNELS, generator=gen).half(),
+        "controls": controls,
+        "rest": controls.clone(),
+        "layer_weight": torch.ones(1, 2, num_controls),
+        "basis": torch.zeros(1, k, num_controls, 3),
+        "head_weight": torch.ones(1, num_controls),
+        "pivot": torch.zeros(1, 3),
+        "face_size": torch.full((1, 1), 0.5),
+        "warp": torch.zeros(1, 2, grid * grid, num_controls),
+        "colors": torch.rand(1, 4, 3, generator=gen),
+        "motion": torch.zeros(1, mf.DIM),
+    }
+
+
+def export_renderer(path: Path, size: int = 512) -> Path:
+    """Export the renderer for ``size`` x ``size`` frames with a dynamic batch.
+
+    The size is static (the mouth window is a static slice): other sizes are other files."""
+    model = Renderer().eval()
+    inputs = renderer_example_inputs(size)
+    dynamic = {name: {0: "batch"} for name in INPUT_NAMES}
+    dynamic["frame"] = {0: "batch"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            tuple(inputs[name] for name in INPUT_NAMES),
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    return path
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Export the models to ONNX")
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args(argv)
+    path = export_renderer(args.out / "renderer.onnx", args.size)
+    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, sha256 {file_digest(path)})")
+
+
+if __name__ == "__main__":
+    main()

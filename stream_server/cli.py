@@ -1,0 +1,186 @@
+"""The ``emote`` command line: prepare, render, export (and serve, bench: see docs)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_PORTRAIT = ASSETS / "portraits" / "mona_lisa.jpg"
+DEFAULT_SPEECH = ASSETS / "speech" / "librivox_ss01_0870.wav"
+MOTION_CHOICES = ("dsp",)
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 2, no traceback."""
+
+
+def _quiet_native_logs() -> None:
+    # mediapipe/TFLite print banners on stderr; keep the CLI's output readable.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    from engines.avatar import default_cache_dir
+
+    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+
+def _prepare(args: argparse.Namespace):
+    from engines.avatar import prepare_avatar
+
+    avatar = prepare_avatar(args.image, size=args.size, cache_dir=_cache_dir(args))
+    for warning in avatar.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return avatar
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    import time
+
+    from engines.rig import rig_for_avatar
+
+    t0 = time.perf_counter()
+    avatar = _prepare(args)
+    rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, _cache_dir(args))
+    cache = _cache_dir(args) / "avatars" / avatar.avatar_id
+    print(
+        f"avatar {avatar.avatar_id} ({args.size}x{args.size}, 478 landmarks) cached in {cache} "
+        f"[{time.perf_counter() - t0:.2f} s]"
+    )
+    return 0
+
+
+def _make_generator(name: str, seed: int):
+    if name == "dsp":
+        from engines.dsp_motion import DspMotionGenerator
+
+        return DspMotionGenerator(seed=seed)
+    raise CliError(f"unknown motion generator {name!r}")
+
+
+def _audio_duration(path: Path) -> float | None:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / 1_000_000
+    except (av.FFmpegError, OSError):
+        return None
+    return None
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engines.engine import create_engine
+    from engines.offline import render_to_mp4
+    from engines.renderer_models import renderer_model_for_size
+    from engines.rig import rig_for_avatar
+
+    if not 1 <= args.fps <= 60:
+        raise CliError("--fps must be between 1 and 60")
+    audio = Path(args.audio)
+    if not audio.is_file():
+        raise CliError(f"audio file not found: {audio}")
+    model_dir = renderer_model_for_size(args.size)
+    avatar = _prepare(args)
+    rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, _cache_dir(args))
+    engine = create_engine(
+        "renderer", backend=args.backend, device=args.device, models_dir=model_dir
+    )
+    generator = _make_generator(args.motion, args.seed)
+    duration = _audio_duration(audio)
+    with tqdm(
+        total=round(duration, 2) if duration else None,
+        unit="s",
+        desc="render",
+        disable=args.quiet,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s audio [{elapsed}<{remaining}]",
+    ) as bar:
+
+        def progress(seconds: float) -> None:
+            bar.update(seconds - bar.n)
+
+        result = render_to_mp4(
+            avatar, rig, audio, args.output, generator, engine, args.fps, progress
+        )
+    per_frame = result.stages.per_frame(result.frames)
+    stages = ", ".join(f"{k.removesuffix('_ms')} {v:.1f}" for k, v in per_frame.items())
+    print(
+        f"wrote {args.output}: {result.frames} frames, {result.audio_seconds:.2f} s of audio in "
+        f"{result.wall_seconds:.2f} s (real-time factor {result.realtime_factor:.2f}; "
+        f"per frame ms: {stages})"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from export.onnx_export import main as export_main
+    except ImportError as exc:
+        raise CliError("`emote export` needs torch: pip install '.[train]'") from exc
+    export_main(["--out", str(args.out), "--size", str(args.size)])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emote", description="Talking-portrait avatar engine")
+    parser.add_argument(
+        "--cache-dir", help="avatar cache (default $EMOTE_CACHE_DIR or ~/.cache/emote)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    prep = sub.add_parser("prepare", help="prepare and cache an avatar from a portrait")
+    prep.add_argument("image", type=Path)
+    prep.add_argument("--size", type=int, default=512)
+    prep.set_defaults(func=cmd_prepare)
+
+    render = sub.add_parser("render", help="render a portrait speaking an audio file to MP4")
+    render.add_argument("--image", type=Path, default=DEFAULT_PORTRAIT)
+    render.add_argument("--audio", type=Path, default=DEFAULT_SPEECH)
+    render.add_argument("--output", type=Path, required=True)
+    render.add_argument("--fps", type=int, default=25)
+    render.add_argument("--size", type=int, default=512)
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--motion", choices=MOTION_CHOICES, default="dsp")
+    render.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
+    render.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(func=cmd_render)
+
+    export = sub.add_parser("export", help="export the torch models to ONNX (needs torch)")
+    export.add_argument("--out", type=Path, default=ASSETS / "models")
+    export.add_argument("--size", type=int, default=512)
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_native_logs()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
+    from engines.audio_io import AudioError
+    from engines.avatar import AvatarError
+    from engines.engine import EngineError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, AvatarError, AudioError, EngineError) as exc:
+        print(f"emote: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emote: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
