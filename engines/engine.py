@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "tensorrt", "torch")
 DEVICES = ("cpu", "cuda", "tensorrt")
 
 
@@ -126,9 +126,7 @@ class TorchEngine:
         _check_inputs(self, inputs)
         torch = self._torch
         with torch.no_grad():
-            args = [
-                torch.as_tensor(np.asarray(inputs[n])).to(self.device) for n in self.input_names
-            ]
+            args = [torch.as_tensor(np.asarray(inputs[n])).to(self.device) for n in self.input_names]
             out = self.module(*args)
         outs = out if isinstance(out, tuple) else (out,)
         return {n: o.cpu().numpy() for n, o in zip(self.output_names, outs, strict=True)}
@@ -151,4 +149,8 @@ def create_engine(
         )
     if backend == "torch":
         return TorchEngine(model, spec.torch_factory, device)
+    if backend == "tensorrt":
+        from engines.tensorrt_engine import TensorRTEngine  # imports this module
+
+        return TensorRTEngine(model, (models_dir or MODELS_DIR) / spec.onnx_file)
     raise EngineError(f"unknown backend {backend!r}; choose from {BACKENDS}")

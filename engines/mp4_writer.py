@@ -27,7 +27,7 @@ class Mp4Writer:
         size: int,
         audio_rate: int = 48_000,
         crf: int = 20,
-        preset: str = "veryfast",
+        preset: str = "superfast",
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,20 @@
 """Offline rendering: portrait + audio file -> MP4, through the live pipeline's code path.
 
 Audio is decoded incrementally and pushed in 20 ms chunks into the same MotionStream the
-server uses; every motion frame is rendered by the renderer engine as soon as it exists;
-encoding runs on a second thread so rendering and encoding overlap on two cores.
+server uses; every motion frame is rendered by the renderer engine as soon as it exists.
+Frames render on a small thread pool (onnxruntime releases the GIL; one intra-op thread per
+call) and encode on another thread, so a 2-core machine keeps both cores busy.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from engines.mp4_writer import Mp4Writer
 from engines.rig import Rig
 
 ENCODE_QUEUE = 16
+RENDER_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -61,12 +66,11 @@ class FrameRenderer:
         self.inputs = rig.inputs()
 
     def render(self, motion: np.ndarray) -> np.ndarray:
-        """(n, DIM) motion -> (n, S, S, 3) uint8, one engine call per frame (batch 1)."""
+        """(n, DIM) motion -> (n, S, S, 3) uint8 RGB, one engine call per frame (batch 1)."""
         frames = []
         for row in motion.reshape(-1, motion.shape[-1]):
-            self.inputs["motion"] = row[None].astype(np.float32)
-            out = self.engine.run(self.inputs)["frame"]
-            frames.append(np.clip(out[0] + 0.5, 0, 255).astype(np.uint8))
+            inputs = {**self.inputs, "motion": row[None].astype(np.float32)}  # thread-safe
+            frames.append(self.engine.run(inputs)["frame"][0])
         return np.stack(frames)
 
 
@@ -141,21 +145,35 @@ def render_to_mp4(
         stages.motion_ms += (time.perf_counter() - t0) * 1000.0
         yield from ready
 
-    with Mp4Writer(output, fps, size) as writer:
+    def render_one(motion: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        rgb = renderer.render(motion)[0]
+        stages.render_ms += (time.perf_counter() - t0) * 1000.0
+        return rgb
+
+    def deliver(future: Future[np.ndarray]) -> None:
+        nonlocal frames_done
+        jobs.put(("video", future.result()))
+        frames_done += 1
+        if failure:
+            raise failure[0]
+        if progress is not None:
+            progress(frames_done / fps)
+
+    in_flight: deque[Future[np.ndarray]] = deque()
+    with Mp4Writer(output, fps, size) as writer, ThreadPoolExecutor(RENDER_WORKERS) as pool:
         thread = threading.Thread(target=encoder, args=(writer,), name="mp4-encoder", daemon=True)
         thread.start()
         try:
             for motion in _retime(motion_frames(), fps):
-                t0 = time.perf_counter()
-                rgb = renderer.render(motion)[0]
-                stages.render_ms += (time.perf_counter() - t0) * 1000.0
-                jobs.put(("video", rgb))
-                frames_done += 1
-                if failure:
-                    raise failure[0]
-                if progress is not None:
-                    progress(frames_done / fps)
+                in_flight.append(pool.submit(render_one, motion))
+                if len(in_flight) > 2 * RENDER_WORKERS:  # bounded: frames leave in order
+                    deliver(in_flight.popleft())
+            while in_flight:
+                deliver(in_flight.popleft())
         finally:
+            for future in in_flight:
+                future.cancel()
             jobs.put(None)
             thread.join()
         if failure:

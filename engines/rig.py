@@ -26,7 +26,7 @@ import numpy as np
 
 from engines import facemesh_topology as topo
 from export import motion_frame as mf
-from export.render_spec import AUX_CHANNELS, GRID, MOUTH_WINDOW, NUM_CONTROLS
+from export.render_spec import DETAIL_CHANNELS, GRID, MOUTH_WINDOW, NUM_CONTROLS
 
 TPS_REGULARIZATION = 2e-5
 # Basis rows: the blendshapes in motion-frame order, then gaze x and y.
@@ -37,7 +37,8 @@ BASIS_FIELDS = mf.BLENDSHAPES + mf.GAZE
 class Rig:
     """Renderer inputs that depend only on the avatar (batch dimension added by the engine)."""
 
-    atlas: np.ndarray  # (2S, 2S, 9) float16: RGB in [0, 1] + AUX_CHANNELS at half-pixel steps
+    atlas: np.ndarray  # (2S, 2S, 3) float16: RGB at half-pixel steps, integers in [0, 255]
+    detail_atlas: np.ndarray  # (2S, 2S, 6) float16: DETAIL_CHANNELS at half-pixel steps
     controls: np.ndarray  # (N, 3) float32: positions in the portrait
     rest: np.ndarray  # (N, 3) float32: rest pose (the portrait with its lips closed)
     layer_weight: np.ndarray  # (2, N) float32: expression weight in the skull / jaw layer
@@ -46,12 +47,13 @@ class Rig:
     pivot: np.ndarray  # (3,) float32: head rotation centre
     face_size: np.ndarray  # (1,) float32: translation unit (brow to chin), normalized
     warp: np.ndarray  # (2, GRID*GRID, N) float32: control displacement -> grid displacement
-    colors: np.ndarray  # (4, 3) float32: cavity, teeth, tongue, eyelid (RGB, [0, 1])
+    colors: np.ndarray  # (4, 3) float32: cavity, teeth, tongue, eyelid (RGB, [0, 255])
 
     def inputs(self) -> dict[str, np.ndarray]:
         """Named renderer inputs with a batch dimension of 1."""
         return {
             "atlas": self.atlas[None],
+            "detail_atlas": self.detail_atlas[None],
             "controls": self.controls[None],
             "rest": self.rest[None],
             "layer_weight": self.layer_weight[None],
@@ -443,6 +445,7 @@ def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
 
 
 def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
+    """The source-space maps (S, S, 6) in DETAIL_CHANNELS order."""
     wm = frame.mouth_width
     inner_upper = lm[list(topo.LIPS_INNER_UPPER)]
     inner_lower = lm[list(topo.LIPS_INNER_LOWER)]
@@ -476,9 +479,9 @@ def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
     below_upper = pb - _interp_curve(ua, ub, pa)
     above_lower = _interp_curve(la, lb, pa) - pb
     half = 0.5 * wm
-    teeth_h = 0.17 * wm
+    teeth_h = 0.15 * wm
     teeth = (
-        _smoothstep(0.0, 0.012 * wm, below_upper)
+        _smoothstep(0.015 * wm, 0.045 * wm, below_upper)
         * (1.0 - _smoothstep(0.65 * teeth_h, teeth_h, below_upper))
         * (1.0 - _smoothstep(0.55 * half, 0.8 * half, np.abs(pa)))
     )
@@ -499,14 +502,14 @@ def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
     # One signed channel: the subject's left eye positive, the right eye negative.
     eye_sign = eyes[0] - eyes[1]
     maps = {
+        "eyes": eye_sign,
         "skull": skull,
         "not_base": not_base,
         "teeth": teeth,
-        "eyes": eye_sign,
         "jaw": jaw,
         "tongue": tongue,
     }
-    return np.stack([maps[name] for name in AUX_CHANNELS]).astype(np.float32)
+    return np.stack([maps[name] for name in DETAIL_CHANNELS], -1).astype(np.float32)
 
 
 def _window_fade(size: int) -> np.ndarray:
@@ -540,14 +543,14 @@ def _colors(image: np.ndarray, lm: np.ndarray, frame: _FaceFrame) -> np.ndarray:
     skin = np.mean([patch_median(c, r) for c in cheeks], 0)
     lum = float(np.clip(skin.mean(), 0.15, 0.9))
     cavity = 0.12 * skin + np.array([0.04, 0.0, 0.0])
-    teeth = np.clip(0.55 * np.array([0.95, 0.92, 0.84]) * (lum / 0.55) + 0.3 * skin, 0.0, 0.95)
+    teeth = np.clip(0.5 * np.array([0.92, 0.88, 0.80]) * (lum / 0.55) + 0.25 * skin, 0.0, 0.9)
     tongue = np.clip(np.array([0.55, 0.24, 0.24]) * (lum / 0.6) * 0.8, 0.0, 1.0)
     lids = [lm[27] * 0.5 + lm[159] * 0.5, lm[257] * 0.5 + lm[386] * 0.5]  # just above the lids
     lid = 0.88 * np.mean([patch_median(c, 0.4 * r) for c in lids], 0)
     return np.stack([cavity, teeth, tongue, lid]).astype(np.float32)
 
 
-def _half_pixel_atlas(maps: np.ndarray) -> np.ndarray:
+def _half_pixel_atlas(maps: np.ndarray, lo: float, hi: float, integer: bool) -> np.ndarray:
     """(S, S, C) -> (2S, 2S, C) float16 with the originals at even indices and cubic
     midpoints between them (the last row/column repeats), for nearest-sample rendering."""
 
@@ -561,7 +564,10 @@ def _half_pixel_atlas(maps: np.ndarray) -> np.ndarray:
         out[-1] = x[-1]
         return np.moveaxis(out, 0, axis)
 
-    return np.clip(upsample(upsample(maps.astype(np.float32), 0), 1), -1.0, 1.0).astype(np.float16)
+    atlas = np.clip(upsample(upsample(maps.astype(np.float32), 0), 1), lo, hi)
+    if integer:
+        atlas = np.round(atlas)
+    return np.ascontiguousarray(atlas, dtype=np.float16)
 
 
 def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
@@ -604,11 +610,8 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     pivot = pivot_px * to_norm - np.array([1.0, 1.0, 0.0])
     brow_chin = np.linalg.norm(lm[9, :2] - lm[topo.CHIN, :2]) * to_norm
     return Rig(
-        atlas=_half_pixel_atlas(
-            np.concatenate(
-                [image.astype(np.float32) / 255.0, _aux_maps(lm, frame, size).transpose(1, 2, 0)], 2
-            )
-        ),
+        atlas=_half_pixel_atlas(image, 0.0, 255.0, integer=True),
+        detail_atlas=_half_pixel_atlas(_aux_maps(lm, frame, size), -1.0, 1.0, integer=False),
         controls=controls.astype(np.float32),
         rest=rest.astype(np.float32),
         layer_weight=layer_weight.astype(np.float32),
@@ -617,11 +620,11 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
         pivot=pivot.astype(np.float32),
         face_size=np.array([brow_chin], np.float32),
         warp=warp,
-        colors=_colors(image, lm, frame),
+        colors=_colors(image, lm, frame) * 255.0,
     )
 
 
-RIG_VERSION = 1
+RIG_VERSION = 3
 
 
 def rig_for_avatar(

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from export import motion_frame as mf
-from export.render_spec import ATLAS_CHANNELS, INPUT_NAMES, OUTPUT_NAMES
+from export.render_spec import ATLAS_CHANNELS, DETAIL_CHANNELS, INPUT_NAMES, OUTPUT_NAMES
 from export.renderer import Renderer
 
 OPSET = 17
@@ -24,7 +24,12 @@ def renderer_example_inputs(
     k = mf.NUM_BLENDSHAPES + len(mf.GAZE)
     controls = torch.rand(1, num_controls, 3, generator=gen) * 1.6 - 0.8
     return {
-        "atlas": torch.rand(1, 2 * size, 2 * size, ATLAS_CHANNELS, generator=gen).half(),
+        "atlas": (torch.rand(1, 2 * size, 2 * size, len(ATLAS_CHANNELS), generator=gen) * 255)
+        .round()
+        .half(),
+        "detail_atlas": torch.rand(
+            1, 2 * size, 2 * size, len(DETAIL_CHANNELS), generator=gen
+        ).half(),
         "controls": controls,
         "rest": controls.clone(),
         "layer_weight": torch.ones(1, 2, num_controls),
@@ -33,7 +38,7 @@ def renderer_example_inputs(
         "pivot": torch.zeros(1, 3),
         "face_size": torch.full((1, 1), 0.5),
         "warp": torch.zeros(1, 2, grid * grid, num_controls),
-        "colors": torch.rand(1, 4, 3, generator=gen),
+        "colors": torch.rand(1, 4, 3, generator=gen) * 255,
         "motion": torch.zeros(1, mf.DIM),
     }
 

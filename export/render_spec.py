@@ -4,6 +4,7 @@ from __future__ import annotations
 
 INPUT_NAMES: tuple[str, ...] = (
     "atlas",
+    "detail_atlas",
     "controls",
     "rest",
     "layer_weight",
@@ -17,21 +18,26 @@ INPUT_NAMES: tuple[str, ...] = (
 )
 OUTPUT_NAMES: tuple[str, ...] = ("frame",)
 
-# Source-space maps stored after RGB in the atlas (see engines.rig): the skull (upper) layer
-# reads skull, not_base, teeth and eyes over the whole frame; the jaw (lower) layer reads jaw
-# and tongue inside MOUTH_WINDOW.
-AUX_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth", "eyes", "jaw", "tongue")
-ATLAS_CHANNELS = 3 + len(AUX_CHANNELS)
+# Source-space maps (see engines.rig). ``atlas`` holds RGB, sampled by the skull (upper)
+# layer over the whole frame; ``detail_atlas`` holds the maps read only inside the windows:
+# the signed eye mask (skull layer, EYE_WINDOW); skull, not_base and teeth (skull layer) and
+# jaw and tongue (jaw layer) in MOUTH_WINDOW.
+ATLAS_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
+DETAIL_CHANNELS: tuple[str, ...] = ("eyes", "skull", "not_base", "teeth", "jaw", "tongue")
 
 GRID = 64  # coarse warp grid (GRID x GRID)
 NUM_CONTROLS = 640  # control points, padded: static shapes for every avatar
 
-# The jaw layer is computed only inside this window of the output frame (fractions of the
-# size: top, bottom, left, right). The avatar framing puts the mouth and jaw inside it; the
-# rig fades the jaw mask out before the window's edge (see engines.rig).
-MOUTH_WINDOW: tuple[float, float, float, float] = (0.45, 0.95, 0.16, 0.84)
+# Per-pixel work beyond copying the warped portrait happens only inside two static windows of
+# the output frame (fractions of the size: top, bottom, left, right). The avatar framing
+# (engines.avatar) puts the eyes and the mouth and jaw inside them; the rig fades the jaw mask
+# out before the mouth window's edge.
+EYE_WINDOW: tuple[float, float, float, float] = (0.30, 0.54, 0.18, 0.82)
+MOUTH_WINDOW: tuple[float, float, float, float] = (0.54, 0.94, 0.22, 0.78)
 
 
-def window_pixels(size: int) -> tuple[int, int, int, int]:
-    top, bottom, left, right = MOUTH_WINDOW
+def window_pixels(
+    window: tuple[float, float, float, float], size: int
+) -> tuple[int, int, int, int]:
+    top, bottom, left, right = window
     return round(top * size), round(bottom * size), round(left * size), round(right * size)

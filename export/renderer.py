@@ -26,13 +26,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from export import motion_frame as mf
-from export.render_spec import GRID, INPUT_NAMES, OUTPUT_NAMES, window_pixels
+from export.render_spec import (
+    EYE_WINDOW,
+    GRID,
+    INPUT_NAMES,
+    MOUTH_WINDOW,
+    OUTPUT_NAMES,
+    window_pixels,
+)
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "Renderer"]
 
 # Damped fixed-point inversion s <- s + a (p - s - D(s)) converges where the forward map
 # stretches by up to 2/a - 1 (a jaw drop stretches the skin under the lip ~2-3x).
-INVERSION_ITERATIONS = 10
+INVERSION_ITERATIONS = 6
 INVERSION_STEP = 0.5
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
 _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
@@ -54,27 +61,36 @@ def _rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> tor
     return r_roll @ r_yaw @ r_pitch
 
 
-def _sample(atlas: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Sample the half-pixel atlas at ``grid`` (grid_sample coordinates, border clamp).
+def _gather(atlas: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Nearest sample of the half-pixel atlas at ``coords`` (B, h, w, 2): x, y in atlas
+    index units (2 per source pixel, 0 = the first pixel's centre), clamped to the border.
 
-    ``atlas`` (B, 2H, 2W, C) float16 holds the source at twice its resolution, aligned so that
-    even indices are the original pixel centres; taking the nearest atlas sample is within a
-    quarter pixel of bilinear sampling and costs one Gather of C-vectors per output pixel
-    (onnxruntime's CPU GridSample takes ~100 ms at 512x512; this ~5 ms). Returns
-    (B, C, h, w) float32.
+    ``atlas`` (B, 2H, 2W, C) holds the source at twice its resolution with the original pixel
+    centres at even indices: the nearest atlas sample is within a quarter pixel of bilinear
+    sampling and costs one Gather of a C-vector per output pixel (onnxruntime's CPU
+    GridSample takes ~100 ms at 512x512). Returns (B, h, w, C) in the atlas' dtype.
     """
     batch, height2, width2, channels = atlas.shape
-    height, width = height2 // 2, width2 // 2
-    out_h, out_w = grid.shape[1], grid.shape[2]
-    # Source pixel-centre coordinates in [0, W-1], then the nearest half-pixel index.
-    x = (((grid[..., 0] + 1.0) * width - 1.0) * 0.5).clamp(0.0, width - 1.0)
-    y = (((grid[..., 1] + 1.0) * height - 1.0) * 0.5).clamp(0.0, height - 1.0)
-    xi = torch.floor(x * 2.0 + 0.5).to(torch.int64)
-    yi = torch.floor(y * 2.0 + 0.5).to(torch.int64)
+    out_h, out_w = coords.shape[1], coords.shape[2]
+    nearest = torch.floor(coords.clamp(0.0, width2 - 2.0) + 0.5)  # square atlas: one bound
+    x, y = torch.split(nearest, 1, dim=-1)
+    index = (x + y * float(width2)).squeeze(-1).to(torch.int64)  # exact below 2**24
     offset = (torch.arange(batch, dtype=torch.int64) * (height2 * width2)).view(batch, 1, 1)
-    index = (offset + yi * width2 + xi).reshape(-1)
-    rows = torch.index_select(atlas.reshape(batch * height2 * width2, channels), 0, index)
-    return rows.to(torch.float32).view(batch, out_h, out_w, channels).permute(0, 3, 1, 2)
+    rows = torch.index_select(
+        atlas.reshape(batch * height2 * width2, channels), 0, (index + offset).reshape(-1)
+    )
+    return rows.view(batch, out_h, out_w, channels)
+
+
+def _planar(rows: torch.Tensor) -> torch.Tensor:
+    """(B, h, w, C) any dtype -> (B, C, h, w) float32: elementwise work broadcasts cheaply
+    over leading dimensions in onnxruntime, expensively over a trailing one."""
+    return rows.to(torch.float32).permute(0, 3, 1, 2)
+
+
+def _to_pixels(planar: torch.Tensor) -> torch.Tensor:
+    """(B, 3, h, w) float in [0, 255] -> (B, h, w, 3) uint8, rounded."""
+    return (planar.clamp(0.0, 255.0) + 0.5).permute(0, 2, 3, 1).to(torch.uint8)
 
 
 class Renderer(nn.Module):
@@ -121,7 +137,8 @@ class Renderer(nn.Module):
 
     def forward(
         self,
-        atlas: torch.Tensor,  # (B, 2H, 2W, 9) float16: RGB in [0, 1] + render_spec.AUX_CHANNELS
+        atlas: torch.Tensor,  # (B, 2H, 2W, 3) float16: RGB, integers in [0, 255]
+        detail_atlas: torch.Tensor,  # (B, 2H, 2W, 6) float16: render_spec.DETAIL_CHANNELS
         controls: torch.Tensor,  # (B, N, 3) positions in the portrait
         rest: torch.Tensor,  # (B, N, 3) rest-pose positions (lips closed)
         layer_weight: torch.Tensor,  # (B, 2, N) expression weight per layer
@@ -130,29 +147,37 @@ class Renderer(nn.Module):
         pivot: torch.Tensor,  # (B, 3)
         face_size: torch.Tensor,  # (B, 1)
         warp: torch.Tensor,  # (B, 2, G*G, N)
-        colors: torch.Tensor,  # (B, 4, 3) cavity, teeth, tongue, eyelid
+        colors: torch.Tensor,  # (B, 4, 3) cavity, teeth, tongue, eyelid; [0, 255]
         motion: torch.Tensor,  # (B, DIM)
-    ) -> torch.Tensor:  # (B, H, W, 3) in [0, 255]
+    ) -> torch.Tensor:  # (B, H, W, 3) uint8
         batch = atlas.shape[0]
         height, width = atlas.shape[1] // 2, atlas.shape[2] // 2
         targets = self._targets(rest, layer_weight, basis, head_weight, pivot, face_size, motion)
         forward_disp = (targets - controls.unsqueeze(1))[..., :2]  # orthographic projection
-        backward = self._backward_maps(forward_disp, warp)
-        backward = F.interpolate(
-            backward, size=(height, width), mode="bilinear", align_corners=True
-        )
-        backward = backward.view(batch, 2, 2, height, width).permute(0, 1, 3, 4, 2)
-        xs = (torch.arange(width, dtype=torch.float32) * 2.0 + 1.0) / width - 1.0
-        ys = (torch.arange(height, dtype=torch.float32) * 2.0 + 1.0) / height - 1.0
+        backward = self._backward_maps(forward_disp, warp).view(batch, 2, 2, self.grid, self.grid)
+        # Output pixel centres in atlas index units (normalized coordinate c <-> (c + 1) W - 1).
+        xs = torch.arange(width, dtype=torch.float32) * 2.0
+        ys = torch.arange(height, dtype=torch.float32) * 2.0
         base = torch.stack(
             [xs.view(1, width).expand(height, width), ys.view(height, 1).expand(height, width)], -1
         )
-        grid_upper = base + backward[:, 0]  # (B, H, W, 2)
 
-        # Skull layer over the whole frame, with eyelids tinted shut on blinks.
-        upper = _sample(atlas, grid_upper)
-        rgb = upper[:, :3]
-        eyes = upper[:, 6:7]
+        def full_res(coarse: torch.Tensor) -> torch.Tensor:  # (B, 2, g, g) -> (B, H, W, 2)
+            fine = F.interpolate(
+                coarse * float(width), size=(height, width), mode="bilinear", align_corners=True
+            )
+            return base + fine.permute(0, 2, 3, 1)
+
+        # The skull layer covers the whole frame and needs no arithmetic outside the windows.
+        grid_upper = full_res(backward[:, 0])
+        frame = _gather(atlas, grid_upper)  # (B, H, W, 3) float16
+        eye_t, eye_b, eye_l, eye_r = window_pixels(EYE_WINDOW, int(height))
+        top, bottom, left, right = window_pixels(MOUTH_WINDOW, int(height))
+
+        # Eyes: lids tinted shut on blinks.
+        eye_grid = grid_upper[:, eye_t:eye_b, eye_l:eye_r]
+        eye_rgb = _planar(frame[:, eye_t:eye_b, eye_l:eye_r])
+        eyes = _planar(_gather(detail_atlas, eye_grid))[:, 0:1]
         blink_left = motion[:, _BLINK_LEFT].view(batch, 1, 1, 1)
         blink_right = motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1)
         lid = (
@@ -160,23 +185,31 @@ class Renderer(nn.Module):
             + (-eyes).clamp(min=0.0) * blink_right * blink_right
         )
         lid_color = colors[:, 3].view(batch, 3, 1, 1)
-        rgb = rgb + (lid_color - rgb) * (0.85 * lid)
+        eye_rgb = eye_rgb + (lid_color - eye_rgb) * (0.85 * lid)
 
-        # Jaw layer and mouth interior, inside the mouth window only.
-        top, bottom, left, right = window_pixels(int(height))
-        grid_lower = base[top:bottom, left:right] + backward[:, 1, top:bottom, left:right]
-        lower = _sample(atlas, grid_lower)
-        win = upper[:, :, top:bottom, left:right]
-        cavity, teeth_c, tongue_c = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
-        interior = cavity + (tongue_c - cavity) * (0.75 * lower[:, 8:9])
-        interior = interior + (teeth_c - interior) * (0.9 * win[:, 5:6])
-        behind = interior + (win[:, :3] - interior) * (1.0 - win[:, 4:5])
-        a_skull = win[:, 3:4]
-        a_jaw = lower[:, 7:8]
-        composite = behind + (lower[:, :3] - behind) * a_jaw
-        composite = composite + (rgb[:, :, top:bottom, left:right] - composite) * a_skull
-        middle = torch.cat(
-            [rgb[:, :, top:bottom, :left], composite, rgb[:, :, top:bottom, right:]], 3
+        # Mouth: skull over jaw over (mouth interior or neck and background).
+        grid_lower = full_res(backward[:, 1])[:, top:bottom, left:right]
+        _, skull, not_base, teeth, _, _ = torch.split(
+            _planar(_gather(detail_atlas, grid_upper[:, top:bottom, left:right])), 1, dim=1
         )
-        rgb = torch.cat([rgb[:, :, :top], middle, rgb[:, :, bottom:]], 2)
-        return (rgb.clamp(0.0, 1.0) * 255.0).permute(0, 2, 3, 1)
+        _, _, _, _, jaw, tongue = torch.split(_planar(_gather(detail_atlas, grid_lower)), 1, dim=1)
+        skull_rgb = _planar(frame[:, top:bottom, left:right])
+        jaw_rgb = _planar(_gather(atlas, grid_lower))
+        cavity, teeth_c, tongue_c = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
+        interior = cavity + (tongue_c - cavity) * (0.75 * tongue)
+        interior = interior + (teeth_c - interior) * (0.9 * teeth)
+        behind = interior + (skull_rgb - interior) * (1.0 - not_base)
+        mouth_rgb = behind + (jaw_rgb - behind) * jaw
+        mouth_rgb = mouth_rgb + (skull_rgb - mouth_rgb) * skull
+
+        pixels = (frame + 0.5).to(torch.uint8)  # the atlas holds integers: exact
+        return _paste(
+            _paste(pixels, _to_pixels(eye_rgb), eye_t, eye_l), _to_pixels(mouth_rgb), top, left
+        )
+
+
+def _paste(frame: torch.Tensor, patch: torch.Tensor, top: int, left: int) -> torch.Tensor:
+    """Replace a (static) rectangle of (B, H, W, C) ``frame`` with ``patch``: Slice + Concat."""
+    bottom, right = top + patch.shape[1], left + patch.shape[2]
+    middle = torch.cat([frame[:, top:bottom, :left], patch, frame[:, top:bottom, right:]], 2)
+    return torch.cat([frame[:, :top], middle, frame[:, bottom:]], 1)
