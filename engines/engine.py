@@ -126,7 +126,9 @@ class TorchEngine:
         _check_inputs(self, inputs)
         torch = self._torch
         with torch.no_grad():
-            args = [torch.as_tensor(np.asarray(inputs[n])).to(self.device) for n in self.input_names]
+            args = [
+                torch.as_tensor(np.asarray(inputs[n])).to(self.device) for n in self.input_names
+            ]
             out = self.module(*args)
         outs = out if isinstance(out, tuple) else (out,)
         return {n: o.cpu().numpy() for n, o in zip(self.output_names, outs, strict=True)}

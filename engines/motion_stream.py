@@ -67,16 +67,21 @@ class MotionStream:
         return max(0, usable // SAMPLES_PER_FRAME - self.next_frame)
 
     def push(self, samples: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Add a chunk of 16 kHz mono float32 audio; return the new (frame_index, frame)s."""
-        self.ring.write(samples)
-        return self._generate_ready()
+        """Add a chunk of 16 kHz mono float32 audio (any length); return the new
+        (frame_index, frame)s. Long chunks are fed in pieces so the ring never overflows."""
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        piece = self.ring.capacity // 4
+        out: list[tuple[int, np.ndarray]] = []
+        for start in range(0, len(samples), piece):
+            self.ring.write(samples[start : start + piece])
+            out.extend(self._generate_ready())
+        return out
 
     def flush(self) -> list[tuple[int, np.ndarray]]:
         """End of stream: pad with silence so that every frame with audio gets generated."""
         total_frames = -(-self.ring.end // SAMPLES_PER_FRAME)
         needed_end = total_frames * SAMPLES_PER_FRAME + self.generator.lookahead_samples
-        self.ring.write(np.zeros(max(0, needed_end - self.ring.end), np.float32))
-        out = self._generate_ready()
+        out = self.push(np.zeros(max(0, needed_end - self.ring.end), np.float32))
         return [(k, f) for k, f in out if k < total_frames]
 
     def _generate_ready(self) -> list[tuple[int, np.ndarray]]:

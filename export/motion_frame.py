@@ -4,9 +4,10 @@ A motion frame describes the face at one video frame (frame k covers audio sampl
 [640k, 640(k+1)) at 16 kHz / 25 fps):
 
 * a subset of the ARKit blendshapes, under their ARKit names, each in [0, 1];
-* head pose: yaw, pitch, roll in radians; translation (x right, y down) as a fraction of the
-  face size (the distance from the brow line to the chin); scale as a relative change
-  (0 = unchanged, 0.05 = 5 % larger);
+* head pose: yaw, pitch, roll in radians (positive yaw turns the face to the viewer's
+  right, positive pitch nods down, positive roll tilts clockwise on screen); translation
+  (x right, y down) as a fraction of the face size (the distance from the brow line to the
+  chin); scale as a relative change (0 = unchanged, 0.05 = 5 % larger);
 * gaze: horizontal and vertical iris shift as a fraction of the eye opening, in [-1, 1]
   (positive = the viewer's right / down).
 

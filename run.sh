@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian/Ubuntu machine with Python 3.11:
+#   ./run.sh serve    set everything up, then start the server on the bundled portrait
+#   ./run.sh demo     set everything up, then render the bundled portrait speaking to out/demo.mp4
+#   ./run.sh test     set everything up, then run the linters and the whole test suite
+#   ./run.sh setup    only set up (.venv with every extra but the GPU one)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+VENV=${VENV:-.venv}
+
+log() { printf '\033[1m[run.sh]\033[0m %s\n' "$*" >&2; }
+
+apt_install() {
+  # Install Debian packages that are missing (needs root or sudo).
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+setup() {
+  if ! "$PYTHON" -m venv --help >/dev/null 2>&1 || ! "$PYTHON" -c "import ensurepip" 2>/dev/null; then
+    apt_install python3-venv
+  fi
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  local stamp="$VENV/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    log "installing the project and its dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    # torch==2.13.0 (the 'train' extra) resolves to the local CPU build here.
+    "$VENV/bin/python" -m pip install -q -e ".[train,dev]"
+    # mediapipe pulls the GUI build of OpenCV (needs libGL); swap in the headless one.
+    "$VENV/bin/python" -m pip uninstall -q -y opencv-contrib-python opencv-python 2>/dev/null || true
+    "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "opencv-python-headless==4.11.0.86"
+    "$VENV/bin/python" -c "import cv2, mediapipe, onnxruntime, av, torch" \
+      || { log "installation check failed"; exit 1; }
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+  fi
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup)
+    setup ;;
+  demo)
+    setup
+    mkdir -p out
+    "$VENV/bin/emote" render --output out/demo.mp4 "$@"
+    log "open out/demo.mp4" ;;
+  serve)
+    setup
+    exec "$VENV/bin/emote" serve "$@" ;;
+  test)
+    setup
+    log "ruff"
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    log "pytest"
+    "$VENV/bin/python" -m pytest -q "$@" ;;
+  *)
+    echo "usage: ./run.sh {serve|demo|test|setup} [args...]" >&2
+    exit 2 ;;
+esac
