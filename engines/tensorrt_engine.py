@@ -220,5 +220,6 @@ class TensorRTEngine:
                 # TensorRT writes the output densely from the buffer's start.
                 shape = tuple(self.context.get_tensor_shape(name))
                 flat = self._buffers[name].view(-1)[: int(np.prod(shape))]
-                outputs[name] = flat.view(shape).cpu().numpy()  # .cpu() waits for the stream
+                # A fresh host copy (the buffer is reused); waits for the stream.
+                outputs[name] = flat.view(shape).to("cpu", copy=True).numpy()
         return outputs

@@ -73,8 +73,7 @@ def _gather(atlas: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     batch, height2, width2, channels = atlas.shape
     out_h, out_w = coords.shape[1], coords.shape[2]
     nearest = torch.floor(coords.clamp(0.0, width2 - 2.0) + 0.5)  # square atlas: one bound
-    x, y = torch.split(nearest, 1, dim=-1)
-    index = (x + y * float(width2)).squeeze(-1).to(torch.int64)  # exact below 2**24
+    index = (nearest[..., 0] + nearest[..., 1] * float(width2)).to(torch.int64)  # exact < 2**24
     offset = (torch.arange(batch, dtype=torch.int64) * (height2 * width2)).view(batch, 1, 1)
     rows = torch.index_select(
         atlas.reshape(batch * height2 * width2, channels), 0, (index + offset).reshape(-1)
@@ -89,8 +88,8 @@ def _planar(rows: torch.Tensor) -> torch.Tensor:
 
 
 def _to_pixels(planar: torch.Tensor) -> torch.Tensor:
-    """(B, 3, h, w) float in [0, 255] -> (B, h, w, 3) uint8, rounded."""
-    return (planar.clamp(0.0, 255.0) + 0.5).permute(0, 2, 3, 1).to(torch.uint8)
+    """(B, 3, h, w) float in [0, 255] -> (B, h, w, 3) float16 integers (exact in float16)."""
+    return torch.floor(planar.clamp(0.0, 255.0) + 0.5).permute(0, 2, 3, 1).to(torch.float16)
 
 
 class Renderer(nn.Module):
@@ -202,10 +201,10 @@ class Renderer(nn.Module):
         mouth_rgb = behind + (jaw_rgb - behind) * jaw
         mouth_rgb = mouth_rgb + (skull_rgb - mouth_rgb) * skull
 
-        pixels = (frame + 0.5).to(torch.uint8)  # the atlas holds integers: exact
-        return _paste(
-            _paste(pixels, _to_pixels(eye_rgb), eye_t, eye_l), _to_pixels(mouth_rgb), top, left
-        )
+        # Splice in float16 (all values are integers, exact); uint8 only at the output, the one
+        # place TensorRT allows it.
+        frame = _paste(frame, _to_pixels(eye_rgb), eye_t, eye_l)
+        return _paste(frame, _to_pixels(mouth_rgb), top, left).to(torch.uint8)
 
 
 def _paste(frame: torch.Tensor, patch: torch.Tensor, top: int, left: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Check that an ONNX graph only uses what TensorRT 10's ONNX parser can build, without TensorRT.
 
-The models contract (docs: "using only operators that TensorRT supports ... No custom plugins")
-is enforced here: tests/test_trt_compat.py runs this over every shipped graph, so a graph that
+The design's Models contract ("only operators that TensorRT supports ... No custom plugins") is
+enforced here: tests/test_trt_compat.py runs this over every shipped graph, so a graph that
 needs a plugin, a too-new opset or an unsupported operator mode fails CI on machines without a
 GPU. Building the engine on a GPU (engines.tensorrt_engine) remains the final word.
 
