@@ -29,7 +29,12 @@ class AudioChunk:
 
 
 def _resampler(rate: int) -> av.AudioResampler:
-    return av.AudioResampler(format="flt", layout="mono", rate=rate)
+    # FFmpeg's default stereo -> mono matrix adds L and R at -3 dB each, which lifts correlated
+    # stereo (most music and speech) by 3 dB and pushes a mastered song over full scale in the
+    # output track. rematrix_maxval=1 scales the matrix so that the mix cannot clip (L/2 + R/2).
+    return av.AudioResampler(
+        format="flt", layout="mono", rate=rate, options={"rematrix_maxval": "1.0"}
+    )
 
 
 def _frames_to_array(frames: list[av.AudioFrame]) -> np.ndarray:
@@ -73,7 +78,11 @@ def iter_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[AudioC
                 pending_output = np.concatenate(
                     [pending_output, _frames_to_array(to_output.resample(frame))]
                 )
-                while len(pending_session) >= chunk:
+                # Strictly more than a chunk: something always stays pending for the final
+                # chunk, which also carries the 48 kHz resampler's flushed tail (its filter
+                # delay, ~1 ms). With ">=" a 16 kHz input (no delay on the session side)
+                # ended with nothing pending and that tail was dropped from the output track.
+                while len(pending_session) > chunk:
                     n_out = len(pending_session[:chunk]) * OUTPUT_RATE // SAMPLE_RATE
                     yield AudioChunk(pending_session[:chunk], pending_output[:n_out])
                     pending_session, pending_output = (
@@ -83,7 +92,10 @@ def iter_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[AudioC
                     total += chunk
                     if total > MAX_AUDIO_SECONDS * SAMPLE_RATE:
                         raise AudioError(f"audio longer than {MAX_AUDIO_SECONDS:.0f} s")
-        except av.FFmpegError as exc:
+        except (av.FFmpegError, ValueError) as exc:
+            # ValueError: PyAV's resampler refuses a mid-stream format change.
+            if isinstance(exc, AudioError):
+                raise
             if not decoded_any:
                 raise AudioError(f"cannot decode audio in {path.name}: {exc}") from exc
             # A damaged tail: keep what decoded (players do the same).

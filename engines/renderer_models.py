@@ -16,17 +16,15 @@ SHIPPED_SIZE = 512
 MIN_SIZE, MAX_SIZE = 128, 1024
 
 
-def renderer_model_for_size(size: int) -> Path:
-    """Directory holding ``renderer.onnx`` for ``size`` x ``size`` frames."""
+def renderer_model_for_size(size: int, cache_root: Path | None = None) -> Path:
+    """Directory holding ``renderer.onnx`` for ``size`` x ``size`` frames (exports of other
+    sizes than the shipped one live under ``cache_root``/models/<size>)."""
     if not MIN_SIZE <= size <= MAX_SIZE or size % 16:
         raise EngineError(f"--size must be a multiple of 16 in {MIN_SIZE}..{MAX_SIZE}, got {size}")
     if size == SHIPPED_SIZE:
         return MODELS_DIR
-    cache = (
-        Path(os.environ.get("EMOTE_CACHE_DIR", Path.home() / ".cache" / "emote"))
-        / "models"
-        / str(size)
-    )
+    root = cache_root or Path(os.environ.get("EMOTE_CACHE_DIR", Path.home() / ".cache" / "emote"))
+    cache = root / "models" / str(size)
     if (cache / "renderer.onnx").is_file():
         return cache
     try:

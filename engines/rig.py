@@ -37,8 +37,8 @@ BASIS_FIELDS = mf.BLENDSHAPES + mf.GAZE
 class Rig:
     """Renderer inputs that depend only on the avatar (batch dimension added by the engine)."""
 
-    atlas: np.ndarray  # (2S, 2S, 3) float16: RGB at half-pixel steps, integers in [0, 255]
-    detail_atlas: np.ndarray  # (2S, 2S, 6) float16: DETAIL_CHANNELS at half-pixel steps
+    image_quads: np.ndarray  # (S, S, 12) float16: RGB [0, 255] of each pixel's 2x2 block
+    detail_quads: np.ndarray  # (S, S, 28) float16: DETAIL_CHANNELS of each pixel's 2x2 block
     controls: np.ndarray  # (N, 3) float32: positions in the portrait
     rest: np.ndarray  # (N, 3) float32: rest pose (the portrait with its lips closed)
     layer_weight: np.ndarray  # (2, N) float32: expression weight in the skull / jaw layer
@@ -52,8 +52,8 @@ class Rig:
     def inputs(self) -> dict[str, np.ndarray]:
         """Named renderer inputs with a batch dimension of 1."""
         return {
-            "atlas": self.atlas[None],
-            "detail_atlas": self.detail_atlas[None],
+            "image_quads": self.image_quads[None],
+            "detail_quads": self.detail_quads[None],
             "controls": self.controls[None],
             "rest": self.rest[None],
             "layer_weight": self.layer_weight[None],
@@ -193,13 +193,13 @@ def _blendshape_basis(lm: np.ndarray, frame: _FaceFrame) -> dict[str, np.ndarray
 
     # jawOpen: the lower lip and the jaw drop (chin most, jaw angles least); corners follow
     # part way and pull in a little. The upper lip stays with the skull.
-    drop = 0.5 * wm
+    drop = 0.6 * wm
     jaw = np.zeros(n)
     below = (b > 0) & ~np.isin(np.arange(n), upper_lip + corners)
     depth = _smoothstep(0.0, 0.35 * chin_b, b)
     lateral = np.clip(1.0 - (a / face_half_width) ** 2, 0.2, 1.0)
-    jaw[below] = (depth * lateral * 1.1)[below]
-    jaw[lower_lip] = 0.95 * center_profile[lower_lip]
+    jaw[below] = (depth * lateral)[below]
+    jaw[lower_lip] = center_profile[lower_lip]
     jaw[corners] = 0.3
     disp = frame.vector(
         np.where(np.isin(np.arange(n), corners), -np.sign(a) * 0.04 * wm, 0.0), jaw * drop
@@ -272,8 +272,9 @@ def _blendshape_basis(lm: np.ndarray, frame: _FaceFrame) -> dict[str, np.ndarray
         inner_upper = list(upper[1:-1])
         blink_core = inner_upper + list(lower) + list(iris)
         blink_disp = np.zeros((len(blink_core), 3))
-        blink_disp[: len(inner_upper)] = frame.vector(0.0, 0.95 * lid_gap[1:-1])
-        blink_disp[len(inner_upper) + len(lower) :] = frame.vector(0.0, 0.5 * lid_gap.max())
+        # The warp moves the lid and the skin above it half way; the renderer draws the rest.
+        blink_disp[: len(inner_upper)] = frame.vector(0.0, 0.8 * lid_gap[1:-1])
+        blink_disp[len(inner_upper) + len(lower) :] = frame.vector(0.0, 0.4 * lid_gap.max())
         lid_protect = eyes - set(blink_core)
         basis[f"eyeBlink{side}"] = _spread(lm, blink_core, blink_disp, 0.45 * width, lid_protect)
         wide_core = inner_upper + list(lower)
@@ -445,7 +446,7 @@ def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
 
 
 def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
-    """The source-space maps (S, S, 6) in DETAIL_CHANNELS order."""
+    """The source-space maps (S, S, 7) in DETAIL_CHANNELS order."""
     wm = frame.mouth_width
     inner_upper = lm[list(topo.LIPS_INNER_UPPER)]
     inner_lower = lm[list(topo.LIPS_INNER_LOWER)]
@@ -461,15 +462,22 @@ def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
         ]
     )
     below = _polygon_mask(size, below_poly)
-    oval = _polygon_mask(size, lm[list(topo.FACE_OVAL)])
+    # FaceMesh's face oval only approximates the painted jaw line: the jaw layer takes a margin
+    # of neck and background with it (stretched smoothly by the warp) rather than tearing the
+    # chin where the oval misses it.
+    margin = max(3, round(0.03 * size)) | 1
+    oval = cv2.dilate(
+        _polygon_mask(size, lm[list(topo.FACE_OVAL)]),
+        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (margin, margin)),
+    )
     jaw_region = below * oval
     base_region = below * (1.0 - oval)
     # Layers composite skull over jaw over base: the lower layers reach a few pixels under the
     # ones above so their soft edges never let the mouth interior show through.
     grow = np.ones((7, 7), np.uint8)
     skull = cv2.GaussianBlur(1.0 - below, (0, 0), 1.2)
-    not_base = 1.0 - cv2.GaussianBlur(cv2.dilate(base_region, grow), (0, 0), 1.2)
-    jaw = cv2.GaussianBlur(cv2.dilate(jaw_region, grow), (0, 0), 1.2) * _window_fade(size)
+    not_base = 1.0 - cv2.GaussianBlur(cv2.dilate(base_region, grow), (0, 0), 2.5)
+    jaw = cv2.GaussianBlur(cv2.dilate(jaw_region, grow), (0, 0), 2.5) * _window_fade(size)
 
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     pix = np.stack([xs, ys], -1)
@@ -479,9 +487,11 @@ def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
     below_upper = pb - _interp_curve(ua, ub, pa)
     above_lower = _interp_curve(la, lb, pa) - pb
     half = 0.5 * wm
-    teeth_h = 0.15 * wm
+    # Upper incisors: a short band under the upper lip (a shadow line first), then the dark
+    # cavity; a wide band would read as closed pale lips (to viewers and to FaceMesh).
+    teeth_h = 0.08 * wm
     teeth = (
-        _smoothstep(0.015 * wm, 0.045 * wm, below_upper)
+        _smoothstep(0.012 * wm, 0.03 * wm, below_upper)
         * (1.0 - _smoothstep(0.65 * teeth_h, teeth_h, below_upper))
         * (1.0 - _smoothstep(0.55 * half, 0.8 * half, np.abs(pa)))
     )
@@ -491,18 +501,38 @@ def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
         * (1.0 - _smoothstep(0.4 * tongue_h, tongue_h, above_lower))
         * (1.0 - _smoothstep(0.3 * half, 0.7 * half, np.abs(pa)))
     )
-    eyes = []
-    for upper_idx, lower_idx in (
-        (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
-        (topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+    # Eyes: a soft mask of each opening (signed: subject's left +, right -) and the height
+    # within the opening, 0 at the upper lid to 1 at the lower lid, so the renderer can draw
+    # the lid descending over the eye (a coarse warp cannot squeeze a 10-pixel opening shut).
+    eye_sign = np.zeros((size, size), np.float32)
+    eye_height = np.zeros((size, size), np.float32)
+    eye_lift = np.zeros((size, size), np.float32)
+    for sign, upper_idx, lower_idx in (
+        (1.0, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+        (-1.0, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
     ):
-        poly = np.concatenate([lm[list(upper_idx)], lm[list(lower_idx)][::-1]])
-        mask = cv2.dilate(_polygon_mask(size, poly), np.ones((3, 3), np.uint8))
-        eyes.append(cv2.GaussianBlur(mask, (0, 0), 1.0))
-    # One signed channel: the subject's left eye positive, the right eye negative.
-    eye_sign = eyes[0] - eyes[1]
+        ua, ub = frame.local(lm[list(upper_idx)])
+        la, lb = frame.local(lm[list(lower_idx)])
+        top_b, bottom_b = _interp_curve(ua, ub, pa), _interp_curve(la, lb, pa)
+        span = np.maximum(bottom_b - top_b, 1.0)
+        height = (pb - top_b) / span
+        # The opening plus the upper lash line above it (it must move down with the lid), with
+        # soft edges; narrower towards the corners where the lids meet.
+        width = ua.max() - ua.min()
+        across = _smoothstep(ua.min() - 0.02 * width, ua.min() + 0.1 * width, pa) * (
+            1.0 - _smoothstep(ua.max() - 0.1 * width, ua.max() + 0.02 * width, pa)
+        )
+        mask = across * _smoothstep(-0.6, -0.3, height) * (1.0 - _smoothstep(1.0, 1.15, height))
+        mask = mask.astype(np.float32)
+        height = np.clip(height, -0.5, 1.0)
+        eye_sign += sign * mask
+        eye_height = np.where(mask > 0.01, height, eye_height)
+        # Where the lid skin for this pixel comes from: straight up, above the lash line.
+        eye_lift = np.where(mask > 0.01, 1.25 * span, eye_lift)
     maps = {
         "eyes": eye_sign,
+        "eye_height": eye_height,
+        "eye_lift": eye_lift / 64.0,  # pixels / 64: float16-friendly, |value| < 1
         "skull": skull,
         "not_base": not_base,
         "teeth": teeth,
@@ -542,32 +572,23 @@ def _colors(image: np.ndarray, lm: np.ndarray, frame: _FaceFrame) -> np.ndarray:
     cheeks = [lm[205], lm[425]]  # mid-cheek points
     skin = np.mean([patch_median(c, r) for c in cheeks], 0)
     lum = float(np.clip(skin.mean(), 0.15, 0.9))
-    cavity = 0.12 * skin + np.array([0.04, 0.0, 0.0])
-    teeth = np.clip(0.5 * np.array([0.92, 0.88, 0.80]) * (lum / 0.55) + 0.25 * skin, 0.0, 0.9)
+    cavity = 0.08 * skin + np.array([0.03, 0.0, 0.0])
+    teeth = np.clip(0.45 * np.array([0.92, 0.88, 0.80]) * (lum / 0.55) + 0.2 * skin, 0.0, 0.85)
     tongue = np.clip(np.array([0.55, 0.24, 0.24]) * (lum / 0.6) * 0.8, 0.0, 1.0)
     lids = [lm[27] * 0.5 + lm[159] * 0.5, lm[257] * 0.5 + lm[386] * 0.5]  # just above the lids
-    lid = 0.88 * np.mean([patch_median(c, 0.4 * r) for c in lids], 0)
+    lid = 0.92 * np.mean([patch_median(c, 0.4 * r) for c in lids], 0)
     return np.stack([cavity, teeth, tongue, lid]).astype(np.float32)
 
 
-def _half_pixel_atlas(maps: np.ndarray, lo: float, hi: float, integer: bool) -> np.ndarray:
-    """(S, S, C) -> (2S, 2S, C) float16 with the originals at even indices and cubic
-    midpoints between them (the last row/column repeats), for nearest-sample rendering."""
-
-    def upsample(x: np.ndarray, axis: int) -> np.ndarray:
-        x = np.moveaxis(x, axis, 0)
-        padded = np.concatenate([x[:1], x, x[-1:], x[-1:]])
-        mid = (-padded[:-3] + 9.0 * padded[1:-2] + 9.0 * padded[2:-1] - padded[3:]) / 16.0
-        out = np.empty((2 * len(x), *x.shape[1:]), np.float32)
-        out[0::2] = x
-        out[1::2] = mid
-        out[-1] = x[-1]
-        return np.moveaxis(out, 0, axis)
-
-    atlas = np.clip(upsample(upsample(maps.astype(np.float32), 0), 1), lo, hi)
-    if integer:
-        atlas = np.round(atlas)
-    return np.ascontiguousarray(atlas, dtype=np.float16)
+def _quads(maps: np.ndarray) -> np.ndarray:
+    """(S, S, C) -> (S, S, 4C) float16: each pixel with its right, lower and lower-right
+    neighbours (the border repeats), the renderer's table for one-Gather bilinear sampling."""
+    right = np.concatenate([maps[:, 1:], maps[:, -1:]], 1)
+    below = np.concatenate([maps[1:], maps[-1:]], 0)
+    below_right = np.concatenate([right[1:], right[-1:]], 0)
+    return np.ascontiguousarray(
+        np.concatenate([maps, right, below, below_right], 2), dtype=np.float16
+    )
 
 
 def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
@@ -594,6 +615,14 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     basis = np.zeros((len(BASIS_FIELDS), n_total, 3))
     for k, name in enumerate(BASIS_FIELDS):
         basis[k, : len(lm)] = shapes[name] * to_norm
+    # The neck under the chin gives way to a dropping jaw (half as far), so the jaw layer's
+    # warp stretches there instead of folding over itself.
+    _, extra_b = frame.local(extra)
+    chin_b = float(frame.local(lm[topo.CHIN][None])[1][0])
+    neck = len(lm) + np.flatnonzero((extra_weight[: len(extra)] > 0) & (extra_b > 0.6 * chin_b))
+    basis[BASIS_FIELDS.index("jawOpen"), neck] = (
+        0.5 * basis[BASIS_FIELDS.index("jawOpen"), topo.CHIN]
+    )
     head_weight = np.concatenate([np.ones(len(lm)), extra_weight])
     active_upper, active_lower, layer_weight = _layer_membership(controls_px, lm, frame)
     active_upper[n_active:] = False
@@ -610,8 +639,8 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     pivot = pivot_px * to_norm - np.array([1.0, 1.0, 0.0])
     brow_chin = np.linalg.norm(lm[9, :2] - lm[topo.CHIN, :2]) * to_norm
     return Rig(
-        atlas=_half_pixel_atlas(image, 0.0, 255.0, integer=True),
-        detail_atlas=_half_pixel_atlas(_aux_maps(lm, frame, size), -1.0, 1.0, integer=False),
+        image_quads=_quads(image.astype(np.float32)),
+        detail_quads=_quads(_aux_maps(lm, frame, size)),
         controls=controls.astype(np.float32),
         rest=rest.astype(np.float32),
         layer_weight=layer_weight.astype(np.float32),
@@ -624,7 +653,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
-RIG_VERSION = 3
+RIG_VERSION = 8
 
 
 def rig_for_avatar(

@@ -24,12 +24,10 @@ def renderer_example_inputs(
     k = mf.NUM_BLENDSHAPES + len(mf.GAZE)
     controls = torch.rand(1, num_controls, 3, generator=gen) * 1.6 - 0.8
     return {
-        "atlas": (torch.rand(1, 2 * size, 2 * size, len(ATLAS_CHANNELS), generator=gen) * 255)
-        .round()
-        .half(),
-        "detail_atlas": torch.rand(
-            1, 2 * size, 2 * size, len(DETAIL_CHANNELS), generator=gen
+        "image_quads": (
+            torch.rand(1, size, size, 4 * len(ATLAS_CHANNELS), generator=gen) * 255
         ).half(),
+        "detail_quads": torch.rand(1, size, size, 4 * len(DETAIL_CHANNELS), generator=gen).half(),
         "controls": controls,
         "rest": controls.clone(),
         "layer_weight": torch.ones(1, 2, num_controls),

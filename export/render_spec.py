@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 INPUT_NAMES: tuple[str, ...] = (
-    "atlas",
-    "detail_atlas",
+    "image_quads",
+    "detail_quads",
     "controls",
     "rest",
     "layer_weight",
@@ -18,12 +18,23 @@ INPUT_NAMES: tuple[str, ...] = (
 )
 OUTPUT_NAMES: tuple[str, ...] = ("frame",)
 
-# Source-space maps (see engines.rig). ``atlas`` holds RGB, sampled by the skull (upper)
-# layer over the whole frame; ``detail_atlas`` holds the maps read only inside the windows:
-# the signed eye mask (skull layer, EYE_WINDOW); skull, not_base and teeth (skull layer) and
-# jaw and tongue (jaw layer) in MOUTH_WINDOW.
+# Source-space maps (see engines.rig), stored as quad tables (each pixel with its 2x2
+# neighbourhood, for one-Gather bilinear sampling). ``image_quads`` holds RGB, sampled by the
+# skull (upper) layer over the whole frame; ``detail_quads`` holds maps read only in windows:
+# the signed eye mask, the height within the eye opening and where the lid skin comes from
+# (skull layer, EYE_WINDOW); skull, not_base and teeth (skull layer) and jaw and tongue (jaw
+# layer) in MOUTH_WINDOW.
 ATLAS_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
-DETAIL_CHANNELS: tuple[str, ...] = ("eyes", "skull", "not_base", "teeth", "jaw", "tongue")
+DETAIL_CHANNELS: tuple[str, ...] = (
+    "eyes",
+    "eye_height",
+    "eye_lift",
+    "skull",
+    "not_base",
+    "teeth",
+    "jaw",
+    "tongue",
+)
 
 GRID = 64  # coarse warp grid (GRID x GRID)
 NUM_CONTROLS = 640  # control points, padded: static shapes for every avatar

@@ -10,7 +10,7 @@ Per frame:
 2. Two smooth forward displacement fields on a coarse grid (thin-plate spline, precomputed as
    a matrix): the skull layer follows everything but the lower lip, the jaw layer everything
    but the upper lip, so the lips part without tearing and the teeth stay with the skull.
-3. Each field is inverted by damped fixed-point iteration (backward map: output -> source),
+3. Each field is inverted by Newton iteration (backward map: output -> source),
    upsampled, and the image plus its source-space maps are sampled bilinearly.
 4. Composite, in the mouth window only: skull over jaw over (mouth interior or neck and
    background). Eyelids are tinted shut on blinks.
@@ -37,10 +37,7 @@ from export.render_spec import (
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "Renderer"]
 
-# Damped fixed-point inversion s <- s + a (p - s - D(s)) converges where the forward map
-# stretches by up to 2/a - 1 (a jaw drop stretches the skin under the lip ~2-3x).
-INVERSION_ITERATIONS = 6
-INVERSION_STEP = 0.5
+INVERSION_ITERATIONS = 4  # Newton steps; the residual is sub-pixel after 3 on our warps
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
 _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
 
@@ -61,30 +58,78 @@ def _rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> tor
     return r_roll @ r_yaw @ r_pitch
 
 
-def _gather(atlas: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Nearest sample of the half-pixel atlas at ``coords`` (B, h, w, 2): x, y in atlas
-    index units (2 per source pixel, 0 = the first pixel's centre), clamped to the border.
+def _bilinear(quads: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bilinear sample of a quad table at ``coords`` (B, h, w, 2): x, y in source pixels
+    (0 = the first pixel's centre), clamped to the border. Returns (B, C, h, w) float32.
 
-    ``atlas`` (B, 2H, 2W, C) holds the source at twice its resolution with the original pixel
-    centres at even indices: the nearest atlas sample is within a quarter pixel of bilinear
-    sampling and costs one Gather of a C-vector per output pixel (onnxruntime's CPU
-    GridSample takes ~100 ms at 512x512). Returns (B, h, w, C) in the atlas' dtype.
+    ``quads`` (B, H, W, 4C) holds, for every pixel, its 2x2 neighbourhood (itself, right,
+    below, below-right; the border repeats), so bilinear sampling costs one Gather of a row
+    per output pixel: onnxruntime's CPU GridSample takes ~100 ms at 512x512, this ~3 ms. The
+    result is continuous in the coordinates, so backends agree to rounding (parity tests).
     """
-    batch, height2, width2, channels = atlas.shape
+    batch, height, width, quad_channels = quads.shape
+    channels = quad_channels // 4
     out_h, out_w = coords.shape[1], coords.shape[2]
-    nearest = torch.floor(coords.clamp(0.0, width2 - 2.0) + 0.5)  # square atlas: one bound
-    index = (nearest[..., 0] + nearest[..., 1] * float(width2)).to(torch.int64)  # exact < 2**24
-    offset = (torch.arange(batch, dtype=torch.int64) * (height2 * width2)).view(batch, 1, 1)
-    rows = torch.index_select(
-        atlas.reshape(batch * height2 * width2, channels), 0, (index + offset).reshape(-1)
-    )
-    return rows.view(batch, out_h, out_w, channels)
+    x = coords[..., 0].clamp(0.0, width - 1.0)
+    y = coords[..., 1].clamp(0.0, height - 1.0)
+    x0 = torch.floor(x)
+    y0 = torch.floor(y)
+    index = (x0 + y0 * float(width)).to(torch.int64)  # exact below 2**24
+    offset = (torch.arange(batch, dtype=torch.int64) * (height * width)).view(batch, 1, 1)
+    flat = quads.reshape(batch * height * width, quad_channels)
+    rows = torch.index_select(flat, 0, (index + offset).reshape(-1))
+    taps = rows.view(batch, out_h, out_w, quad_channels).to(torch.float32).permute(0, 3, 1, 2)
+    p00, p01, p10, p11 = torch.split(taps, channels, dim=1)
+    fx = (x - x0).unsqueeze(1)
+    fy = (y - y0).unsqueeze(1)
+    top = p00 + (p01 - p00) * fx
+    bottom = p10 + (p11 - p10) * fx
+    return top + (bottom - top) * fy
 
 
-def _planar(rows: torch.Tensor) -> torch.Tensor:
-    """(B, h, w, C) any dtype -> (B, C, h, w) float32: elementwise work broadcasts cheaply
-    over leading dimensions in onnxruntime, expensively over a trailing one."""
-    return rows.to(torch.float32).permute(0, 3, 1, 2)
+def _rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) rotation, image axes (x right, y down, z away from the camera).
+
+    Positive yaw turns the face to the viewer's right, positive pitch nods down, positive
+    roll tilts clockwise on screen.
+    """
+    cy, sy = torch.cos(yaw), torch.sin(yaw)
+    cp, sp = torch.cos(pitch), torch.sin(pitch)
+    cr, sr = torch.cos(roll), torch.sin(roll)
+    one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
+    r_yaw = torch.stack([cy, zero, -sy, zero, one, zero, sy, zero, cy], -1).view(-1, 3, 3)
+    r_pitch = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).view(-1, 3, 3)
+    r_roll = torch.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).view(-1, 3, 3)
+    return r_roll @ r_yaw @ r_pitch
+
+
+def _bilinear(quads: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bilinear sample of a quad table at ``coords`` (B, h, w, 2): x, y in source pixels
+    (0 = the first pixel's centre), clamped to the border. Returns (B, C, h, w) float32.
+
+    ``quads`` (B, H, W, 4C) holds, for every pixel, its 2x2 neighbourhood (itself, right,
+    below, below-right; the border repeats), so bilinear sampling costs one Gather of a row
+    per output pixel: onnxruntime's CPU GridSample takes ~100 ms at 512x512, this ~3 ms. The
+    result is continuous in the coordinates, so backends agree to rounding (parity tests).
+    """
+    batch, height, width, quad_channels = quads.shape
+    channels = quad_channels // 4
+    out_h, out_w = coords.shape[1], coords.shape[2]
+    x = coords[..., 0].clamp(0.0, width - 1.0)
+    y = coords[..., 1].clamp(0.0, height - 1.0)
+    x0 = torch.floor(x)
+    y0 = torch.floor(y)
+    index = (x0 + y0 * float(width)).to(torch.int64)  # exact below 2**24
+    offset = (torch.arange(batch, dtype=torch.int64) * (height * width)).view(batch, 1, 1)
+    flat = quads.reshape(batch * height * width, quad_channels)
+    rows = torch.index_select(flat, 0, (index + offset).reshape(-1))
+    taps = rows.view(batch, out_h, out_w, quad_channels).to(torch.float32).permute(0, 3, 1, 2)
+    p00, p01, p10, p11 = torch.split(taps, channels, dim=1)
+    fx = (x - x0).unsqueeze(1)
+    fy = (y - y0).unsqueeze(1)
+    top = p00 + (p01 - p00) * fx
+    bottom = p10 + (p11 - p10) * fx
+    return top + (bottom - top) * fy
 
 
 def _to_pixels(planar: torch.Tensor) -> torch.Tensor:
@@ -120,24 +165,47 @@ class Renderer(nn.Module):
         return deformed + head_weight.view(batch, 1, n_ctrl, 1) * (posed - deformed)
 
     def _backward_maps(self, forward_disp: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
-        """Coarse backward displacement (2B, 2, g, g): output point -> source point - it."""
+        """Coarse backward displacement (2B, 2, g, g): for each output grid point p, s - p
+        where s + D(s) = p (D the forward displacement field), by Newton's method.
+
+        Plain fixed-point iteration stalls where the warp compresses (a closing eyelid,
+        lips pressing): its step shrinks with 1 + D'. Newton's step uses the field's Jacobian,
+        sampled with the field from one 6-channel coarse map.
+        """
         batch = warp.shape[0]
         grid = self.grid
+        step = 2.0 / (grid - 1)
         fields = torch.matmul(warp, forward_disp)  # (B, 2, G*G, 2)
         fields = fields.reshape(batch * 2, grid, grid, 2).permute(0, 3, 1, 2)
+        # Central differences (one-sided at the edges) of both components along x and y.
+        pad_x = torch.cat([fields[..., :1], fields, fields[..., -1:]], 3)
+        pad_y = torch.cat([fields[:, :, :1], fields, fields[:, :, -1:]], 2)
+        d_dx = (pad_x[..., 2:] - pad_x[..., :-2]) / (2.0 * step)
+        d_dy = (pad_y[:, :, 2:] - pad_y[:, :, :-2]) / (2.0 * step)
+        field_and_jacobian = torch.cat([fields, d_dx, d_dy], 1)  # Dx, Dy, Dx/x, Dy/x, Dx/y, Dy/y
         points = self.grid_points.expand(batch * 2, grid, grid, 2)
         source = points
         for _ in range(INVERSION_ITERATIONS):
-            disp_at = F.grid_sample(
-                fields, source, mode="bilinear", padding_mode="border", align_corners=True
+            sampled = F.grid_sample(
+                field_and_jacobian,
+                source,
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=True,
             )
-            source = source + INVERSION_STEP * (points - source - disp_at.permute(0, 2, 3, 1))
+            dx, dy, dxx, dyx, dxy, dyy = torch.split(sampled, 1, dim=1)
+            res = source.permute(0, 3, 1, 2) + torch.cat([dx, dy], 1) - points.permute(0, 3, 1, 2)
+            rx, ry = torch.split(res, 1, dim=1)
+            a, b, c, d = 1.0 + dxx, dxy, dyx, 1.0 + dyy  # J = [[a, b], [c, d]]
+            det = (a * d - b * c).clamp(min=0.05)  # folds are clamped, never inverted
+            delta = torch.cat([d * rx - b * ry, a * ry - c * rx], 1) / det
+            source = source - delta.permute(0, 2, 3, 1)
         return (source - points).permute(0, 3, 1, 2)
 
     def forward(
         self,
-        atlas: torch.Tensor,  # (B, 2H, 2W, 3) float16: RGB, integers in [0, 255]
-        detail_atlas: torch.Tensor,  # (B, 2H, 2W, 6) float16: render_spec.DETAIL_CHANNELS
+        image_quads: torch.Tensor,  # (B, H, W, 12) float16: RGB 2x2 neighbourhoods, [0, 255]
+        detail_quads: torch.Tensor,  # (B, H, W, 32) float16: render_spec.DETAIL_CHANNELS quads
         controls: torch.Tensor,  # (B, N, 3) positions in the portrait
         rest: torch.Tensor,  # (B, N, 3) rest-pose positions (lips closed)
         layer_weight: torch.Tensor,  # (B, 2, N) expression weight per layer
@@ -149,51 +217,62 @@ class Renderer(nn.Module):
         colors: torch.Tensor,  # (B, 4, 3) cavity, teeth, tongue, eyelid; [0, 255]
         motion: torch.Tensor,  # (B, DIM)
     ) -> torch.Tensor:  # (B, H, W, 3) uint8
-        batch = atlas.shape[0]
-        height, width = atlas.shape[1] // 2, atlas.shape[2] // 2
+        batch = image_quads.shape[0]
+        height, width = image_quads.shape[1], image_quads.shape[2]
         targets = self._targets(rest, layer_weight, basis, head_weight, pivot, face_size, motion)
         forward_disp = (targets - controls.unsqueeze(1))[..., :2]  # orthographic projection
         backward = self._backward_maps(forward_disp, warp).view(batch, 2, 2, self.grid, self.grid)
-        # Output pixel centres in atlas index units (normalized coordinate c <-> (c + 1) W - 1).
-        xs = torch.arange(width, dtype=torch.float32) * 2.0
-        ys = torch.arange(height, dtype=torch.float32) * 2.0
+        # Output pixel centres in source pixel units (normalized c <-> ((c + 1) W - 1) / 2).
+        xs = torch.arange(width, dtype=torch.float32)
+        ys = torch.arange(height, dtype=torch.float32)
         base = torch.stack(
             [xs.view(1, width).expand(height, width), ys.view(height, 1).expand(height, width)], -1
         )
 
         def full_res(coarse: torch.Tensor) -> torch.Tensor:  # (B, 2, g, g) -> (B, H, W, 2)
             fine = F.interpolate(
-                coarse * float(width), size=(height, width), mode="bilinear", align_corners=True
+                coarse * (0.5 * width), size=(height, width), mode="bilinear", align_corners=True
             )
             return base + fine.permute(0, 2, 3, 1)
 
-        # The skull layer covers the whole frame and needs no arithmetic outside the windows.
-        grid_upper = full_res(backward[:, 0])
-        frame = _gather(atlas, grid_upper)  # (B, H, W, 3) float16
         eye_t, eye_b, eye_l, eye_r = window_pixels(EYE_WINDOW, int(height))
         top, bottom, left, right = window_pixels(MOUTH_WINDOW, int(height))
 
-        # Eyes: lids tinted shut on blinks.
-        eye_grid = grid_upper[:, eye_t:eye_b, eye_l:eye_r]
-        eye_rgb = _planar(frame[:, eye_t:eye_b, eye_l:eye_r])
-        eyes = _planar(_gather(detail_atlas, eye_grid))[:, 0:1]
-        blink_left = motion[:, _BLINK_LEFT].view(batch, 1, 1, 1)
-        blink_right = motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1)
-        lid = (
-            eyes.clamp(min=0.0) * blink_left * blink_left
-            + (-eyes).clamp(min=0.0) * blink_right * blink_right
+        # The skull layer covers the whole frame.
+        grid_upper = full_res(backward[:, 0])
+        rgb = _bilinear(image_quads, grid_upper)  # (B, 3, H, W)
+
+        # Eyes: on a blink the upper lid descends over the opening, its lash line leading.
+        eye_rgb = rgb[:, :, eye_t:eye_b, eye_l:eye_r]
+        eye_maps = _bilinear(detail_quads, grid_upper[:, eye_t:eye_b, eye_l:eye_r])
+        eyes, height_in_eye, lift = eye_maps[:, 0:1], eye_maps[:, 1:2], eye_maps[:, 2:3]
+        blink = eyes.clamp(min=0.0) * motion[:, _BLINK_LEFT].view(batch, 1, 1, 1) + (-eyes).clamp(
+            min=0.0
+        ) * motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1)
+        inside = eyes.abs().clamp(max=1.0)
+        # The lid edge runs from the upper lash line (height -0.3) to past the lower lid.
+        lid_edge = blink * 1.4 - 0.3
+        covered = (
+            ((lid_edge - height_in_eye) / 0.12).clamp(0.0, 1.0)
+            * inside
+            * (blink * 8.0).clamp(max=1.0)
         )
-        lid_color = colors[:, 3].view(batch, 3, 1, 1)
-        eye_rgb = eye_rgb + (lid_color - eye_rgb) * (0.85 * lid)
+        lash = torch.exp(-(((height_in_eye - lid_edge) / 0.1) ** 2)) * (blink * 4.0).clamp(max=1.0)
+        # The lid's skin: the portrait just above the upper lid, slid down over the eye.
+        eye_grid = grid_upper[:, eye_t:eye_b, eye_l:eye_r]
+        lift_xy = torch.cat([torch.zeros_like(lift), lift * 64.0], 1).permute(0, 2, 3, 1)
+        lid_rgb = _bilinear(image_quads, eye_grid - lift_xy)
+        eye_rgb = eye_rgb + (lid_rgb - eye_rgb) * covered
+        eye_rgb = eye_rgb * (1.0 - 0.55 * lash * inside)
 
         # Mouth: skull over jaw over (mouth interior or neck and background).
         grid_lower = full_res(backward[:, 1])[:, top:bottom, left:right]
-        _, skull, not_base, teeth, _, _ = torch.split(
-            _planar(_gather(detail_atlas, grid_upper[:, top:bottom, left:right])), 1, dim=1
+        _, _, _, skull, not_base, teeth, _, _ = torch.split(
+            _bilinear(detail_quads, grid_upper[:, top:bottom, left:right]), 1, dim=1
         )
-        _, _, _, _, jaw, tongue = torch.split(_planar(_gather(detail_atlas, grid_lower)), 1, dim=1)
-        skull_rgb = _planar(frame[:, top:bottom, left:right])
-        jaw_rgb = _planar(_gather(atlas, grid_lower))
+        _, _, _, _, _, _, jaw, tongue = torch.split(_bilinear(detail_quads, grid_lower), 1, dim=1)
+        skull_rgb = rgb[:, :, top:bottom, left:right]
+        jaw_rgb = _bilinear(image_quads, grid_lower)
         cavity, teeth_c, tongue_c = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
         interior = cavity + (tongue_c - cavity) * (0.75 * tongue)
         interior = interior + (teeth_c - interior) * (0.9 * teeth)
@@ -201,14 +280,14 @@ class Renderer(nn.Module):
         mouth_rgb = behind + (jaw_rgb - behind) * jaw
         mouth_rgb = mouth_rgb + (skull_rgb - mouth_rgb) * skull
 
-        # Splice in float16 (all values are integers, exact); uint8 only at the output, the one
-        # place TensorRT allows it.
-        frame = _paste(frame, _to_pixels(eye_rgb), eye_t, eye_l)
-        return _paste(frame, _to_pixels(mouth_rgb), top, left).to(torch.uint8)
+        rgb = _paste(rgb, eye_rgb, eye_t, eye_l)
+        rgb = _paste(rgb, mouth_rgb, top, left)
+        # uint8 only at the output: TensorRT allows it nowhere else.
+        return torch.floor(rgb.clamp(0.0, 255.0) + 0.5).permute(0, 2, 3, 1).to(torch.uint8)
 
 
 def _paste(frame: torch.Tensor, patch: torch.Tensor, top: int, left: int) -> torch.Tensor:
-    """Replace a (static) rectangle of (B, H, W, C) ``frame`` with ``patch``: Slice + Concat."""
-    bottom, right = top + patch.shape[1], left + patch.shape[2]
-    middle = torch.cat([frame[:, top:bottom, :left], patch, frame[:, top:bottom, right:]], 2)
-    return torch.cat([frame[:, :top], middle, frame[:, bottom:]], 1)
+    """Replace a (static) rectangle of (B, C, H, W) ``frame`` with ``patch``: Slice + Concat."""
+    bottom, right = top + patch.shape[2], left + patch.shape[3]
+    middle = torch.cat([frame[:, :, top:bottom, :left], patch, frame[:, :, top:bottom, right:]], 3)
+    return torch.cat([frame[:, :, :top], middle, frame[:, :, bottom:]], 2)

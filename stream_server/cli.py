@@ -75,6 +75,16 @@ def _audio_duration(path: Path) -> float | None:
     return None
 
 
+def _check_audio(path: Path) -> None:
+    from engines.audio_io import iter_audio
+
+    chunks = iter_audio(path)
+    try:
+        next(chunks, None)
+    finally:
+        chunks.close()
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -88,7 +98,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     audio = Path(args.audio)
     if not audio.is_file():
         raise CliError(f"audio file not found: {audio}")
-    model_dir = renderer_model_for_size(args.size)
+    _check_audio(audio)  # before any avatar work: a bad file must change nothing
+    model_dir = renderer_model_for_size(args.size, _cache_dir(args))
     avatar = _prepare(args)
     rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, _cache_dir(args))
     engine = create_engine(
@@ -136,13 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
+    # Global options are accepted after the subcommand as well.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
 
-    prep = sub.add_parser("prepare", help="prepare and cache an avatar from a portrait")
+    prep = sub.add_parser(
+        "prepare", parents=[common], help="prepare and cache an avatar from a portrait"
+    )
     prep.add_argument("image", type=Path)
     prep.add_argument("--size", type=int, default=512)
     prep.set_defaults(func=cmd_prepare)
 
-    render = sub.add_parser("render", help="render a portrait speaking an audio file to MP4")
+    render = sub.add_parser(
+        "render", parents=[common], help="render a portrait speaking an audio file to MP4"
+    )
     render.add_argument("--image", type=Path, default=DEFAULT_PORTRAIT)
     render.add_argument("--audio", type=Path, default=DEFAULT_SPEECH)
     render.add_argument("--output", type=Path, required=True)
@@ -155,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(func=cmd_render)
 
-    export = sub.add_parser("export", help="export the torch models to ONNX (needs torch)")
+    export = sub.add_parser(
+        "export", parents=[common], help="export the torch models to ONNX (needs torch)"
+    )
     export.add_argument("--out", type=Path, default=ASSETS / "models")
     export.add_argument("--size", type=int, default=512)
     export.set_defaults(func=cmd_export)

@@ -1,0 +1,178 @@
+"""The rig and the warping renderer: geometry checked with FaceMesh on rendered frames,
+and parity between engine backends."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.lipsync import FaceTracker
+from engines.avatar import prepare_avatar
+from engines.engine import create_engine
+from engines.rig import build_rig
+from export import motion_frame as mf
+from export.render_spec import EYE_WINDOW, MOUTH_WINDOW, NUM_CONTROLS, window_pixels
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def ort_engine():
+    return create_engine("renderer")
+
+
+@pytest.fixture(scope="module")
+def tracker():
+    t = FaceTracker(static=True)
+    yield t
+    t.close()
+
+
+def render(engine, rig, **motion: float) -> np.ndarray:
+    inputs = {**rig.inputs(), "motion": mf.from_dict(motion)[None]}
+    return engine.run(inputs)["frame"][0]
+
+
+def mouth_opening(tracker: FaceTracker, frame: np.ndarray) -> float:
+    lm = tracker.landmarks(frame)
+    assert lm is not None, "FaceMesh lost the face"
+    return float(np.linalg.norm(lm[13] - lm[14]) / np.linalg.norm(lm[10] - lm[152]))
+
+
+def eye_opening(tracker: FaceTracker, frame: np.ndarray) -> float:
+    lm = tracker.landmarks(frame)
+    assert lm is not None
+    return float(np.linalg.norm(lm[159] - lm[145]) + np.linalg.norm(lm[386] - lm[374]))
+
+
+def test_rig_shapes_are_static_for_every_avatar(mona_rig) -> None:
+    inputs = mona_rig.inputs()
+    assert inputs["controls"].shape == (1, NUM_CONTROLS, 3)
+    assert inputs["basis"].shape == (1, mf.NUM_BLENDSHAPES + 2, NUM_CONTROLS, 3)
+    assert inputs["image_quads"].shape == (1, 512, 512, 12)
+    assert inputs["image_quads"].dtype == np.float16
+    assert inputs["image_quads"].flags["C_CONTIGUOUS"]
+    assert np.isfinite(inputs["warp"]).all()
+
+
+def test_neutral_motion_reproduces_the_portrait(ort_engine, mona_rig, mona_avatar) -> None:
+    frame = render(ort_engine, mona_rig)
+    diff = np.abs(frame.astype(int) - mona_avatar.image.astype(int))
+    top, bottom, left, right = window_pixels(MOUTH_WINDOW, 512)
+    outside_mouth = np.ones(diff.shape[:2], bool)
+    outside_mouth[top:bottom, left:right] = False
+    assert diff[outside_mouth].max() <= 1
+    assert np.mean(diff[~outside_mouth]) < 1.0  # the lips may be closed a little at rest
+
+
+def test_jaw_opens_the_mouth_monotonically(ort_engine, mona_rig, tracker) -> None:
+    openings = [
+        mouth_opening(tracker, render(ort_engine, mona_rig, jawOpen=j)) for j in (0, 0.3, 0.6, 0.9)
+    ]
+    assert openings[0] < 0.02
+    assert all(b > a for a, b in itertools.pairwise(openings)), openings
+    assert openings[-1] > 0.05  # FaceMesh places the inner lips on the teeth edge
+
+
+def test_open_mouth_shows_a_dark_interior(ort_engine, mona_rig, tracker) -> None:
+    frame = render(ort_engine, mona_rig, jawOpen=0.8)
+    lm = tracker.landmarks(frame)
+    inside = ((lm[13] + lm[14]) / 2 + lm[14]) / 2  # lower half of the gap: cavity and tongue
+    x, y = np.round(inside).astype(int)
+    lips = frame[
+        int(lm[0][1]) - 1 : int(lm[0][1]) + 2, int(lm[0][0]) - 1 : int(lm[0][0]) + 2
+    ].mean()
+    assert frame[y - 1 : y + 2, x - 1 : x + 2].mean() < 0.6 * lips
+
+
+def test_bilabial_shapes_keep_the_lips_closed(ort_engine, mona_rig, tracker) -> None:
+    pressed = render(
+        ort_engine, mona_rig, jawOpen=0.3, mouthClose=0.3, mouthPressLeft=1, mouthPressRight=1
+    )
+    assert mouth_opening(tracker, pressed) < 0.02
+
+
+def test_blink_closes_both_eyes(ort_engine, mona_rig, tracker) -> None:
+    open_eyes = eye_opening(tracker, render(ort_engine, mona_rig))
+    closed = eye_opening(tracker, render(ort_engine, mona_rig, eyeBlinkLeft=1, eyeBlinkRight=1))
+    # FaceMesh's lid points never fully meet, even on shut eyes: ~45% of the open gap remains.
+    assert closed < 0.7 * open_eyes
+
+
+def test_head_yaw_turns_the_face(ort_engine, mona_rig, tracker) -> None:
+    noses = []
+    for yaw in (-0.15, 0.0, 0.15):
+        lm = tracker.landmarks(render(ort_engine, mona_rig, headYaw=yaw))
+        noses.append(lm[1][0] - (lm[234][0] + lm[454][0]) / 2)  # nose relative to the cheeks
+    assert noses[0] < noses[1] < noses[2]
+
+
+def test_eye_and_mouth_windows_contain_the_features(mona_avatar) -> None:
+    lm = mona_avatar.landmarks / 512
+    top, bottom, left, right = EYE_WINDOW
+    eyes = lm[[33, 133, 159, 145, 362, 263, 386, 374]]
+    assert (eyes[:, 1] > top).all() and (eyes[:, 1] < bottom).all()
+    assert (eyes[:, 0] > left).all() and (eyes[:, 0] < right).all()
+    top, bottom, left, right = MOUTH_WINDOW
+    assert top < lm[0, 1] and lm[152, 1] + 0.08 < bottom
+
+
+def test_an_open_mouth_portrait_closes_at_rest(
+    ort_engine, mona_rig, tracker, tmp_path: Path
+) -> None:
+    # Make an open-mouthed portrait by rendering one, then animate it from its own rig.
+    opened = render(ort_engine, mona_rig, jawOpen=1.0)
+    path = tmp_path / "open.png"
+    Image.fromarray(opened).save(path)
+    source_opening = mouth_opening(tracker, opened)
+    assert source_opening > 0.05
+    avatar = prepare_avatar(path, cache_dir=tmp_path / "cache")
+    rig = build_rig(avatar.image, avatar.landmarks)
+    rest = mouth_opening(tracker, render(ort_engine, rig))
+    assert rest < 0.5 * source_opening
+    assert mouth_opening(tracker, render(ort_engine, rig, jawOpen=1.0)) > rest + 0.015
+
+
+MOTIONS = [
+    {},
+    {"jawOpen": 0.8, "mouthFunnel": 0.4},
+    {"mouthSmileLeft": 0.9, "mouthSmileRight": 0.6, "browInnerUp": 0.7},
+    {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 0.5, "gazeX": 0.5},
+    {
+        "headYaw": 0.12,
+        "headPitch": -0.08,
+        "headRoll": 0.05,
+        "headTx": 0.05,
+        "headScale": 0.04,
+        "jawOpen": 0.4,
+    },
+    {
+        "mouthPucker": 1.0,
+        "mouthRollLower": 0.5,
+        "mouthUpperUpLeft": 0.6,
+        "mouthLowerDownRight": 0.7,
+    },
+]
+
+
+def test_onnxruntime_matches_torch_reference(ort_engine, mona_rig) -> None:
+    reference = create_engine("renderer", backend="torch")
+    for motion in MOTIONS:
+        inputs = {**mona_rig.inputs(), "motion": mf.from_dict(motion)[None]}
+        a = ort_engine.run(inputs)["frame"].astype(int)
+        b = reference.run(inputs)["frame"].astype(int)
+        assert np.abs(a - b).max() <= 2, motion
+
+
+def test_a_batch_renders_like_single_frames(ort_engine, mona_rig) -> None:
+    motions = np.stack([mf.from_dict(m) for m in MOTIONS[:3]])
+    batch_inputs = {k: np.repeat(v, 3, axis=0) for k, v in mona_rig.inputs().items()}
+    batch_inputs["motion"] = motions
+    batch = ort_engine.run(batch_inputs)["frame"]
+    for i in range(3):
+        single = ort_engine.run({**mona_rig.inputs(), "motion": motions[i : i + 1]})["frame"][0]
+        np.testing.assert_array_equal(batch[i], single)
