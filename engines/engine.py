@@ -64,10 +64,17 @@ class OnnxRuntimeEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("EMOTE_ORT_THREADS", "1"))
         options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = _optimization_level(ort)
         providers = _providers(device, ort.get_available_providers(), path)
         self.name = name
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.session = ort.InferenceSession(
+            str(path),
+            options,
+            providers=providers,
+            # It moves the renderer's channels-first transposes behind the elementwise ops,
+            # which then broadcast over the innermost axis: ~3x slower on the CPU.
+            disabled_optimizers=["TransposeOptimizer", "TransposeOptimizer_CPUExecutionProvider"],
+        )
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self._dtypes = {
             i.name: np.float16 if i.type == "tensor(float16)" else np.float32
@@ -81,6 +88,16 @@ class OnnxRuntimeEngine:
         feed = {n: np.ascontiguousarray(inputs[n], dtype=self._dtypes[n]) for n in self.input_names}
         outputs = self.session.run(list(self.output_names), feed)
         return dict(zip(self.output_names, outputs, strict=True))
+
+
+def _optimization_level(ort):
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    return levels[os.environ.get("EMOTE_ORT_OPT", "all")]
 
 
 def _providers(device: str, available: list[str], path: Path) -> list:

@@ -37,7 +37,8 @@ class Mp4Writer:
         self.video.height = size
         self.video.pix_fmt = "yuv420p"
         self.video.codec_context.time_base = Fraction(1, fps)
-        self.video.codec_context.options = {"crf": str(crf), "preset": preset}
+        # One encoder thread: the renderer keeps the other core busy (x264 defaults to 1.5x cores).
+        self.video.codec_context.options = {"crf": str(crf), "preset": preset, "threads": "1"}
         self.audio = self.container.add_stream("aac", rate=audio_rate)
         self.audio.layout = "mono"
         self.audio.codec_context.time_base = Fraction(1, audio_rate)

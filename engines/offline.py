@@ -30,6 +30,7 @@ from engines.rig import Rig
 
 ENCODE_QUEUE = 16
 RENDER_WORKERS = max(1, min(4, os.cpu_count() or 1))
+RENDER_BATCH = 2  # frames per engine call: amortizes onnxruntime's per-node overhead (~15%)
 
 
 @dataclass
@@ -64,14 +65,18 @@ class FrameRenderer:
     def __init__(self, engine: Engine, rig: Rig) -> None:
         self.engine = engine
         self.inputs = rig.inputs()
+        self._batched: dict[int, dict[str, np.ndarray]] = {1: self.inputs}
 
     def render(self, motion: np.ndarray) -> np.ndarray:
-        """(n, DIM) motion -> (n, S, S, 3) uint8 RGB, one engine call per frame (batch 1)."""
-        frames = []
-        for row in motion.reshape(-1, motion.shape[-1]):
-            inputs = {**self.inputs, "motion": row[None].astype(np.float32)}  # thread-safe
-            frames.append(self.engine.run(inputs)["frame"][0])
-        return np.stack(frames)
+        """(n, DIM) motion -> (n, S, S, 3) uint8 RGB in one engine call (batch n)."""
+        motion = motion.reshape(-1, motion.shape[-1]).astype(np.float32)
+        n = len(motion)
+        if n not in self._batched:  # the rig repeated n times, built once per batch size
+            self._batched[n] = {
+                k: np.ascontiguousarray(np.repeat(v, n, 0)) for k, v in self.inputs.items()
+            }
+        inputs = {**self._batched[n], "motion": motion}  # a new dict: thread-safe
+        return self.engine.run(inputs)["frame"]
 
 
 def _retime(frames: Iterator[tuple[int, np.ndarray]], fps: int) -> Iterator[np.ndarray]:
@@ -145,30 +150,37 @@ def render_to_mp4(
         stages.motion_ms += (time.perf_counter() - t0) * 1000.0
         yield from ready
 
-    def render_one(motion: np.ndarray) -> np.ndarray:
+    def render_batch(motions: list[np.ndarray]) -> np.ndarray:
         t0 = time.perf_counter()
-        rgb = renderer.render(motion)[0]
+        rgb = renderer.render(np.stack(motions))
         stages.render_ms += (time.perf_counter() - t0) * 1000.0
         return rgb
 
     def deliver(future: Future[np.ndarray]) -> None:
         nonlocal frames_done
-        jobs.put(("video", future.result()))
-        frames_done += 1
+        for rgb in future.result():
+            jobs.put(("video", rgb))
+            frames_done += 1
         if failure:
             raise failure[0]
         if progress is not None:
             progress(frames_done / fps)
 
     in_flight: deque[Future[np.ndarray]] = deque()
+    batch: list[np.ndarray] = []
     with Mp4Writer(output, fps, size) as writer, ThreadPoolExecutor(RENDER_WORKERS) as pool:
         thread = threading.Thread(target=encoder, args=(writer,), name="mp4-encoder", daemon=True)
         thread.start()
         try:
             for motion in _retime(motion_frames(), fps):
-                in_flight.append(pool.submit(render_one, motion))
+                batch.append(motion)
+                if len(batch) == RENDER_BATCH:
+                    in_flight.append(pool.submit(render_batch, batch))
+                    batch = []
                 if len(in_flight) > 2 * RENDER_WORKERS:  # bounded: frames leave in order
                     deliver(in_flight.popleft())
+            if batch:
+                in_flight.append(pool.submit(render_batch, batch))
             while in_flight:
                 deliver(in_flight.popleft())
         finally:

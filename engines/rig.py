@@ -26,7 +26,14 @@ import numpy as np
 
 from engines import facemesh_topology as topo
 from export import motion_frame as mf
-from export.render_spec import DETAIL_CHANNELS, GRID, MOUTH_WINDOW, NUM_CONTROLS
+from export.render_spec import (
+    EYE_CHANNELS,
+    GRID,
+    JAW_MOUTH_CHANNELS,
+    MOUTH_WINDOW,
+    NUM_CONTROLS,
+    SKULL_MOUTH_CHANNELS,
+)
 
 TPS_REGULARIZATION = 2e-5
 # Basis rows: the blendshapes in motion-frame order, then gaze x and y.
@@ -38,7 +45,9 @@ class Rig:
     """Renderer inputs that depend only on the avatar (batch dimension added by the engine)."""
 
     image_quads: np.ndarray  # (S, S, 12) float16: RGB [0, 255] of each pixel's 2x2 block
-    detail_quads: np.ndarray  # (S, S, 28) float16: DETAIL_CHANNELS of each pixel's 2x2 block
+    eye_quads: np.ndarray  # (S, S, 12) float16: EYE_CHANNELS of each pixel's 2x2 block
+    skull_mouth_quads: np.ndarray  # (S, S, 12) float16: SKULL_MOUTH_CHANNELS, 2x2 blocks
+    jaw_mouth_quads: np.ndarray  # (S, S, 8) float16: JAW_MOUTH_CHANNELS, 2x2 blocks
     controls: np.ndarray  # (N, 3) float32: positions in the portrait
     rest: np.ndarray  # (N, 3) float32: rest pose (the portrait with its lips closed)
     layer_weight: np.ndarray  # (2, N) float32: expression weight in the skull / jaw layer
@@ -53,7 +62,9 @@ class Rig:
         """Named renderer inputs with a batch dimension of 1."""
         return {
             "image_quads": self.image_quads[None],
-            "detail_quads": self.detail_quads[None],
+            "eye_quads": self.eye_quads[None],
+            "skull_mouth_quads": self.skull_mouth_quads[None],
+            "jaw_mouth_quads": self.jaw_mouth_quads[None],
             "controls": self.controls[None],
             "rest": self.rest[None],
             "layer_weight": self.layer_weight[None],
@@ -445,8 +456,11 @@ def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
-    """The source-space maps (S, S, 7) in DETAIL_CHANNELS order."""
+def _aux_maps(
+    lm: np.ndarray, frame: _FaceFrame, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source-space maps in EYE_CHANNELS, SKULL_MOUTH_CHANNELS and JAW_MOUTH_CHANNELS
+    order, (S, S, channels) each."""
     wm = frame.mouth_width
     inner_upper = lm[list(topo.LIPS_INNER_UPPER)]
     inner_lower = lm[list(topo.LIPS_INNER_LOWER)]
@@ -539,7 +553,11 @@ def _aux_maps(lm: np.ndarray, frame: _FaceFrame, size: int) -> np.ndarray:
         "jaw": jaw,
         "tongue": tongue,
     }
-    return np.stack([maps[name] for name in DETAIL_CHANNELS], -1).astype(np.float32)
+    return (
+        np.stack([maps[name] for name in EYE_CHANNELS], -1).astype(np.float32),
+        np.stack([maps[name] for name in SKULL_MOUTH_CHANNELS], -1).astype(np.float32),
+        np.stack([maps[name] for name in JAW_MOUTH_CHANNELS], -1).astype(np.float32),
+    )
 
 
 def _window_fade(size: int) -> np.ndarray:
@@ -638,9 +656,12 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     pivot_px = np.array([eyes_nose[0], eyes_nose[1], 0.6 * frame.face_height])
     pivot = pivot_px * to_norm - np.array([1.0, 1.0, 0.0])
     brow_chin = np.linalg.norm(lm[9, :2] - lm[topo.CHIN, :2]) * to_norm
+    eye_maps, skull_mouth_maps, jaw_mouth_maps = _aux_maps(lm, frame, size)
     return Rig(
         image_quads=_quads(image.astype(np.float32)),
-        detail_quads=_quads(_aux_maps(lm, frame, size)),
+        eye_quads=_quads(eye_maps),
+        skull_mouth_quads=_quads(skull_mouth_maps),
+        jaw_mouth_quads=_quads(jaw_mouth_maps),
         controls=controls.astype(np.float32),
         rest=rest.astype(np.float32),
         layer_weight=layer_weight.astype(np.float32),
@@ -653,7 +674,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
-RIG_VERSION = 8
+RIG_VERSION = 10
 
 
 def rig_for_avatar(

@@ -9,7 +9,14 @@ from pathlib import Path
 import torch
 
 from export import motion_frame as mf
-from export.render_spec import ATLAS_CHANNELS, DETAIL_CHANNELS, INPUT_NAMES, OUTPUT_NAMES
+from export.render_spec import (
+    EYE_CHANNELS,
+    IMAGE_CHANNELS,
+    INPUT_NAMES,
+    JAW_MOUTH_CHANNELS,
+    OUTPUT_NAMES,
+    SKULL_MOUTH_CHANNELS,
+)
 from export.renderer import Renderer
 
 OPSET = 17
@@ -25,9 +32,15 @@ def renderer_example_inputs(
     controls = torch.rand(1, num_controls, 3, generator=gen) * 1.6 - 0.8
     return {
         "image_quads": (
-            torch.rand(1, size, size, 4 * len(ATLAS_CHANNELS), generator=gen) * 255
+            torch.rand(1, size, size, 4 * len(IMAGE_CHANNELS), generator=gen) * 255
         ).half(),
-        "detail_quads": torch.rand(1, size, size, 4 * len(DETAIL_CHANNELS), generator=gen).half(),
+        "eye_quads": torch.rand(1, size, size, 4 * len(EYE_CHANNELS), generator=gen).half(),
+        "skull_mouth_quads": torch.rand(
+            1, size, size, 4 * len(SKULL_MOUTH_CHANNELS), generator=gen
+        ).half(),
+        "jaw_mouth_quads": torch.rand(
+            1, size, size, 4 * len(JAW_MOUTH_CHANNELS), generator=gen
+        ).half(),
         "controls": controls,
         "rest": controls.clone(),
         "layer_weight": torch.ones(1, 2, num_controls),

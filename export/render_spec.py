@@ -4,7 +4,9 @@ from __future__ import annotations
 
 INPUT_NAMES: tuple[str, ...] = (
     "image_quads",
-    "detail_quads",
+    "eye_quads",
+    "skull_mouth_quads",
+    "jaw_mouth_quads",
     "controls",
     "rest",
     "layer_weight",
@@ -20,21 +22,14 @@ OUTPUT_NAMES: tuple[str, ...] = ("frame",)
 
 # Source-space maps (see engines.rig), stored as quad tables (each pixel with its 2x2
 # neighbourhood, for one-Gather bilinear sampling). ``image_quads`` holds RGB, sampled by the
-# skull (upper) layer over the whole frame; ``detail_quads`` holds maps read only in windows:
-# the signed eye mask, the height within the eye opening and where the lid skin comes from
-# (skull layer, EYE_WINDOW); skull, not_base and teeth (skull layer) and jaw and tongue (jaw
-# layer) in MOUTH_WINDOW.
-ATLAS_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
-DETAIL_CHANNELS: tuple[str, ...] = (
-    "eyes",
-    "eye_height",
-    "eye_lift",
-    "skull",
-    "not_base",
-    "teeth",
-    "jaw",
-    "tongue",
-)
+# skull (upper) layer over the whole frame. ``eye_quads`` hold the signed eye mask, the height
+# within the eye opening and how far above lies the lid's skin (skull layer, EYE_WINDOW).
+# ``skull_mouth_quads`` hold skull, not_base and teeth (read by the skull layer) and
+# ``jaw_mouth_quads`` jaw and tongue (read by the jaw layer) in MOUTH_WINDOW.
+IMAGE_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
+EYE_CHANNELS: tuple[str, ...] = ("eyes", "eye_height", "eye_lift")
+SKULL_MOUTH_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth")
+JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue")
 
 GRID = 64  # coarse warp grid (GRID x GRID)
 NUM_CONTROLS = 640  # control points, padded: static shapes for every avatar
@@ -43,8 +38,8 @@ NUM_CONTROLS = 640  # control points, padded: static shapes for every avatar
 # the output frame (fractions of the size: top, bottom, left, right). The avatar framing
 # (engines.avatar) puts the eyes and the mouth and jaw inside them; the rig fades the jaw mask
 # out before the mouth window's edge.
-EYE_WINDOW: tuple[float, float, float, float] = (0.30, 0.54, 0.18, 0.82)
-MOUTH_WINDOW: tuple[float, float, float, float] = (0.54, 0.94, 0.22, 0.78)
+EYE_WINDOW: tuple[float, float, float, float] = (0.32, 0.54, 0.2, 0.8)
+MOUTH_WINDOW: tuple[float, float, float, float] = (0.54, 0.92, 0.24, 0.76)
 
 
 def window_pixels(

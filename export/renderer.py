@@ -37,7 +37,7 @@ from export.render_spec import (
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "Renderer"]
 
-INVERSION_ITERATIONS = 4  # Newton steps; the residual is sub-pixel after 3 on our warps
+INVERSION_ITERATIONS = 3  # Newton steps: the residual is sub-pixel after 3 on our warps
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
 _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
 
@@ -64,8 +64,10 @@ def _bilinear(quads: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
     ``quads`` (B, H, W, 4C) holds, for every pixel, its 2x2 neighbourhood (itself, right,
     below, below-right; the border repeats), so bilinear sampling costs one Gather of a row
-    per output pixel: onnxruntime's CPU GridSample takes ~100 ms at 512x512, this ~3 ms. The
+    per output pixel: onnxruntime's CPU GridSample takes ~100 ms at 512x512, this ~4 ms. The
     result is continuous in the coordinates, so backends agree to rounding (parity tests).
+    The taps are made planar (one transpose, in float16) before the arithmetic: onnxruntime
+    broadcasts the weights over a leading axis ~15x faster than over the innermost one.
     """
     batch, height, width, quad_channels = quads.shape
     channels = quad_channels // 4
@@ -78,63 +80,13 @@ def _bilinear(quads: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     offset = (torch.arange(batch, dtype=torch.int64) * (height * width)).view(batch, 1, 1)
     flat = quads.reshape(batch * height * width, quad_channels)
     rows = torch.index_select(flat, 0, (index + offset).reshape(-1))
-    taps = rows.view(batch, out_h, out_w, quad_channels).to(torch.float32).permute(0, 3, 1, 2)
+    taps = rows.view(batch, out_h, out_w, quad_channels).permute(0, 3, 1, 2).to(torch.float32)
     p00, p01, p10, p11 = torch.split(taps, channels, dim=1)
     fx = (x - x0).unsqueeze(1)
     fy = (y - y0).unsqueeze(1)
     top = p00 + (p01 - p00) * fx
     bottom = p10 + (p11 - p10) * fx
     return top + (bottom - top) * fy
-
-
-def _rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) rotation, image axes (x right, y down, z away from the camera).
-
-    Positive yaw turns the face to the viewer's right, positive pitch nods down, positive
-    roll tilts clockwise on screen.
-    """
-    cy, sy = torch.cos(yaw), torch.sin(yaw)
-    cp, sp = torch.cos(pitch), torch.sin(pitch)
-    cr, sr = torch.cos(roll), torch.sin(roll)
-    one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
-    r_yaw = torch.stack([cy, zero, -sy, zero, one, zero, sy, zero, cy], -1).view(-1, 3, 3)
-    r_pitch = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).view(-1, 3, 3)
-    r_roll = torch.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).view(-1, 3, 3)
-    return r_roll @ r_yaw @ r_pitch
-
-
-def _bilinear(quads: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Bilinear sample of a quad table at ``coords`` (B, h, w, 2): x, y in source pixels
-    (0 = the first pixel's centre), clamped to the border. Returns (B, C, h, w) float32.
-
-    ``quads`` (B, H, W, 4C) holds, for every pixel, its 2x2 neighbourhood (itself, right,
-    below, below-right; the border repeats), so bilinear sampling costs one Gather of a row
-    per output pixel: onnxruntime's CPU GridSample takes ~100 ms at 512x512, this ~3 ms. The
-    result is continuous in the coordinates, so backends agree to rounding (parity tests).
-    """
-    batch, height, width, quad_channels = quads.shape
-    channels = quad_channels // 4
-    out_h, out_w = coords.shape[1], coords.shape[2]
-    x = coords[..., 0].clamp(0.0, width - 1.0)
-    y = coords[..., 1].clamp(0.0, height - 1.0)
-    x0 = torch.floor(x)
-    y0 = torch.floor(y)
-    index = (x0 + y0 * float(width)).to(torch.int64)  # exact below 2**24
-    offset = (torch.arange(batch, dtype=torch.int64) * (height * width)).view(batch, 1, 1)
-    flat = quads.reshape(batch * height * width, quad_channels)
-    rows = torch.index_select(flat, 0, (index + offset).reshape(-1))
-    taps = rows.view(batch, out_h, out_w, quad_channels).to(torch.float32).permute(0, 3, 1, 2)
-    p00, p01, p10, p11 = torch.split(taps, channels, dim=1)
-    fx = (x - x0).unsqueeze(1)
-    fy = (y - y0).unsqueeze(1)
-    top = p00 + (p01 - p00) * fx
-    bottom = p10 + (p11 - p10) * fx
-    return top + (bottom - top) * fy
-
-
-def _to_pixels(planar: torch.Tensor) -> torch.Tensor:
-    """(B, 3, h, w) float in [0, 255] -> (B, h, w, 3) float16 integers (exact in float16)."""
-    return torch.floor(planar.clamp(0.0, 255.0) + 0.5).permute(0, 2, 3, 1).to(torch.float16)
 
 
 class Renderer(nn.Module):
@@ -205,7 +157,9 @@ class Renderer(nn.Module):
     def forward(
         self,
         image_quads: torch.Tensor,  # (B, H, W, 12) float16: RGB 2x2 neighbourhoods, [0, 255]
-        detail_quads: torch.Tensor,  # (B, H, W, 32) float16: render_spec.DETAIL_CHANNELS quads
+        eye_quads: torch.Tensor,  # (B, H, W, 12) float16: render_spec.EYE_CHANNELS quads
+        skull_mouth_quads: torch.Tensor,  # (B, H, W, 12) float16: SKULL_MOUTH_CHANNELS quads
+        jaw_mouth_quads: torch.Tensor,  # (B, H, W, 8) float16: JAW_MOUTH_CHANNELS quads
         controls: torch.Tensor,  # (B, N, 3) positions in the portrait
         rest: torch.Tensor,  # (B, N, 3) rest-pose positions (lips closed)
         layer_weight: torch.Tensor,  # (B, 2, N) expression weight per layer
@@ -243,23 +197,19 @@ class Renderer(nn.Module):
         rgb = _bilinear(image_quads, grid_upper)  # (B, 3, H, W)
 
         # Eyes: on a blink the upper lid descends over the opening, its lash line leading.
+        eye_grid = grid_upper[:, eye_t:eye_b, eye_l:eye_r]
         eye_rgb = rgb[:, :, eye_t:eye_b, eye_l:eye_r]
-        eye_maps = _bilinear(detail_quads, grid_upper[:, eye_t:eye_b, eye_l:eye_r])
-        eyes, height_in_eye, lift = eye_maps[:, 0:1], eye_maps[:, 1:2], eye_maps[:, 2:3]
+        eyes, height_in_eye, lift = torch.split(_bilinear(eye_quads, eye_grid), 1, dim=1)
         blink = eyes.clamp(min=0.0) * motion[:, _BLINK_LEFT].view(batch, 1, 1, 1) + (-eyes).clamp(
             min=0.0
         ) * motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1)
         inside = eyes.abs().clamp(max=1.0)
         # The lid edge runs from the upper lash line (height -0.3) to past the lower lid.
         lid_edge = blink * 1.4 - 0.3
-        covered = (
-            ((lid_edge - height_in_eye) / 0.12).clamp(0.0, 1.0)
-            * inside
-            * (blink * 8.0).clamp(max=1.0)
-        )
+        covered = ((lid_edge - height_in_eye) / 0.12).clamp(0.0, 1.0) * inside
+        covered = covered * (blink * 8.0).clamp(max=1.0)
         lash = torch.exp(-(((height_in_eye - lid_edge) / 0.1) ** 2)) * (blink * 4.0).clamp(max=1.0)
         # The lid's skin: the portrait just above the upper lid, slid down over the eye.
-        eye_grid = grid_upper[:, eye_t:eye_b, eye_l:eye_r]
         lift_xy = torch.cat([torch.zeros_like(lift), lift * 64.0], 1).permute(0, 2, 3, 1)
         lid_rgb = _bilinear(image_quads, eye_grid - lift_xy)
         eye_rgb = eye_rgb + (lid_rgb - eye_rgb) * covered
@@ -267,10 +217,10 @@ class Renderer(nn.Module):
 
         # Mouth: skull over jaw over (mouth interior or neck and background).
         grid_lower = full_res(backward[:, 1])[:, top:bottom, left:right]
-        _, _, _, skull, not_base, teeth, _, _ = torch.split(
-            _bilinear(detail_quads, grid_upper[:, top:bottom, left:right]), 1, dim=1
+        skull, not_base, teeth = torch.split(
+            _bilinear(skull_mouth_quads, grid_upper[:, top:bottom, left:right]), 1, dim=1
         )
-        _, _, _, _, _, _, jaw, tongue = torch.split(_bilinear(detail_quads, grid_lower), 1, dim=1)
+        jaw, tongue = torch.split(_bilinear(jaw_mouth_quads, grid_lower), 1, dim=1)
         skull_rgb = rgb[:, :, top:bottom, left:right]
         jaw_rgb = _bilinear(image_quads, grid_lower)
         cavity, teeth_c, tongue_c = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
@@ -282,8 +232,10 @@ class Renderer(nn.Module):
 
         rgb = _paste(rgb, eye_rgb, eye_t, eye_l)
         rgb = _paste(rgb, mouth_rgb, top, left)
-        # uint8 only at the output: TensorRT allows it nowhere else.
-        return torch.floor(rgb.clamp(0.0, 255.0) + 0.5).permute(0, 2, 3, 1).to(torch.uint8)
+        # Round, interleave (in float16: half the bytes) and convert: uint8 only at the
+        # output, the one place TensorRT allows it.
+        pixels = torch.floor(rgb.clamp(0.0, 255.0) + 0.5).to(torch.float16)
+        return pixels.permute(0, 2, 3, 1).to(torch.uint8)
 
 
 def _paste(frame: torch.Tensor, patch: torch.Tensor, top: int, left: int) -> torch.Tensor:
