@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.clock import FPS, SAMPLES_PER_FRAME
+from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SPEECH = REPO.parent / "shared" / "assets" / "speech"
@@ -31,17 +31,39 @@ OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
 SILENCES = frozenset({"SIL", "SP", "<SIL>"})
 
 
+PAD_SECONDS = 1.0  # room tone added around each clip so every clip has pauses >= 300 ms
+
+
 @dataclass(frozen=True)
 class Phone:
     begin: float
-    end: float
+    duration: float
     label: str
+
+    @property
+    def end(self) -> float:
+        return self.begin + self.duration
 
 
 def load_phones(path: Path) -> list[Phone]:
     """Reference phone alignment (JSON: words with phones; b = begin s, d = duration s)."""
     words = json.loads(path.read_text())["w"]
-    return [Phone(p["b"], p["b"] + p["d"], p["t"].upper()) for w in words for p in w["w"]]
+    return [Phone(p["b"], p["d"], p["t"].upper()) for w in words for p in w["w"]]
+
+
+def pad_with_room_tone(audio: np.ndarray, phones: list[Phone]) -> tuple[np.ndarray, list[Phone]]:
+    """Add PAD_SECONDS of the recording's own leading room tone at both ends.
+
+    The room tone is the file's leading silence mirrored back and forth (reversed noise has
+    the same spectrum), so the pause sounds like the recording, not like digital zero.
+    """
+    lead = phones[0].end if phones[0].label in SILENCES else 0.1
+    tone = audio[: max(int(lead * SAMPLE_RATE) - 160, 160)]
+    n = round(PAD_SECONDS * SAMPLE_RATE)
+    pad = np.resize(np.concatenate([tone, tone[::-1]]), n)
+    shifted = [Phone(p.begin + PAD_SECONDS, p.duration, p.label) for p in phones]
+    tail = Phone(PAD_SECONDS + len(audio) / SAMPLE_RATE, PAD_SECONDS, "SIL")
+    return np.concatenate([pad, audio, pad]), [Phone(0.0, PAD_SECONDS, "SIL"), *shifted, tail]
 
 
 def phone_frames(phone: Phone, n_frames: int) -> np.ndarray:
@@ -62,25 +84,35 @@ def speech_envelope(audio: np.ndarray, n_frames: int) -> np.ndarray:
 
 def best_lag(track: np.ndarray, envelope: np.ndarray, max_ms: float = 200.0) -> tuple[float, float]:
     """(lag in ms, correlation) maximizing corr(track[k], envelope[k + lag]); negative lag =
-    the track (lips) leads the envelope (sound)."""
+    the track (lips) leads the envelope (sound). The peak is refined between frames with a
+    parabola through the best lag and its neighbours (frames are 40 ms apart)."""
     max_lag = round(max_ms / 1000 * FPS)
-    best = (0.0, -2.0)
-    for lag in range(-max_lag, max_lag + 1):
+
+    def corr_at(lag: int) -> float:
         if lag >= 0:
             a, b = track[: len(track) - lag], envelope[lag:]
         else:
             a, b = track[-lag:], envelope[: len(envelope) + lag]
         if len(a) < 10 or a.std() < 1e-9 or b.std() < 1e-9:
-            continue
-        corr = float(np.corrcoef(a, b)[0, 1])
-        if corr > best[1]:
-            best = (-lag * 1000.0 / FPS, corr)
-    return best
+            return -2.0
+        return float(np.corrcoef(a, b)[0, 1])
+
+    lags = list(range(-max_lag, max_lag + 1))
+    corrs = [corr_at(lag) for lag in lags]
+    i = int(np.argmax(corrs))
+    offset = 0.0
+    if 0 < i < len(lags) - 1:
+        left, mid, right = corrs[i - 1], corrs[i], corrs[i + 1]
+        denom = left - 2 * mid + right
+        if denom < 0:
+            offset = float(np.clip(0.5 * (left - right) / denom, -0.5, 0.5))
+    return -(lags[i] + offset) * 1000.0 / FPS, corrs[i]
 
 
 @dataclass
 class FaceTrack:
     mouth: np.ndarray  # (n,) inner-lip gap / face height; nan where no face was found
+    width: np.ndarray  # (n,) mouth-corner distance / face height
     eyes: np.ndarray  # (n,) mean eye opening / eye width
     landmarks: list[np.ndarray | None]
 
@@ -112,20 +144,22 @@ class FaceTracker:
         return np.array([[p.x * w, p.y * h] for p in pts], np.float32)
 
     def track(self, frames: list[np.ndarray]) -> FaceTrack:
-        mouth, eyes, all_lm = [], [], []
+        mouth, width, eyes, all_lm = [], [], [], []
         for rgb in frames:
             lm = self.landmarks(rgb)
             all_lm.append(lm)
             if lm is None:
                 mouth.append(np.nan)
+                width.append(np.nan)
                 eyes.append(np.nan)
                 continue
             face_h = np.linalg.norm(lm[10] - lm[152])
             mouth.append(float(np.linalg.norm(lm[13] - lm[14]) / face_h))
+            width.append(float(np.linalg.norm(lm[61] - lm[291]) / face_h))
             right = np.linalg.norm(lm[159] - lm[145]) / np.linalg.norm(lm[33] - lm[133])
             left = np.linalg.norm(lm[386] - lm[374]) / np.linalg.norm(lm[362] - lm[263])
             eyes.append(float((right + left) / 2))
-        return FaceTrack(np.array(mouth), np.array(eyes), all_lm)
+        return FaceTrack(np.array(mouth), np.array(width), np.array(eyes), all_lm)
 
 
 @dataclass
@@ -136,7 +170,9 @@ class LipSyncReport:
     lag_ms: float
     bilabial_closure: float  # fraction of p/b/m phones whose lips close
     bilabials: int
-    vowel_to_bilabial: float  # mean opening at open vowels / at p/b/m
+    vowel_opening: float  # mean opening at open vowels
+    bilabial_opening: float  # mean opening at p/b/m
+    vowel_to_bilabial: float  # their ratio
     silence_to_speech_std: float  # std of opening in silences >= 300 ms / in speech
     blinks: int
     blink_intervals_s: list[float]
@@ -206,6 +242,8 @@ def lipsync_report(track: FaceTrack, audio: np.ndarray, phones: list[Phone]) -> 
         lag_ms=lag,
         bilabial_closure=float(np.mean(closures)) if closures else float("nan"),
         bilabials=len(bilabials),
+        vowel_opening=float(vowel_open),
+        bilabial_opening=float(bilabial_open),
         vowel_to_bilabial=float(vowel_open / max(bilabial_open, 1e-4)),
         silence_to_speech_std=silence_std / max(speech_std, 1e-9),
         blinks=len(onsets),
@@ -233,6 +271,41 @@ def eye_identity(
     a, b = patch(source, source_lm), patch(frame, frame_lm)
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-9))
+
+
+def contact_sheet(frames: list[np.ndarray], track: FaceTrack, path: Path) -> list[int]:
+    """Save a labelled sheet of the mouth closed, wide open, rounded (narrowest open mouth) and
+    a blink, each with a full frame and a face close-up; returns the frame indices."""
+    from PIL import Image, ImageDraw
+
+    mouth, width, eyes = (_fill_nan(x) for x in (track.mouth, track.width, track.eyes))
+    speaking = mouth > closed_threshold(mouth)
+    rounded_score = np.where(speaking, -width, -np.inf)
+    picks = {
+        "closed": int(np.argmin(np.where(eyes > np.median(eyes) * 0.9, mouth, np.inf))),
+        "open": int(np.argmax(mouth)),
+        "rounded": int(np.argmax(rounded_score)),
+        "blink": int(np.argmin(eyes)),
+    }
+    tiles = []
+    for label, k in picks.items():
+        full = Image.fromarray(frames[k]).resize((256, 256))
+        size = frames[k].shape[0]
+        face = Image.fromarray(
+            frames[k][size // 4 : 3 * size // 4 + size // 8, size // 4 : 3 * size // 4]
+        )
+        face = face.resize((256, 320))
+        tile = Image.new("RGB", (256, 256 + 320 + 24), "white")
+        tile.paste(full, (0, 24))
+        tile.paste(face, (0, 280))
+        ImageDraw.Draw(tile).text((6, 5), f"{label} (frame {k})", fill="black")
+        tiles.append(tile)
+    sheet = Image.new("RGB", (256 * len(tiles), tiles[0].height), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, (256 * i, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return list(picks.values())
 
 
 def decode_video(path: Path) -> list[np.ndarray]:
@@ -265,6 +338,16 @@ def render_clip(image: Path, audio: Path, out: Path, seed: int = 0, motion: str 
         raise RuntimeError(f"render failed with status {status}")
 
 
+def write_wav(path: Path, audio: np.ndarray) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(SAMPLE_RATE)
+        f.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
+
+
 def evaluate_clip(
     image: Path,
     wav: Path,
@@ -272,19 +355,23 @@ def evaluate_clip(
     seed: int = 0,
     motion: str = "dsp",
     workdir: Path | None = None,
-) -> tuple[LipSyncReport, list[np.ndarray]]:
+) -> tuple[LipSyncReport, list[np.ndarray], FaceTrack]:
+    """Render ``wav`` (padded with its own room tone) and measure the rendered frames."""
     from engines.audio_io import decode_audio
 
     workdir = workdir or Path(tempfile.mkdtemp())
+    audio, phones = pad_with_room_tone(decode_audio(wav), load_phones(phones_path))
+    padded = workdir / f"{wav.stem}.padded.wav"
+    write_wav(padded, audio)
     out = workdir / f"{wav.stem}.mp4"
-    render_clip(image, wav, out, seed, motion)
+    render_clip(image, padded, out, seed, motion)
     frames = decode_video(out)
-    tracker = FaceTracker()
+    tracker = FaceTracker(static=True)  # video mode smooths landmarks over time: it adds lag
     try:
         track = tracker.track(frames)
     finally:
         tracker.close()
-    return lipsync_report(track, decode_audio(wav), load_phones(phones_path)), frames
+    return lipsync_report(track, audio, phones), frames, track
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,11 +387,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--motion", default="dsp")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--sheet", type=Path, help="contact sheet PNG of the first clip")
     args = parser.parse_args(argv)
     reports = {}
     for phones_path in sorted(args.speech.glob("*.phones.json")):
         wav = phones_path.with_name(phones_path.name.removesuffix(".phones.json") + ".wav")
-        report, _ = evaluate_clip(args.image, wav, phones_path, args.seed, args.motion)
+        report, frames, track = evaluate_clip(args.image, wav, phones_path, args.seed, args.motion)
+        if args.sheet and not reports:
+            contact_sheet(frames, track, args.sheet)
         reports[wav.stem] = asdict(report)
         print(
             f"{wav.stem}: corr {report.correlation:.2f} lag {report.lag_ms:+.0f} ms, "
@@ -317,9 +407,14 @@ def main(argv: list[str] | None = None) -> int:
         [r["bilabial_closure"] for r in reports.values()],
         weights=[r["bilabials"] for r in reports.values()],
     )
+    vowel = np.mean([r["vowel_opening"] for r in reports.values()])
+    bilabial = np.mean([r["bilabial_opening"] for r in reports.values()])
+    lags = [r["lag_ms"] for r in reports.values()]
+    silence = max(r["silence_to_speech_std"] for r in reports.values())
     print(
-        f"overall: p/b/m closure {closure:.0%}, median lag "
-        f"{np.median([r['lag_ms'] for r in reports.values()]):+.0f} ms"
+        f"overall: p/b/m closure {closure:.0%}, open vowel / p/b/m opening "
+        f"{vowel / bilabial:.1f}x, lag {min(lags):+.0f}..{max(lags):+.0f} ms "
+        f"(median {np.median(lags):+.0f}), silence std <= {silence:.0%} of speech"
     )
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))

@@ -1,8 +1,8 @@
 """The hand-written baseline motion generator ("dsp"): audio DSP -> visemes, prosody -> head.
 
-Streaming and causal with a fixed lookahead (``lookahead_samples``, 47.5 ms): the mouth at
-video frame k is driven by 10 ms analysis frames from its centre to ~45 ms ahead, because lips
-move before the sound they shape (coarticulation).
+Streaming and causal with a fixed lookahead (``lookahead_samples``, 67.5 ms): the mouth at
+video frame k is driven by 10 ms analysis frames from 15 to 75 ms after its centre, because
+lips move before the sound they shape (coarticulation).
 
 Per 10 ms analysis frame (25 ms window) it measures band levels, periodicity (voicing, F0) and
 LPC formants F1/F2, and maps them to mouth shapes by principle:
@@ -49,11 +49,12 @@ WIN_BEFORE = WIN // 2 - HOP // 2  # window of frame j starts at 160 j - 120
 WIN_AFTER = WIN - WIN_BEFORE  # and ends at 160 j + 280
 
 # Analysis frames (offsets from 4 k) that shape the mouth of video frame k: a triangular
-# average centred 25 ms after the frame centre (lips lead the sound) ...
-MOUTH_OFFSETS = np.arange(1, 8)
+# average centred 45 ms after the frame centre (lips lead the sound; the easing below and the
+# visible opening, which lags the jaw at small openings, take back ~30 ms of that) ...
+MOUTH_OFFSETS = np.arange(3, 10)
 MEAN_WEIGHTS = np.array([1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0]) / 16.0
-# ... of which these (frame centre -5 ms .. +25 ms) close the lips if any of them is closed.
-CLOSE_SPAN = MOUTH_OFFSETS <= 4
+# ... of which these (frame centre +15 ms .. +45 ms) close the lips if any of them is closed.
+CLOSE_SPAN = MOUTH_OFFSETS <= 6
 # Prosody (nods, brows) is read over the frame's own span: it follows the voice, no lead.
 PROSODY_OFFSETS = np.arange(0, ROWS_PER_FRAME)
 FIRST_OFFSET = 0

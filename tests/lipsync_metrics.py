@@ -7,7 +7,6 @@ jawOpen + 0.5 * mean(mouthLowerDownLeft, mouthLowerDownRight).
 from __future__ import annotations
 
 import fractions
-import json
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from bench.lipsync import Phone, load_phones
 from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from engines.motion_stream import MotionGenerator, MotionStream
 from export import motion_frame
@@ -24,20 +24,8 @@ SPEECH_DIRS = (REPO / "assets" / "speech", REPO.parent / "shared" / "assets" / "
 BILABIALS = frozenset({"P", "B", "M"})
 OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
 SILENCE = frozenset({"SIL"})
-PAD_SECONDS = 1.0  # silence added around each file so every file has pauses >= 300 ms
 
 _I = motion_frame.INDEX
-
-
-@dataclass(frozen=True)
-class Phone:
-    begin: float
-    duration: float
-    label: str
-
-    @property
-    def end(self) -> float:
-        return self.begin + self.duration
 
 
 def load_wav(path: Path) -> np.ndarray:
@@ -46,28 +34,6 @@ def load_wav(path: Path) -> np.ndarray:
             raise ValueError(f"{path}: expected 16 kHz mono 16-bit")
         data = np.frombuffer(f.readframes(f.getnframes()), np.int16)
     return data.astype(np.float32) / 32768.0
-
-
-def load_phones(path: Path) -> list[Phone]:
-    words = json.loads(path.read_text())["w"]
-    return [Phone(p["b"], p["d"], p["t"].upper()) for w in words for p in w["w"]]
-
-
-def pad_with_room_tone(audio: np.ndarray, phones: list[Phone]) -> tuple[np.ndarray, list[Phone]]:
-    """Add PAD_SECONDS of the recording's own leading room tone at both ends.
-
-    The room tone is the file's leading silence mirrored back and forth (reversed noise has
-    the same spectrum), so the pause sounds like the recording, not like digital zero.
-    """
-    lead = phones[0].end if phones[0].label in SILENCE else 0.1
-    tone = audio[: max(int(lead * SAMPLE_RATE) - 160, 160)]
-    n = round(PAD_SECONDS * SAMPLE_RATE)
-    mirrored = np.concatenate([tone, tone[::-1]])
-    pad = np.resize(mirrored, n)
-    shifted = [Phone(p.begin + PAD_SECONDS, p.duration, p.label) for p in phones]
-    edges = [Phone(0.0, PAD_SECONDS, "SIL")]
-    tail = Phone(PAD_SECONDS + len(audio) / SAMPLE_RATE, PAD_SECONDS, "SIL")
-    return np.concatenate([pad, audio, pad]), [*edges, *shifted, tail]
 
 
 def opus_round_trip(audio: np.ndarray, bitrate: int = 24_000) -> np.ndarray:

@@ -14,18 +14,16 @@ import time
 import numpy as np
 import pytest
 from lipsync_metrics import (
-    PAD_SECONDS,
     LipsyncReport,
-    Phone,
     best_lag_ms,
     blink_report,
     lipsync_report,
     opus_round_trip,
-    pad_with_room_tone,
     run_stream,
     speech_files,
 )
 
+from bench.lipsync import PAD_SECONDS, Phone, pad_with_room_tone
 from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from engines.dsp_motion import DspMotionGenerator
 from engines.motion_stream import MotionStream
