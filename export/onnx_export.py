@@ -31,9 +31,7 @@ def renderer_example_inputs(
     k = mf.NUM_BLENDSHAPES + len(mf.GAZE)
     controls = torch.rand(1, num_controls, 3, generator=gen) * 1.6 - 0.8
     return {
-        "image_quads": (
-            torch.rand(1, size, size, 4 * len(IMAGE_CHANNELS), generator=gen) * 255
-        ).half(),
+        "image_quads": torch.rand(1, size, size, 4 * len(IMAGE_CHANNELS), generator=gen) * 255,
         "eye_quads": torch.rand(1, size, size, 4 * len(EYE_CHANNELS), generator=gen).half(),
         "skull_mouth_quads": torch.rand(
             1, size, size, 4 * len(SKULL_MOUTH_CHANNELS), generator=gen

@@ -12,11 +12,13 @@ Per frame:
    but the upper lip, so the lips part without tearing and the teeth stay with the skull.
 3. Each field is inverted by Newton iteration (backward map: output -> source),
    upsampled, and the image plus its source-space maps are sampled bilinearly.
-4. Composite, in the mouth window only: skull over jaw over (mouth interior or neck and
-   background). Eyelids are tinted shut on blinks.
+4. Per-pixel work beyond sampling happens in two static windows: in the mouth window the
+   skull layer is composited over the jaw layer over (mouth interior or neck and background);
+   in the eye window the upper lids are drawn descending over the eyes on blinks.
 
-Only ONNX operators that TensorRT supports are used (MatMul, Gather, GridSample on the coarse
-grid, Resize, Floor, Cast, Sin, Cos, Slice, Concat, elementwise ops); no custom plugins.
+Only ONNX operators that TensorRT supports are used (MatMul, Gather, Resize, Floor, Cast, Exp,
+Sin, Cos, Slice, Split, Concat, elementwise ops); no custom plugins. export/trt_compat.py checks
+the exported graph in CI.
 """
 
 from __future__ import annotations
@@ -58,22 +60,22 @@ def _rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> tor
     return r_roll @ r_yaw @ r_pitch
 
 
-def _bilinear(quads: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Bilinear sample of a quad table at ``coords`` (B, h, w, 2): x, y in source pixels
-    (0 = the first pixel's centre), clamped to the border. Returns (B, C, h, w) float32.
+def _bilinear(quads: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Bilinear sample of a quad table at ``x``, ``y`` (B, h, w) in source pixels (0 = the
+    first pixel's centre), clamped to the border. Returns (B, C, h, w) float32.
 
     ``quads`` (B, H, W, 4C) holds, for every pixel, its 2x2 neighbourhood (itself, right,
     below, below-right; the border repeats), so bilinear sampling costs one Gather of a row
     per output pixel: onnxruntime's CPU GridSample takes ~100 ms at 512x512, this ~4 ms. The
     result is continuous in the coordinates, so backends agree to rounding (parity tests).
-    The taps are made planar (one transpose, in float16) before the arithmetic: onnxruntime
-    broadcasts the weights over a leading axis ~15x faster than over the innermost one.
+    Everything stays planar (coordinates apart, taps transposed once): onnxruntime
+    broadcasts over a leading axis ~15x faster than over the innermost one.
     """
     batch, height, width, quad_channels = quads.shape
     channels = quad_channels // 4
-    out_h, out_w = coords.shape[1], coords.shape[2]
-    x = coords[..., 0].clamp(0.0, width - 1.0)
-    y = coords[..., 1].clamp(0.0, height - 1.0)
+    out_h, out_w = x.shape[1], x.shape[2]
+    x = x.clamp(0.0, width - 1.0)
+    y = y.clamp(0.0, height - 1.0)
     x0 = torch.floor(x)
     y0 = torch.floor(y)
     index = (x0 + y0 * float(width)).to(torch.int64)  # exact below 2**24
@@ -89,15 +91,25 @@ def _bilinear(quads: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return top + (bottom - top) * fy
 
 
+def _quad_table(maps: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) -> (N, h, w, 4C): each point with its right, lower and lower-right
+    neighbours (the border repeats), the table ``_bilinear`` samples."""
+    right = torch.cat([maps[..., 1:], maps[..., -1:]], 3)
+    below = torch.cat([maps[:, :, 1:], maps[:, :, -1:]], 2)
+    below_right = torch.cat([right[:, :, 1:], right[:, :, -1:]], 2)
+    return torch.cat([maps, right, below, below_right], 1).permute(0, 2, 3, 1)
+
+
 class Renderer(nn.Module):
     """Renders a batch of frames; all inputs batch-first (see ``engines.rig.Rig``)."""
 
     def __init__(self, grid: int = GRID) -> None:
         super().__init__()
         self.grid = grid
-        lin = torch.linspace(-1.0, 1.0, grid)
-        gy, gx = torch.meshgrid(lin, lin, indexing="ij")
-        self.register_buffer("grid_points", torch.stack([gx, gy], -1)[None], persistent=False)
+        steps = torch.arange(grid, dtype=torch.float32)
+        gy, gx = torch.meshgrid(steps, steps, indexing="ij")
+        self.register_buffer("grid_x", gx[None], persistent=False)
+        self.register_buffer("grid_y", gy[None], persistent=False)
 
     def _targets(self, rest, layer_weight, basis, head_weight, pivot, face_size, motion):
         """Per-layer control targets (B, 2, N, 3)."""
@@ -117,46 +129,40 @@ class Renderer(nn.Module):
         return deformed + head_weight.view(batch, 1, n_ctrl, 1) * (posed - deformed)
 
     def _backward_maps(self, forward_disp: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
-        """Coarse backward displacement (2B, 2, g, g): for each output grid point p, s - p
-        where s + D(s) = p (D the forward displacement field), by Newton's method.
+        """Coarse backward displacement (2B, 2, g, g) in grid steps: for each output grid
+        point p, s - p where s + D(s) = p (D the forward displacement field), by Newton.
 
-        Plain fixed-point iteration stalls where the warp compresses (a closing eyelid,
-        lips pressing): its step shrinks with 1 + D'. Newton's step uses the field's Jacobian,
-        sampled with the field from one 6-channel coarse map.
+        Plain fixed-point iteration stalls where the warp compresses (a closing eyelid, lips
+        pressing): its step shrinks with 1 + D'. Newton's step uses the field's Jacobian,
+        sampled with the field from one 6-channel coarse table (by Gather: onnxruntime's
+        GridSample is slow even at 64x64).
         """
         batch = warp.shape[0]
         grid = self.grid
-        step = 2.0 / (grid - 1)
-        fields = torch.matmul(warp, forward_disp)  # (B, 2, G*G, 2)
+        fields = torch.matmul(warp, forward_disp) * (0.5 * (grid - 1))  # grid steps
         fields = fields.reshape(batch * 2, grid, grid, 2).permute(0, 3, 1, 2)
         # Central differences (one-sided at the edges) of both components along x and y.
         pad_x = torch.cat([fields[..., :1], fields, fields[..., -1:]], 3)
         pad_y = torch.cat([fields[:, :, :1], fields, fields[:, :, -1:]], 2)
-        d_dx = (pad_x[..., 2:] - pad_x[..., :-2]) / (2.0 * step)
-        d_dy = (pad_y[:, :, 2:] - pad_y[:, :, :-2]) / (2.0 * step)
-        field_and_jacobian = torch.cat([fields, d_dx, d_dy], 1)  # Dx, Dy, Dx/x, Dy/x, Dx/y, Dy/y
-        points = self.grid_points.expand(batch * 2, grid, grid, 2)
-        source = points
+        d_dx = (pad_x[..., 2:] - pad_x[..., :-2]) * 0.5
+        d_dy = (pad_y[:, :, 2:] - pad_y[:, :, :-2]) * 0.5
+        table = _quad_table(torch.cat([fields, d_dx, d_dy], 1))  # Dx Dy Dx/x Dy/x Dx/y Dy/y
+        px = self.grid_x.expand(batch * 2, grid, grid)
+        py = self.grid_y.expand(batch * 2, grid, grid)
+        sx, sy = px, py
         for _ in range(INVERSION_ITERATIONS):
-            sampled = F.grid_sample(
-                field_and_jacobian,
-                source,
-                mode="bilinear",
-                padding_mode="border",
-                align_corners=True,
-            )
-            dx, dy, dxx, dyx, dxy, dyy = torch.split(sampled, 1, dim=1)
-            res = source.permute(0, 3, 1, 2) + torch.cat([dx, dy], 1) - points.permute(0, 3, 1, 2)
-            rx, ry = torch.split(res, 1, dim=1)
+            dx, dy, dxx, dyx, dxy, dyy = torch.split(_bilinear(table, sx, sy), 1, dim=1)
+            rx = sx.unsqueeze(1) + dx - px.unsqueeze(1)
+            ry = sy.unsqueeze(1) + dy - py.unsqueeze(1)
             a, b, c, d = 1.0 + dxx, dxy, dyx, 1.0 + dyy  # J = [[a, b], [c, d]]
             det = (a * d - b * c).clamp(min=0.05)  # folds are clamped, never inverted
-            delta = torch.cat([d * rx - b * ry, a * ry - c * rx], 1) / det
-            source = source - delta.permute(0, 2, 3, 1)
-        return (source - points).permute(0, 3, 1, 2)
+            sx = sx - ((d * rx - b * ry) / det).squeeze(1)
+            sy = sy - ((a * ry - c * rx) / det).squeeze(1)
+        return torch.stack([sx - px, sy - py], 1)
 
     def forward(
         self,
-        image_quads: torch.Tensor,  # (B, H, W, 12) float16: RGB 2x2 neighbourhoods, [0, 255]
+        image_quads: torch.Tensor,  # (B, H, W, 12) float32: RGB 2x2 neighbourhoods, [0, 255]
         eye_quads: torch.Tensor,  # (B, H, W, 12) float16: render_spec.EYE_CHANNELS quads
         skull_mouth_quads: torch.Tensor,  # (B, H, W, 12) float16: SKULL_MOUTH_CHANNELS quads
         jaw_mouth_quads: torch.Tensor,  # (B, H, W, 8) float16: JAW_MOUTH_CHANNELS quads
@@ -176,30 +182,28 @@ class Renderer(nn.Module):
         targets = self._targets(rest, layer_weight, basis, head_weight, pivot, face_size, motion)
         forward_disp = (targets - controls.unsqueeze(1))[..., :2]  # orthographic projection
         backward = self._backward_maps(forward_disp, warp).view(batch, 2, 2, self.grid, self.grid)
-        # Output pixel centres in source pixel units (normalized c <-> ((c + 1) W - 1) / 2).
-        xs = torch.arange(width, dtype=torch.float32)
-        ys = torch.arange(height, dtype=torch.float32)
-        base = torch.stack(
-            [xs.view(1, width).expand(height, width), ys.view(height, 1).expand(height, width)], -1
-        )
+        # Output pixel centres in source pixel units; grid steps -> pixels.
+        xs = torch.arange(width, dtype=torch.float32).view(1, 1, width)
+        ys = torch.arange(height, dtype=torch.float32).view(1, height, 1)
+        to_pixels = (width - 1.0) / (self.grid - 1.0)
 
-        def full_res(coarse: torch.Tensor) -> torch.Tensor:  # (B, 2, g, g) -> (B, H, W, 2)
+        def full_res(coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             fine = F.interpolate(
-                coarse * (0.5 * width), size=(height, width), mode="bilinear", align_corners=True
+                coarse * to_pixels, size=(height, width), mode="bilinear", align_corners=True
             )
-            return base + fine.permute(0, 2, 3, 1)
+            return xs + fine[:, 0], ys + fine[:, 1]
 
         eye_t, eye_b, eye_l, eye_r = window_pixels(EYE_WINDOW, int(height))
         top, bottom, left, right = window_pixels(MOUTH_WINDOW, int(height))
 
         # The skull layer covers the whole frame.
-        grid_upper = full_res(backward[:, 0])
-        rgb = _bilinear(image_quads, grid_upper)  # (B, 3, H, W)
+        ux, uy = full_res(backward[:, 0])
+        rgb = _bilinear(image_quads, ux, uy)  # (B, 3, H, W)
 
         # Eyes: on a blink the upper lid descends over the opening, its lash line leading.
-        eye_grid = grid_upper[:, eye_t:eye_b, eye_l:eye_r]
+        ex, ey = ux[:, eye_t:eye_b, eye_l:eye_r], uy[:, eye_t:eye_b, eye_l:eye_r]
         eye_rgb = rgb[:, :, eye_t:eye_b, eye_l:eye_r]
-        eyes, height_in_eye, lift = torch.split(_bilinear(eye_quads, eye_grid), 1, dim=1)
+        eyes, height_in_eye, lift = torch.split(_bilinear(eye_quads, ex, ey), 1, dim=1)
         blink = eyes.clamp(min=0.0) * motion[:, _BLINK_LEFT].view(batch, 1, 1, 1) + (-eyes).clamp(
             min=0.0
         ) * motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1)
@@ -210,19 +214,23 @@ class Renderer(nn.Module):
         covered = covered * (blink * 8.0).clamp(max=1.0)
         lash = torch.exp(-(((height_in_eye - lid_edge) / 0.1) ** 2)) * (blink * 4.0).clamp(max=1.0)
         # The lid's skin: the portrait just above the upper lid, slid down over the eye.
-        lift_xy = torch.cat([torch.zeros_like(lift), lift * 64.0], 1).permute(0, 2, 3, 1)
-        lid_rgb = _bilinear(image_quads, eye_grid - lift_xy)
+        lid_rgb = _bilinear(image_quads, ex, ey - lift.squeeze(1) * 64.0)
         eye_rgb = eye_rgb + (lid_rgb - eye_rgb) * covered
         eye_rgb = eye_rgb * (1.0 - 0.55 * lash * inside)
 
         # Mouth: skull over jaw over (mouth interior or neck and background).
-        grid_lower = full_res(backward[:, 1])[:, top:bottom, left:right]
+        lx, ly = full_res(backward[:, 1])
+        lx, ly = lx[:, top:bottom, left:right], ly[:, top:bottom, left:right]
         skull, not_base, teeth = torch.split(
-            _bilinear(skull_mouth_quads, grid_upper[:, top:bottom, left:right]), 1, dim=1
+            _bilinear(
+                skull_mouth_quads, ux[:, top:bottom, left:right], uy[:, top:bottom, left:right]
+            ),
+            1,
+            dim=1,
         )
-        jaw, tongue = torch.split(_bilinear(jaw_mouth_quads, grid_lower), 1, dim=1)
+        jaw, tongue = torch.split(_bilinear(jaw_mouth_quads, lx, ly), 1, dim=1)
         skull_rgb = rgb[:, :, top:bottom, left:right]
-        jaw_rgb = _bilinear(image_quads, grid_lower)
+        jaw_rgb = _bilinear(image_quads, lx, ly)
         cavity, teeth_c, tongue_c = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
         interior = cavity + (tongue_c - cavity) * (0.75 * tongue)
         interior = interior + (teeth_c - interior) * (0.9 * teeth)
@@ -232,10 +240,9 @@ class Renderer(nn.Module):
 
         rgb = _paste(rgb, eye_rgb, eye_t, eye_l)
         rgb = _paste(rgb, mouth_rgb, top, left)
-        # Round, interleave (in float16: half the bytes) and convert: uint8 only at the
-        # output, the one place TensorRT allows it.
-        pixels = torch.floor(rgb.clamp(0.0, 255.0) + 0.5).to(torch.float16)
-        return pixels.permute(0, 2, 3, 1).to(torch.uint8)
+        # Round, interleave and convert: uint8 only at the output, the one place TensorRT
+        # allows it.
+        return torch.floor(rgb.clamp(0.0, 255.0) + 0.5).permute(0, 2, 3, 1).to(torch.uint8)
 
 
 def _paste(frame: torch.Tensor, patch: torch.Tensor, top: int, left: int) -> torch.Tensor:

@@ -54,7 +54,8 @@ def test_rig_shapes_are_static_for_every_avatar(mona_rig) -> None:
     assert inputs["controls"].shape == (1, NUM_CONTROLS, 3)
     assert inputs["basis"].shape == (1, mf.NUM_BLENDSHAPES + 2, NUM_CONTROLS, 3)
     assert inputs["image_quads"].shape == (1, 512, 512, 12)
-    assert inputs["image_quads"].dtype == np.float16
+    assert inputs["image_quads"].dtype == np.float32
+    assert inputs["eye_quads"].dtype == np.float16
     assert inputs["image_quads"].flags["C_CONTIGUOUS"]
     assert np.isfinite(inputs["warp"]).all()
 
