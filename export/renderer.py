@@ -156,8 +156,8 @@ class Renderer(nn.Module):
             ry = sy.unsqueeze(1) + dy - py.unsqueeze(1)
             a, b, c, d = 1.0 + dxx, dxy, dyx, 1.0 + dyy  # J = [[a, b], [c, d]]
             det = (a * d - b * c).clamp(min=0.05)  # folds are clamped, never inverted
-            sx = sx - ((d * rx - b * ry) / det).squeeze(1)
-            sy = sy - ((a * ry - c * rx) / det).squeeze(1)
+            sx = sx - ((d * rx - b * ry) / det)[:, 0]  # [:, 0], not squeeze: an If in ONNX
+            sy = sy - ((a * ry - c * rx) / det)[:, 0]
         return torch.stack([sx - px, sy - py], 1)
 
     def forward(
@@ -214,7 +214,7 @@ class Renderer(nn.Module):
         covered = covered * (blink * 8.0).clamp(max=1.0)
         lash = torch.exp(-(((height_in_eye - lid_edge) / 0.1) ** 2)) * (blink * 4.0).clamp(max=1.0)
         # The lid's skin: the portrait just above the upper lid, slid down over the eye.
-        lid_rgb = _bilinear(image_quads, ex, ey - lift.squeeze(1) * 64.0)
+        lid_rgb = _bilinear(image_quads, ex, ey - lift[:, 0] * 64.0)
         eye_rgb = eye_rgb + (lid_rgb - eye_rgb) * covered
         eye_rgb = eye_rgb * (1.0 - 0.55 * lash * inside)
 
