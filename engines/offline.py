@@ -29,8 +29,10 @@ from engines.mp4_writer import Mp4Writer
 from engines.rig import Rig
 
 ENCODE_QUEUE = 16
-RENDER_WORKERS = max(1, min(4, os.cpu_count() or 1))
-RENDER_BATCH = 2  # frames per engine call: amortizes onnxruntime's per-node overhead (~15%)
+# One more worker than cores keeps both cores rendering while the others wait on the encoder.
+RENDER_WORKERS = int(os.environ.get("EMOTE_RENDER_WORKERS", (os.cpu_count() or 1) + 1))
+# Frames per engine call; batches of 2 measured no faster on 2 cores (docs/benchmarks.md).
+RENDER_BATCH = int(os.environ.get("EMOTE_RENDER_BATCH", 1))
 
 
 @dataclass
