@@ -172,8 +172,10 @@ def test_jaw_keeps_its_scale() -> None:
 
 
 def _long_session(seed: int = 0) -> np.ndarray:
-    """All files back to back with their room-tone pauses (~35 s)."""
+    """All files back to back with their room-tone pauses, repeated to at least 35 s (only
+    the bundled clip is there when ../shared is missing)."""
     audio = np.concatenate([padded(name)[0] for name in NAMES])
+    audio = np.tile(audio, -(-35 * SAMPLE_RATE // len(audio)))
     return run_stream(DspMotionGenerator(seed=seed), audio, chunk=1000)
 
 

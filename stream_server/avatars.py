@@ -1,0 +1,93 @@
+"""The server's avatars: the bundled default plus uploads, prepared off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.avatar import Avatar, AvatarError, load_cached, prepare_avatar, prepare_avatar_bytes
+from engines.rig import Rig, rig_for_avatar
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+RIGS_IN_MEMORY = 8  # ~60 MB each; older rigs reload from the disk cache (~0.1 s)
+
+
+@dataclass(frozen=True)
+class AvatarInfo:
+    avatar_id: str
+    name: str
+    warnings: tuple[str, ...]
+    default: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.avatar_id,
+            "name": self.name,
+            "warnings": list(self.warnings),
+            "default": self.default,
+            "image": f"/api/avatars/{self.avatar_id}/image",
+        }
+
+
+class AvatarStore:
+    def __init__(self, cache_dir: Path, default_image: Path) -> None:
+        self.cache_dir = cache_dir
+        self.default_image = default_image
+        self._infos: dict[str, AvatarInfo] = {}
+        self._rigs: OrderedDict[str, Rig] = OrderedDict()
+        self._lock = threading.Lock()
+        self.default_id: str | None = None
+
+    def load_default(self) -> AvatarInfo:
+        avatar = prepare_avatar(self.default_image, cache_dir=self.cache_dir)
+        info = self._register(avatar, self.default_image.stem.replace("_", " "), default=True)
+        self.default_id = info.avatar_id
+        self.rig(info.avatar_id)
+        return info
+
+    def _register(self, avatar: Avatar, name: str, default: bool = False) -> AvatarInfo:
+        info = AvatarInfo(avatar.avatar_id, name, avatar.warnings, default)
+        with self._lock:
+            self._infos.setdefault(avatar.avatar_id, info)
+        return self._infos[avatar.avatar_id]
+
+    async def upload(self, data: bytes, name: str) -> AvatarInfo:
+        """Prepare an uploaded image in a worker thread; raises AvatarError."""
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise AvatarError("image over 50 MB")
+        avatar = await asyncio.to_thread(prepare_avatar_bytes, data, 512, self.cache_dir)
+        info = self._register(avatar, name)
+        await asyncio.to_thread(self.rig, info.avatar_id)
+        return info
+
+    def list(self) -> list[AvatarInfo]:
+        with self._lock:
+            return sorted(self._infos.values(), key=lambda i: (not i.default, i.name))
+
+    def get(self, avatar_id: str) -> AvatarInfo | None:
+        return self._infos.get(avatar_id)
+
+    def image_path(self, avatar_id: str) -> Path | None:
+        if avatar_id not in self._infos:
+            return None
+        path = self.cache_dir / "avatars" / avatar_id / "crop.png"
+        return path if path.is_file() else None
+
+    def rig(self, avatar_id: str) -> Rig:
+        """The avatar's rig (blocking: call from a worker thread)."""
+        with self._lock:
+            if avatar_id in self._rigs:
+                self._rigs.move_to_end(avatar_id)
+                return self._rigs[avatar_id]
+        avatar = load_cached(avatar_id, self.cache_dir)
+        if avatar is None:
+            raise AvatarError(f"unknown avatar {avatar_id}")
+        rig = rig_for_avatar(avatar_id, avatar.image, avatar.landmarks, self.cache_dir)
+        with self._lock:
+            self._rigs[avatar_id] = rig
+            while len(self._rigs) > RIGS_IN_MEMORY:
+                self._rigs.popitem(last=False)
+        return rig

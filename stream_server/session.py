@@ -1,0 +1,368 @@
+"""One live session: microphone audio in, the avatar's video and the same audio out.
+
+Timing (all on one clock, ``time.monotonic``): session sample i (16 kHz) belongs to wall time
+``t0 + i / 16000``; video frame k is shown at ``t0 + k / 25 + latency`` and the returned audio
+sample i is played at ``t0 + i / 16000 + latency``, so the two tracks are aligned by
+construction, whatever the session's length. ``latency`` = one frame of audio + the motion
+generator's lookahead + a compute margin. ``t0`` follows the earliest arrival of the audio
+(it moves earlier at once and later only slowly), so network jitter does not add delay and a
+drifting sender clock cannot make queues grow.
+
+Threads: the event loop receives and sends media; one worker thread per session runs the
+motion generator and the renderer (onnxruntime releases the GIL). Queues are bounded; a frame
+whose display time has passed is dropped, never queued; missing audio becomes silence (idle
+animation) so the clock never stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from engines.audio_ring import AudioRing
+from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from engines.engine import Engine
+from engines.motion_stream import MotionGenerator, MotionStream
+from engines.offline import FrameRenderer
+from engines.rig import Rig
+from stream_server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+OUTPUT_RATE = 48_000
+OUTPUT_CHUNK = OUTPUT_RATE // 50  # 20 ms, as WebRTC packetizes Opus
+COMPUTE_MARGIN_S = 0.035  # render p95 on the CPU plus scheduling slack
+STALL_FILL_S = 0.10  # missing audio older than this becomes silence
+RESYNC_S = 0.05  # audio this much later than the clock expects re-anchors the clock
+INPUT_QUEUE_CHUNKS = 100  # 2 s of 20 ms chunks; beyond that the oldest are dropped
+FRAME_STORE = 12
+VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
+
+
+@dataclass
+class SessionStats:
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    audio_chunks_in: int = 0
+    interrupts: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class SessionClock:
+    """Maps session samples to wall time; thread-safe."""
+
+    def __init__(self, latency_s: float) -> None:
+        self.latency_s = latency_s
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+
+    @property
+    def t0(self) -> float:
+        return self._t0
+
+    def observe_arrival(self, now: float, samples_end: int) -> None:
+        """Audio up to ``samples_end`` arrived at ``now``: keep t0 at the earliest arrival.
+
+        Earlier arrivals move t0 at once. Audio arriving much later than the mapping says
+        follows silence that stood in for it (session start, a stall): t0 jumps to it, a
+        one-off pause, rather than leaving that delay in for the rest of the session. Small
+        lateness is followed slowly (a sender clock running slow).
+        """
+        candidate = now - samples_end / SAMPLE_RATE
+        with self._lock:
+            if candidate < self._t0 or candidate - self._t0 > RESYNC_S:
+                self._t0 = candidate
+            else:
+                self._t0 += min(candidate - self._t0, 0.001 * 0.02)  # <= 1 ms per second
+
+    def samples_due(self, now: float) -> int:
+        """Session samples that should have arrived by ``now``."""
+        return int((now - self._t0) * SAMPLE_RATE)
+
+    def frame_due(self, k: int) -> float:
+        return self._t0 + k / FPS + self.latency_s
+
+    def audio_due(self, sample: int) -> float:
+        return self._t0 + sample / SAMPLE_RATE + self.latency_s
+
+
+class Session:
+    """Owns the clock, the motion stream, the rendered frames and the output audio."""
+
+    def __init__(
+        self,
+        session_id: str,
+        avatar_id: str,
+        rig: Rig,
+        engine: Engine,
+        generator: MotionGenerator,
+        metrics: Metrics,
+    ) -> None:
+        self.id = session_id
+        self.avatar_id = avatar_id
+        self.metrics = metrics
+        self.stats = SessionStats()
+        self.created = time.monotonic()
+        lookahead_s = generator.lookahead_samples / SAMPLE_RATE
+        self.clock = SessionClock(1.0 / FPS + lookahead_s + COMPUTE_MARGIN_S)
+        self._stream = MotionStream(generator, hop_frames=2)
+        self._renderer = FrameRenderer(engine, rig)
+        self._input: queue.Queue[tuple[float, np.ndarray, np.ndarray]] = queue.Queue(
+            INPUT_QUEUE_CHUNKS
+        )
+        self._frames: dict[int, np.ndarray] = {}
+        self._frames_lock = threading.Lock()
+        self._out_audio = AudioRing(capacity_seconds=3.0 * OUTPUT_RATE / SAMPLE_RATE)
+        self._out_lock = threading.Lock()
+        self._muted_before = 0  # output samples (48 kHz) silenced by an interrupt
+        self._written = 0  # session samples handed to the motion stream
+        self._pending: list[tuple[int, np.ndarray]] = []  # generated, not yet rendered
+        self._interrupt = threading.Event()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(
+            target=self._work, name=f"session-{session_id[:8]}", daemon=True
+        )
+        self.video = AvatarVideoTrack(self)
+        self.audio = DelayedAudioTrack(self)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.video.stop()
+        self.audio.stop()
+
+    def join(self, timeout: float = 2.0) -> None:
+        self._worker.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._worker.is_alive()
+
+    # -- input (event loop) ------------------------------------------------------------------
+
+    async def consume(self, track: MediaStreamTrack) -> None:
+        """Read the client's audio until it ends; decoded 48 kHz frames from aiortc."""
+        to_session = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        to_output = av.AudioResampler(format="flt", layout="mono", rate=OUTPUT_RATE)
+        while not self._stop.is_set():
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            frame.pts = None
+            session = np.concatenate(
+                [f.to_ndarray().reshape(-1) for f in to_session.resample(frame)]
+                or [np.zeros(0, np.float32)]
+            )
+            output = np.concatenate(
+                [f.to_ndarray().reshape(-1) for f in to_output.resample(frame)]
+                or [np.zeros(0, np.float32)]
+            )
+            self.stats.audio_chunks_in += 1
+            item = (time.monotonic(), session.astype(np.float32), output.astype(np.float32))
+            try:
+                self._input.put_nowait(item)
+            except queue.Full:  # the worker is stalled: drop the oldest, keep the newest
+                with contextlib.suppress(queue.Empty):
+                    self._input.get_nowait()
+                self._input.put_nowait(item)
+
+    def interrupt(self) -> None:
+        """Barge-in: drop queued audio and motion; the face eases back to idle."""
+        self.stats.interrupts += 1
+        self._interrupt.set()
+
+    # -- worker thread ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    arrival, session, output = self._input.get(timeout=0.02)
+                except queue.Empty:
+                    arrival, session, output = None, None, None
+                if self._interrupt.is_set():
+                    self._handle_interrupt()
+                now = time.monotonic()
+                self._fill_silence(now)
+                if session is not None:
+                    self._append(session, output)
+                    self.clock.observe_arrival(arrival, self._written)
+                self._render_ready()
+        except Exception:  # a broken session must not take the server down
+            log.exception("session %s worker failed", self.id)
+            self._stop.set()
+
+    def _fill_silence(self, now: float) -> None:
+        """No audio (muted mic, lost packets, no mic at all): the clock goes on in silence."""
+        gap = self.clock.samples_due(now) - int(STALL_FILL_S * SAMPLE_RATE) - self._written
+        if gap > 0:
+            self._append(np.zeros(gap, np.float32), np.zeros(gap * 3, np.float32))
+
+    def _append(self, session: np.ndarray, output: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        ready = self._stream.push(session)
+        self.metrics.motion_ms.observe((time.perf_counter() - t0) * 1000)
+        with self._out_lock:
+            self._out_audio.write(output)
+        self._written += len(session)
+        self._pending.extend(ready)
+
+    def _render_ready(self) -> None:
+        pending, self._pending = self._pending, []
+        for k, motion in pending:
+            now = time.monotonic()
+            due = self.clock.frame_due(k)
+            if now > due:  # too late to be shown: skip, the next frame catches up
+                self.stats.frames_dropped += 1
+                self.metrics.frames_dropped.inc()
+                continue
+            complete = (
+                self.clock.t0
+                + ((k + 1) * SAMPLES_PER_FRAME + self._stream.generator.lookahead_samples)
+                / SAMPLE_RATE
+            )
+            t0 = time.perf_counter()
+            rgb = self._renderer.render(motion)[0]
+            self.metrics.render_ms.observe((time.perf_counter() - t0) * 1000)
+            done = time.monotonic()
+            self.metrics.audio_to_frame_ms.observe(max(0.0, done - complete) * 1000)
+            self.metrics.ready_margin_ms.observe((due - done) * 1000)
+            with self._frames_lock:
+                self._frames[k] = rgb
+                for old in [i for i in self._frames if i < k - FRAME_STORE]:
+                    del self._frames[old]
+
+    def _handle_interrupt(self) -> None:
+        self._interrupt.clear()
+        while True:
+            try:
+                self._input.get_nowait()
+            except queue.Empty:
+                break
+        self._stream.generator.reset()
+        self._pending = []
+        shown = self.video.last_index
+        with self._frames_lock:
+            for k in [i for i in self._frames if i > shown]:
+                del self._frames[k]
+        with self._out_lock:
+            self._muted_before = self._out_audio.end
+
+    # -- output (event loop) ------------------------------------------------------------------
+
+    def frame(self, k: int) -> tuple[np.ndarray | None, bool]:
+        """Frame k if rendered, else the newest earlier one (``False``: a repeat)."""
+        with self._frames_lock:
+            if k in self._frames:
+                return self._frames[k], True
+            earlier = [i for i in self._frames if i < k]
+            return (self._frames[max(earlier)] if earlier else None), False
+
+    def output_audio(self, start: int, count: int) -> np.ndarray:
+        """Output samples [start, start + count) at 48 kHz; silence where there are none."""
+        with self._out_lock:
+            try:
+                chunk = self._out_audio.read(start, start + count)
+            except ValueError:
+                return np.zeros(count, np.float32)
+            if start < self._muted_before:
+                chunk[: min(count, self._muted_before - start)] = 0.0
+            return chunk
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    """The avatar's frames, paced at 25 fps on the session clock."""
+
+    kind = "video"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._session = session
+        self._next: int | None = None
+        self.last_index = -1
+        self._last_rgb: np.ndarray | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        clock = self._session.clock
+        now = time.monotonic()
+        if self._next is None:  # start at the next frame due
+            self._next = max(0, int(np.ceil((now - clock.t0 - clock.latency_s) * FPS)))
+        k = self._next
+        late = now - clock.frame_due(k)
+        if late > 1.0 / FPS:  # the pacer fell behind (loop stall): skip to the current frame
+            skipped = int(late * FPS)
+            k += skipped
+            self._session.stats.frames_dropped += skipped
+            self._session.metrics.frames_dropped.inc(skipped)
+        await asyncio.sleep(max(0.0, clock.frame_due(k) - time.monotonic()))
+        rgb, fresh = self._session.frame(k)
+        if rgb is None:
+            rgb = self._last_rgb if self._last_rgb is not None else self._placeholder()
+        if not fresh:
+            self._session.stats.frames_dropped += 1
+            self._session.metrics.frames_dropped.inc()
+        self._last_rgb = rgb
+        self.last_index = k
+        self._next = k + 1
+        self._session.stats.frames_sent += 1
+        self._session.metrics.frames_delivered.inc()
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = k * (90_000 // FPS)
+        frame.time_base = VIDEO_TIME_BASE
+        return frame
+
+    def _placeholder(self) -> np.ndarray:
+        return np.zeros((512, 512, 3), np.uint8)
+
+
+class DelayedAudioTrack(MediaStreamTrack):
+    """The client's audio, returned at the same delay as the video (48 kHz, 20 ms frames)."""
+
+    kind = "audio"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._session = session
+        self._next: int | None = None  # output chunk index (20 ms)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        clock = self._session.clock
+        if self._next is None:
+            self._next = max(0, int(np.ceil((time.monotonic() - clock.t0 - clock.latency_s) * 50)))
+        n = self._next
+        due = clock.audio_due(n * SAMPLE_RATE // 50)
+        now = time.monotonic()
+        if now - due > 0.1:  # fell behind: skip ahead rather than queue delay
+            n += int((now - due) * 50)
+            due = clock.audio_due(n * SAMPLE_RATE // 50)
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        samples = self._session.output_audio(n * OUTPUT_CHUNK, OUTPUT_CHUNK)
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = OUTPUT_RATE
+        frame.pts = n * OUTPUT_CHUNK
+        frame.time_base = fractions.Fraction(1, OUTPUT_RATE)
+        self._next = n + 1
+        return frame
