@@ -131,6 +131,32 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from stream_server.app import ServerConfig, create_app
+    from stream_server.loopback import is_loopback, use_loopback_only
+
+    if not Path(args.avatar).is_file():
+        raise CliError(f"avatar image not found: {args.avatar}")
+    config = ServerConfig(
+        default_avatar=Path(args.avatar), cache_dir=_cache_dir(args), seed=args.seed
+    )
+    if args.max_sessions is not None:
+        if args.max_sessions < 1:
+            raise CliError("--max-sessions must be at least 1")
+        config.max_sessions = args.max_sessions
+    use_loopback_only(is_loopback(args.host))
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    print(
+        f"emote: serving on http://{args.host}:{args.port} (max {config.max_sessions} sessions)",
+        file=sys.stderr,
+    )
+    web.run_app(create_app(config), host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     try:
         from export.onnx_export import main as export_main
@@ -173,6 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(func=cmd_render)
+
+    serve = sub.add_parser("serve", parents=[common], help="the live WebRTC avatar server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--avatar", type=Path, default=DEFAULT_PORTRAIT, help="default portrait")
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="concurrent sessions (default: half the CPU cores, at least 1)",
+    )
+    serve.add_argument("--seed", type=int, default=0)
+    serve.set_defaults(func=cmd_serve)
 
     export = sub.add_parser(
         "export", parents=[common], help="export the torch models to ONNX (needs torch)"

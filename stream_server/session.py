@@ -4,9 +4,10 @@ Timing (all on one clock, ``time.monotonic``): session sample i (16 kHz) belongs
 ``t0 + i / 16000``; video frame k is shown at ``t0 + k / 25 + latency`` and the returned audio
 sample i is played at ``t0 + i / 16000 + latency``, so the two tracks are aligned by
 construction, whatever the session's length. ``latency`` = one frame of audio + the motion
-generator's lookahead + a compute margin. ``t0`` follows the earliest arrival of the audio
-(it moves earlier at once and later only slowly), so network jitter does not add delay and a
-drifting sender clock cannot make queues grow.
+generator's lookahead + a compute margin. Arriving audio is placed at its arrival time: a
+gap (session start, a stall, a slow sender clock) is filled with silence, audio running ahead
+(a burst, a fast sender clock) is trimmed, each only beyond a jitter tolerance, so queues
+cannot grow and the delay stays what it was at the start.
 
 Threads: the event loop receives and sends media; one worker thread per session runs the
 motion generator and the renderer (onnxruntime releases the GIL). Queues are bounded; a frame
@@ -42,9 +43,9 @@ log = logging.getLogger(__name__)
 
 OUTPUT_RATE = 48_000
 OUTPUT_CHUNK = OUTPUT_RATE // 50  # 20 ms, as WebRTC packetizes Opus
-COMPUTE_MARGIN_S = 0.035  # render p95 on the CPU plus scheduling slack
-STALL_FILL_S = 0.10  # missing audio older than this becomes silence
-RESYNC_S = 0.05  # audio this much later than the clock expects re-anchors the clock
+COMPUTE_MARGIN_S = 0.08  # 20 ms packets + render (p95 ~50 ms on 2 shared cores) + slack
+STALL_FILL_S = 0.10  # with no audio at all, the clock goes on in silence this far behind
+JITTER_S = 0.04  # arrivals this much early or late are left alone
 INPUT_QUEUE_CHUNKS = 100  # 2 s of 20 ms chunks; beyond that the oldest are dropped
 FRAME_STORE = 12
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
@@ -62,41 +63,23 @@ class SessionStats:
 
 
 class SessionClock:
-    """Maps session samples to wall time; thread-safe."""
+    """Maps session samples to wall time: sample i belongs to ``t0 + i / 16000``. ``t0`` is
+    fixed at the session's start, so pacing never jumps; the audio is fitted to the clock
+    instead (see ``Session._append_arrival``)."""
 
     def __init__(self, latency_s: float) -> None:
         self.latency_s = latency_s
-        self._t0 = time.monotonic()
-        self._lock = threading.Lock()
-
-    @property
-    def t0(self) -> float:
-        return self._t0
-
-    def observe_arrival(self, now: float, samples_end: int) -> None:
-        """Audio up to ``samples_end`` arrived at ``now``: keep t0 at the earliest arrival.
-
-        Earlier arrivals move t0 at once. Audio arriving much later than the mapping says
-        follows silence that stood in for it (session start, a stall): t0 jumps to it, a
-        one-off pause, rather than leaving that delay in for the rest of the session. Small
-        lateness is followed slowly (a sender clock running slow).
-        """
-        candidate = now - samples_end / SAMPLE_RATE
-        with self._lock:
-            if candidate < self._t0 or candidate - self._t0 > RESYNC_S:
-                self._t0 = candidate
-            else:
-                self._t0 += min(candidate - self._t0, 0.001 * 0.02)  # <= 1 ms per second
+        self.t0 = time.monotonic()
 
     def samples_due(self, now: float) -> int:
-        """Session samples that should have arrived by ``now``."""
-        return int((now - self._t0) * SAMPLE_RATE)
+        """Session samples that belong to times up to ``now``."""
+        return int((now - self.t0) * SAMPLE_RATE)
 
     def frame_due(self, k: int) -> float:
-        return self._t0 + k / FPS + self.latency_s
+        return self.t0 + k / FPS + self.latency_s
 
     def audio_due(self, sample: int) -> float:
-        return self._t0 + sample / SAMPLE_RATE + self.latency_s
+        return self.t0 + sample / SAMPLE_RATE + self.latency_s
 
 
 class Session:
@@ -130,6 +113,7 @@ class Session:
         self._muted_before = 0  # output samples (48 kHz) silenced by an interrupt
         self._written = 0  # session samples handed to the motion stream
         self._pending: list[tuple[int, np.ndarray]] = []  # generated, not yet rendered
+        self._need_anchor = True  # the first audio lands exactly at its arrival time
         self._interrupt = threading.Event()
         self._stop = threading.Event()
         self._worker = threading.Thread(
@@ -195,26 +179,44 @@ class Session:
         try:
             while not self._stop.is_set():
                 try:
-                    arrival, session, output = self._input.get(timeout=0.02)
+                    item: tuple[float, np.ndarray, np.ndarray] | None = self._input.get(
+                        timeout=0.02
+                    )
                 except queue.Empty:
-                    arrival, session, output = None, None, None
+                    item = None
                 if self._interrupt.is_set():
                     self._handle_interrupt()
-                now = time.monotonic()
-                self._fill_silence(now)
-                if session is not None:
-                    self._append(session, output)
-                    self.clock.observe_arrival(arrival, self._written)
+                if item is None:
+                    self._fill_silence()
+                else:
+                    self._append_arrival(*item)
                 self._render_ready()
         except Exception:  # a broken session must not take the server down
             log.exception("session %s worker failed", self.id)
             self._stop.set()
 
-    def _fill_silence(self, now: float) -> None:
+    def _fill_silence(self) -> None:
         """No audio (muted mic, lost packets, no mic at all): the clock goes on in silence."""
-        gap = self.clock.samples_due(now) - int(STALL_FILL_S * SAMPLE_RATE) - self._written
+        gap = (
+            self.clock.samples_due(time.monotonic())
+            - int(STALL_FILL_S * SAMPLE_RATE)
+            - self._written
+        )
         if gap > 0:
             self._append(np.zeros(gap, np.float32), np.zeros(gap * 3, np.float32))
+
+    def _append_arrival(self, arrival: float, session: np.ndarray, output: np.ndarray) -> None:
+        """Place a chunk so that its end belongs to its arrival time (within the tolerance)."""
+        behind = self.clock.samples_due(arrival) - (self._written + len(session))
+        tolerance = int(JITTER_S * SAMPLE_RATE)
+        if behind > tolerance or (self._need_anchor and behind > 0):
+            self._append(np.zeros(behind, np.float32), np.zeros(behind * 3, np.float32))
+        elif -behind > tolerance:  # running ahead: trim the oldest part of the chunk
+            trim = min(len(session), -behind)
+            session, output = session[trim:], output[trim * 3 :]
+        self._need_anchor = False
+        if len(session):
+            self._append(session, output)
 
     def _append(self, session: np.ndarray, output: np.ndarray) -> None:
         t0 = time.perf_counter()

@@ -1,0 +1,304 @@
+"""The HTTP API and WebRTC signaling (aiohttp + aiortc). See docs/api.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
+
+from engines.avatar import AvatarError
+from engines.dsp_motion import DspMotionGenerator
+from engines.engine import Engine, create_engine
+from stream_server.avatars import AvatarStore
+from stream_server.metrics import Metrics
+from stream_server.session import Session
+
+log = logging.getLogger(__name__)
+
+WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
+MAX_OFFER_BYTES = 64 * 1024
+DISCONNECT_GRACE_S = 2.0  # "disconnected" may recover; "failed"/"closed" end at once
+RETRY_AFTER_S = 5
+
+
+@dataclass
+class ServerConfig:
+    default_avatar: Path
+    cache_dir: Path
+    max_sessions: int = max(1, (os.cpu_count() or 2) // 2)
+    seed: int = 0
+    render_threads: int = 1
+
+
+@dataclass
+class LiveSession:
+    session: Session
+    pc: RTCPeerConnection
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    closing: bool = False
+
+
+def error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class AvatarServer:
+    """Holds the shared renderer engine, the avatars and the live sessions."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.avatars = AvatarStore(config.cache_dir, config.default_avatar)
+        self.engine: Engine | None = None
+        self.sessions: dict[str, LiveSession] = {}
+        self.started = time.monotonic()
+
+    async def startup(self, _app: web.Application) -> None:
+        await asyncio.to_thread(self.avatars.load_default)
+        self.engine = await asyncio.to_thread(
+            create_engine, "renderer", "onnxruntime", "cpu", self.config.render_threads
+        )
+        log.info(
+            "ready: default avatar %s, max %d sessions",
+            self.avatars.default_id,
+            self.config.max_sessions,
+        )
+
+    async def shutdown(self, _app: web.Application) -> None:
+        await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/", self.index),
+            web.get("/healthz", self.healthz),
+            web.get("/metrics", self.metrics_text),
+            web.get("/api/avatars", self.list_avatars),
+            web.post("/api/avatars", self.upload_avatar),
+            web.get("/api/avatars/{avatar_id}/image", self.avatar_image),
+            web.post("/offer", self.offer),
+            web.get("/api/sessions/{session_id}", self.session_stats),
+            web.post("/api/sessions/{session_id}/interrupt", self.interrupt),
+            web.delete("/api/sessions/{session_id}", self.delete_session),
+            web.static("/static", WEB_CLIENT, show_index=False),
+        ]
+
+    async def index(self, _request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB_CLIENT / "index.html")
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "status": "ok" if self.engine is not None else "starting",
+                "sessions": len(self.sessions),
+                "max_sessions": self.config.max_sessions,
+                "uptime_s": round(time.monotonic() - self.started, 1),
+            }
+        )
+
+    async def metrics_text(self, _request: web.Request) -> web.Response:
+        self.metrics.sessions.value = len(self.sessions)
+        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def list_avatars(self, _request: web.Request) -> web.Response:
+        return web.json_response({"avatars": [a.as_json() for a in self.avatars.list()]})
+
+    async def avatar_image(self, request: web.Request) -> web.StreamResponse:
+        path = self.avatars.image_path(request.match_info["avatar_id"])
+        if path is None:
+            return error(404, "unknown avatar")
+        return web.FileResponse(path)
+
+    async def upload_avatar(self, request: web.Request) -> web.Response:
+        if not request.content_type.startswith("multipart/"):
+            return error(400, "send the image as multipart/form-data (field 'image')")
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+            while part is not None and getattr(part, "name", None) != "image":
+                part = await reader.next()
+        except (ValueError, AssertionError) as exc:
+            return error(400, f"malformed multipart body: {exc}")
+        if part is None:
+            return error(400, "no 'image' field in the upload")
+        data = bytearray()
+        while chunk := await part.read_chunk(1 << 20):
+            data.extend(chunk)
+            if len(data) > 50 * 1024 * 1024:
+                return error(413, "image over 50 MB")
+        name = Path(part.filename or "upload").stem[:60] or "upload"
+        try:
+            info = await self.avatars.upload(bytes(data), name)
+        except AvatarError as exc:
+            return error(422, str(exc))
+        return web.json_response(info.as_json(), status=201)
+
+    async def offer(self, request: web.Request) -> web.Response:
+        if request.content_length and request.content_length > MAX_OFFER_BYTES:
+            return error(413, "offer too large")
+        try:
+            params = json.loads(await request.text())
+            sdp, kind = params["sdp"], params["type"]
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return error(400, "the offer must be JSON: {sdp, type, avatar?}")
+        except (KeyError, TypeError):
+            return error(400, "the offer needs 'sdp' and 'type'")
+        if kind != "offer" or not isinstance(sdp, str) or "m=" not in sdp:
+            return error(400, "'type' must be 'offer' and 'sdp' a session description")
+        avatar_id = params.get("avatar") or self.avatars.default_id
+        if not isinstance(avatar_id, str) or self.avatars.get(avatar_id) is None:
+            return error(404, f"unknown avatar {avatar_id!r}")
+        if len(self.sessions) >= self.config.max_sessions or self.engine is None:
+            self.metrics.rejected.inc()
+            return error(
+                503,
+                "the server is at capacity; try again shortly",
+                **{"Retry-After": str(RETRY_AFTER_S)},
+            )
+        try:
+            answer, session_id = await self._connect(sdp, avatar_id)
+        except ValueError as exc:
+            return error(400, f"malformed offer: {exc}")
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session_id})
+
+    async def session_stats(self, request: web.Request) -> web.Response:
+        live = self.sessions.get(request.match_info["session_id"])
+        if live is None:
+            return error(404, "unknown session")
+        s = live.session
+        return web.json_response(
+            {
+                "session_id": s.id,
+                "avatar": s.avatar_id,
+                "latency_ms": round(s.clock.latency_s * 1000, 1),
+                "age_s": round(time.monotonic() - s.created, 1),
+                **s.stats.as_json(),
+            }
+        )
+
+    async def interrupt(self, request: web.Request) -> web.Response:
+        live = self.sessions.get(request.match_info["session_id"])
+        if live is None:
+            return error(404, "unknown session")
+        live.session.interrupt()
+        return web.json_response({"interrupted": True})
+
+    async def delete_session(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        if session_id not in self.sessions:
+            return error(404, "unknown session")
+        await self.close_session(session_id)
+        return web.json_response({"closed": True})
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def _connect(self, sdp: str, avatar_id: str) -> tuple[RTCSessionDescription, str]:
+        rig = await asyncio.to_thread(self.avatars.rig, avatar_id)
+        assert self.engine is not None
+        session_id = uuid.uuid4().hex
+        session = Session(
+            session_id,
+            avatar_id,
+            rig,
+            self.engine,
+            DspMotionGenerator(seed=self.config.seed),
+            self.metrics,
+        )
+        pc = RTCPeerConnection()
+        live = LiveSession(session, pc)
+
+        @pc.on("track")  # fires inside setRemoteDescription
+        def on_track(track) -> None:
+            if track.kind == "audio":
+                live.tasks.append(asyncio.ensure_future(session.consume(track)))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            if state in ("failed", "closed"):
+                await self.close_session(session_id)
+            elif state == "disconnected":
+                await asyncio.sleep(DISCONNECT_GRACE_S)
+                if pc.connectionState in ("disconnected", "failed", "closed"):
+                    await self.close_session(session_id)
+
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:  # aiortc raises many types for bad SDP
+                raise ValueError(str(exc) or exc.__class__.__name__) from exc
+            kinds = {t.kind for t in pc.getTransceivers()}
+            if "video" not in kinds:
+                raise ValueError("the offer must receive video (add a recvonly video transceiver)")
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    _no_audio_prefetch(transceiver.receiver)
+            pc.addTrack(session.video)
+            if "audio" in kinds:
+                pc.addTrack(session.audio)
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except BaseException:
+            for task in live.tasks:
+                task.cancel()
+            await pc.close()
+            raise
+        session.start()
+        self.sessions[session_id] = live
+        self.metrics.sessions_total.inc()
+        live.tasks.append(asyncio.ensure_future(self._watch(session_id)))
+        return pc.localDescription, session_id
+
+    async def _watch(self, session_id: str) -> None:
+        """Close a session whose peer never connects or whose worker died."""
+        await asyncio.sleep(15.0)
+        while (live := self.sessions.get(session_id)) is not None:
+            if live.pc.connectionState not in ("connected",) or not live.session.alive:
+                await self.close_session(session_id)
+                return
+            await asyncio.sleep(1.0)
+
+    async def close_session(self, session_id: str) -> None:
+        live = self.sessions.get(session_id)
+        if live is None or live.closing:
+            return
+        live.closing = True
+        live.session.stop()
+        for task in live.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await live.pc.close()
+        await asyncio.to_thread(live.session.join)
+        self.sessions.pop(session_id, None)
+        log.info("session %s closed", session_id)
+
+
+def _no_audio_prefetch(receiver) -> None:
+    """aiortc holds 4 audio packets (~57 ms on loopback) before decoding; we measure the mouth
+    against that audio, so the wait is pure latency. Replace the receiver's jitter buffer with
+    one that releases packets as soon as they are in order (aiortc has no option for this)."""
+    attribute = "_RTCRtpReceiver__jitter_buffer"
+    if hasattr(receiver, attribute):
+        setattr(receiver, attribute, JitterBuffer(capacity=16, prefetch=0))
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    server = AvatarServer(config)
+    app = web.Application(client_max_size=52 * 1024 * 1024)
+    app["server"] = server
+    app.add_routes(server.routes())
+    app.on_startup.append(server.startup)
+    app.on_shutdown.append(server.shutdown)
+    return app
