@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian/Ubuntu machine with Python 3.11:
 #   ./run.sh serve    set everything up, then start the server on the bundled portrait
+#                     (http://127.0.0.1:8080; arguments go to `emote serve`)
 #   ./run.sh demo     set everything up, then render the bundled portrait speaking to out/demo.mp4
-#   ./run.sh test     set everything up, then run the linters and the whole test suite
+#   ./run.sh test     set everything up (with headless Chromium for the browser test), then run
+#                     the linters and the whole test suite
 #   ./run.sh setup    only set up (.venv with every extra but the GPU one)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -63,6 +65,8 @@ case "$cmd" in
     exec "$VENV/bin/emote" serve "$@" ;;
   test)
     setup
+    # The browser test drives Debian's Chromium (Playwright, no browser download).
+    apt_install chromium chromium-driver
     log "ruff"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
