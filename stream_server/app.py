@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 MAX_OFFER_BYTES = 64 * 1024
 DISCONNECT_GRACE_S = 2.0  # "disconnected" may recover; "failed"/"closed" end at once
+CONNECT_TIMEOUT_S = 15.0  # an answered offer whose peer never connects
+PEER_SILENCE_S = 3.0  # no RTCP receiver report from the client for this long: it is gone
 RETRY_AFTER_S = 5
 
 
@@ -137,7 +140,7 @@ class AvatarServer:
             data.extend(chunk)
             if len(data) > 50 * 1024 * 1024:
                 return error(413, "image over 50 MB")
-        name = Path(part.filename or "upload").stem[:60] or "upload"
+        name = Path(part.filename or "upload").stem.replace("_", " ")[:60] or "upload"
         try:
             info = await self.avatars.upload(bytes(data), name)
         except AvatarError as exc:
@@ -261,13 +264,32 @@ class AvatarServer:
         return pc.localDescription, session_id
 
     async def _watch(self, session_id: str) -> None:
-        """Close a session whose peer never connects or whose worker died."""
-        await asyncio.sleep(15.0)
-        while (live := self.sessions.get(session_id)) is not None:
-            if live.pc.connectionState not in ("connected",) or not live.session.alive:
-                await self.close_session(session_id)
-                return
+        """Close a session whose peer never connects, vanished or whose worker died.
+
+        A peer that vanishes without closing (a killed tab, a cable pulled) is noticed by
+        aiortc only when ICE consent expires (~30 s); the client's RTCP receiver reports,
+        sent about every second while it receives video, tell it within a few seconds.
+        """
+        started = time.monotonic()
+        last_report = started
+        while (live := self.sessions.get(session_id)) is not None and not live.closing:
             await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if not live.session.alive:
+                break
+            if live.pc.connectionState != "connected":
+                if now - started > CONNECT_TIMEOUT_S:
+                    break
+                continue
+            report = await _last_receiver_report(live.pc)
+            if report is not None:
+                last_report = max(last_report, now - report)
+            if now - last_report > PEER_SILENCE_S:
+                log.info(
+                    "session %s: no receiver reports for %.0f s", session_id, now - last_report
+                )
+                break
+        await self.close_session(session_id)
 
     async def close_session(self, session_id: str) -> None:
         live = self.sessions.get(session_id)
@@ -283,6 +305,21 @@ class AvatarServer:
         await asyncio.to_thread(live.session.join)
         self.sessions.pop(session_id, None)
         log.info("session %s closed", session_id)
+
+
+async def _last_receiver_report(pc: RTCPeerConnection) -> float | None:
+    """Seconds since the newest RTCP receiver report from the peer, if any arrived."""
+    newest = None
+    for sender in pc.getSenders():
+        with contextlib.suppress(Exception):
+            for stats in (await sender.getStats()).values():
+                if stats.type == "remote-inbound-rtp" and (
+                    newest is None or stats.timestamp > newest
+                ):
+                    newest = stats.timestamp
+    if newest is None:
+        return None
+    return max(0.0, (datetime.datetime.now(datetime.UTC) - newest).total_seconds())
 
 
 def _no_audio_prefetch(receiver) -> None:
