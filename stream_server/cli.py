@@ -157,6 +157,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    checkout = ASSETS.parent  # bench/ is not installed; the `emote` script finds it here
+    if (checkout / "bench").is_dir() and str(checkout) not in sys.path:
+        sys.path.append(str(checkout))
+    try:
+        from bench.latency import BenchError, check_arguments, run
+    except ImportError as exc:
+        raise CliError("`emote bench` runs from a source checkout (it needs bench/)") from exc
+    if problem := check_arguments(args):
+        raise CliError(problem)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    try:
+        run(args.url, args.sessions, args.duration, args.audio, args.json, args.plot, cache_dir)
+    except BenchError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     try:
         from export.onnx_export import main as export_main
@@ -212,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--seed", type=int, default=0)
     serve.set_defaults(func=cmd_serve)
+
+    bench = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="glass-to-glass latency, A/V offset and frame delivery of a live server",
+    )
+    bench.add_argument("--url", help="a running server (default: start one on loopback)")
+    bench.add_argument("--sessions", type=int, default=1, help="concurrent sessions")
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds per session")
+    bench.add_argument("--audio", type=Path, default=DEFAULT_SPEECH, help="speech to send")
+    bench.add_argument("--json", type=Path, help="write the results here")
+    bench.add_argument("--plot", type=Path, help="latency histogram and timelines (PNG)")
+    bench.set_defaults(func=cmd_bench)
 
     export = sub.add_parser(
         "export", parents=[common], help="export the torch models to ONNX (needs torch)"
