@@ -121,26 +121,9 @@ _NOISE_BLOCK = 256  # frames of OU noise drawn per seeded block
 _TAG_NOISE, _TAG_BLINK, _TAG_BREATH = 1, 2, 3
 
 _I = motion_frame.INDEX
-_MOUTH_FIELDS = motion_frame.indices(
-    (
-        "jawOpen",
-        "mouthClose",
-        "mouthFunnel",
-        "mouthPucker",
-        "mouthSmileLeft",
-        "mouthSmileRight",
-        "mouthStretchLeft",
-        "mouthStretchRight",
-        "mouthPressLeft",
-        "mouthPressRight",
-        "mouthRollLower",
-        "mouthRollUpper",
-        "mouthUpperUpLeft",
-        "mouthUpperUpRight",
-        "mouthLowerDownLeft",
-        "mouthLowerDownRight",
-    )
-)
+_MOUTH_FIELDS = [
+    i for i, name in enumerate(motion_frame.BLENDSHAPES) if name.startswith(("jaw", "mouth"))
+]
 _BLINK_FIELDS = motion_frame.indices(("eyeBlinkLeft", "eyeBlinkRight"))
 
 
