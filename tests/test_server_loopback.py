@@ -164,7 +164,7 @@ def test_interrupt_drops_the_queued_speech_and_the_face_goes_idle(
     t_control = sent[marks["control_stop"] + 2]  # the same moment in the control
 
     arrivals = np.asarray(got.video_t)
-    assert ((arrivals > t_done) & (arrivals < t_done + 1.0)).sum() >= 20  # the video goes on
+    assert ((arrivals > t_done) & (arrivals < t_done + 2.0)).sum() >= 30  # the video goes on
 
     # The returned audio: after the control, the ~0.2 s of speech the server holds back to
     # match the video comes back; after the interrupt it is dropped. A packet or a few of it
@@ -188,7 +188,8 @@ def test_interrupt_drops_the_queued_speech_and_the_face_goes_idle(
     assert mouth[speaking].max() > threshold, ("speaking", mouth[speaking].max(), threshold)
     # ... which is idle within 300 ms of the interrupt and stays so until the next speech
     idle = mouth[(times > t_int + 0.3) & (times < t_again + 0.1)]
-    assert len(idle) > 50
+    # enough frames to judge (half the 25 fps count: a loaded 2-core machine delivers fewer)
+    assert len(idle) > 0.5 * 25 * (t_again + 0.1 - t_int - 0.3)
     assert idle.max() < threshold, (idle.max(), threshold)
     again = mouth[(times > t_again) & (times < t_again + 1.0)]
     assert again.max() > threshold, ("talks again", again.max(), threshold)
