@@ -114,6 +114,7 @@ class Session:
         self._written = 0  # session samples handed to the motion stream
         self._pending: list[tuple[int, np.ndarray]] = []  # generated, not yet rendered
         self._need_anchor = True  # the first audio lands exactly at its arrival time
+        self._render_estimate = 0.025  # running mean of render time (s)
         self._interrupt = threading.Event()
         self._stop = threading.Event()
         self._worker = threading.Thread(
@@ -186,6 +187,7 @@ class Session:
                     item = None
                 if self._interrupt.is_set():
                     self._handle_interrupt()
+                    item = None  # taken before the interrupt was seen: it is interrupted speech
                 if item is None:
                     self._fill_silence()
                 else:
@@ -232,7 +234,10 @@ class Session:
         for k, motion in pending:
             now = time.monotonic()
             due = self.clock.frame_due(k)
-            if now > due:  # too late to be shown: skip it (the video track counts the gap)
+            # A frame that cannot be ready in time is not rendered (the video track repeats the
+            # previous one and counts it): under overload the renderer catches up instead of
+            # falling further behind.
+            if now + self._render_estimate > due:
                 continue
             complete = (
                 self.clock.t0
@@ -241,7 +246,9 @@ class Session:
             )
             t0 = time.perf_counter()
             rgb = self._renderer.render(motion)[0]
-            self.metrics.render_ms.observe((time.perf_counter() - t0) * 1000)
+            spent = time.perf_counter() - t0
+            self.metrics.render_ms.observe(spent * 1000)
+            self._render_estimate += 0.1 * (spent - self._render_estimate)
             done = time.monotonic()
             self.metrics.audio_to_frame_ms.observe(max(0.0, done - complete) * 1000)
             self.metrics.ready_margin_ms.observe((due - done) * 1000)
