@@ -233,16 +233,12 @@ class ProgramTrack(MediaStreamTrack):
         self.program = program
         self.sent: list[float] = []
         self.start: float | None = None
-        self.silenced_after: int | None = None  # frames from here on are sent silent
 
     def onset_times(self) -> list[tuple[int, float]]:
         """(burst number, time its onset frame was sent) for the onsets sent so far."""
         return [
             (i, self.sent[j]) for i, j in enumerate(self.program.onset_frames) if j < len(self.sent)
         ]
-
-    def silence_from_now(self) -> None:
-        self.silenced_after = len(self.sent)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -253,8 +249,7 @@ class ProgramTrack(MediaStreamTrack):
         await asyncio.sleep(max(0.0, self.start + j * CHUNK_S - time.monotonic()))
         chunk = self.program.samples[j * CHUNK : (j + 1) * CHUNK]
         pcm = np.zeros(CHUNK, np.int16)
-        if self.silenced_after is None or j < self.silenced_after:
-            pcm[: len(chunk)] = np.clip(chunk * 32767, -32768, 32767).astype(np.int16)
+        pcm[: len(chunk)] = np.clip(chunk * 32767, -32768, 32767).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = j * CHUNK
@@ -474,8 +469,6 @@ def sent_envelope(track: ProgramTrack) -> tuple[np.ndarray, np.ndarray]:
     samples = np.zeros(n * CHUNK, np.float32)
     head = track.program.samples[: n * CHUNK]
     samples[: len(head)] = head
-    if track.silenced_after is not None:
-        samples[track.silenced_after * CHUNK :] = 0.0
     rms = np.sqrt((samples.reshape(n, CHUNK) ** 2).mean(1))
     return np.asarray(track.sent) + CHUNK_S / 2, _smooth(rms)
 

@@ -40,13 +40,6 @@ class AudioRing:
         self._data[: n - first] = samples[first:]
         self._end += n
 
-    def skip_to(self, sample_index: int) -> None:
-        """Advance the clock to ``sample_index`` filling the gap with silence (lost packets)."""
-        gap = sample_index - self._end
-        if gap > 0:
-            self.write(np.zeros(min(gap, self.capacity), np.float32))
-            self._end = sample_index
-
     def read(self, start: int, stop: int) -> np.ndarray:
         if stop > self._end:
             raise ValueError(f"audio [{start}, {stop}) not yet received (end={self._end})")

@@ -23,7 +23,3 @@ def frame_of_sample(sample_index: int) -> int:
 
 def ms_to_samples(ms: float) -> int:
     return round(ms * SAMPLE_RATE / 1000.0)
-
-
-def samples_to_ms(samples: int | float) -> float:
-    return float(samples) * 1000.0 / SAMPLE_RATE

@@ -47,10 +47,6 @@ class Mp4Writer:
         self._audio_pts = 0
         self._video_pts = 0
 
-    @property
-    def frames_written(self) -> int:
-        return self._video_pts
-
     def write_video(self, rgb: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self._video_pts

@@ -11,7 +11,6 @@ from engines.rig import Rig, build_rig
 
 REPO = Path(__file__).resolve().parents[1]
 PORTRAIT = REPO / "assets" / "portraits" / "mona_lisa.jpg"
-SPEECH = REPO / "assets" / "speech" / "librivox_ss01_0870.wav"
 
 
 @pytest.fixture(scope="session")
