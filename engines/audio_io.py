@@ -28,7 +28,7 @@ class AudioChunk:
     output: np.ndarray
 
 
-def _resampler(rate: int) -> av.AudioResampler:
+def mono_resampler(rate: int) -> av.AudioResampler:
     # FFmpeg's default stereo -> mono matrix adds L and R at -3 dB each, which lifts correlated
     # stereo (most music and speech) by 3 dB and pushes a mastered song over full scale in the
     # output track. rematrix_maxval=1 scales the matrix so that the mix cannot clip (L/2 + R/2).
@@ -37,7 +37,9 @@ def _resampler(rate: int) -> av.AudioResampler:
     )
 
 
-def _frames_to_array(frames: list[av.AudioFrame]) -> np.ndarray:
+def resample_mono(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> np.ndarray:
+    """One frame (``None`` flushes) through a ``mono_resampler``, as mono float32."""
+    frames = resampler.resample(frame)
     if not frames:
         return np.zeros(0, np.float32)
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
@@ -62,7 +64,7 @@ def iter_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[AudioC
         if not container.streams.audio:
             raise AudioError(f"no audio stream in {path.name}")
         stream = container.streams.audio[0]
-        to_session, to_output = _resampler(SAMPLE_RATE), _resampler(OUTPUT_RATE)
+        to_session, to_output = mono_resampler(SAMPLE_RATE), mono_resampler(OUTPUT_RATE)
         chunk = max(1, round(chunk_seconds * SAMPLE_RATE))
         pending_session = np.zeros(0, np.float32)
         pending_output = np.zeros(0, np.float32)
@@ -73,11 +75,9 @@ def iter_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[AudioC
                 decoded_any = True
                 frame.pts = None  # resample by sample count; broken timestamps are common
                 pending_session = np.concatenate(
-                    [pending_session, _frames_to_array(to_session.resample(frame))]
+                    [pending_session, resample_mono(to_session, frame)]
                 )
-                pending_output = np.concatenate(
-                    [pending_output, _frames_to_array(to_output.resample(frame))]
-                )
+                pending_output = np.concatenate([pending_output, resample_mono(to_output, frame)])
                 # Strictly more than a chunk: something always stays pending for the final
                 # chunk, which also carries the 48 kHz resampler's flushed tail (its filter
                 # delay, ~1 ms). With ">=" a 16 kHz input (no delay on the session side)
@@ -101,12 +101,8 @@ def iter_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[AudioC
             # A damaged tail: keep what decoded (players do the same).
         if not decoded_any:
             raise AudioError(f"no decodable audio in {path.name}")
-        pending_session = np.concatenate(
-            [pending_session, _frames_to_array(to_session.resample(None))]
-        )
-        pending_output = np.concatenate(
-            [pending_output, _frames_to_array(to_output.resample(None))]
-        )
+        pending_session = np.concatenate([pending_session, resample_mono(to_session, None)])
+        pending_output = np.concatenate([pending_output, resample_mono(to_output, None)])
         if len(pending_session):
             yield AudioChunk(pending_session, pending_output)
 

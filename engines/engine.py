@@ -133,11 +133,11 @@ class TorchEngine:
         module_name, attr = factory.split(":")
         self._torch = torch
         self.device = "cuda" if device in ("cuda", "tensorrt") else "cpu"
-        self.module = getattr(importlib.import_module(module_name), attr)().eval().to(self.device)
-        inputs_module = importlib.import_module(module_name)
+        model_module = importlib.import_module(module_name)
+        self.module = getattr(model_module, attr)().eval().to(self.device)
         self.name = name
-        self.input_names = tuple(inputs_module.INPUT_NAMES)
-        self.output_names = tuple(inputs_module.OUTPUT_NAMES)
+        self.input_names = tuple(model_module.INPUT_NAMES)
+        self.output_names = tuple(model_module.OUTPUT_NAMES)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         _check_inputs(self, inputs)

@@ -20,7 +20,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from engines.avatar import AvatarError
 from engines.dsp_motion import DspMotionGenerator
 from engines.engine import Engine, create_engine
-from stream_server.avatars import AvatarStore
+from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.metrics import Metrics
 from stream_server.session import Session
 
@@ -138,7 +138,7 @@ class AvatarServer:
         data = bytearray()
         while chunk := await part.read_chunk(1 << 20):
             data.extend(chunk)
-            if len(data) > 50 * 1024 * 1024:
+            if len(data) > MAX_UPLOAD_BYTES:  # stop reading early
                 return error(413, "image over 50 MB")
         name = Path(part.filename or "upload").stem.replace("_", " ")[:60] or "upload"
         try:

@@ -31,6 +31,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from engines.audio_io import OUTPUT_RATE, mono_resampler, resample_mono
 from engines.audio_ring import AudioRing
 from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from engines.engine import Engine
@@ -41,7 +42,6 @@ from stream_server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-OUTPUT_RATE = 48_000
 OUTPUT_CHUNK = OUTPUT_RATE // 50  # 20 ms, as WebRTC packetizes Opus
 COMPUTE_MARGIN_S = 0.08  # 20 ms packets + render (p95 ~50 ms on 2 shared cores) + slack
 STALL_FILL_S = 0.10  # with no audio at all, the clock goes on in silence this far behind
@@ -144,24 +144,18 @@ class Session:
 
     async def consume(self, track: MediaStreamTrack) -> None:
         """Read the client's audio until it ends; decoded 48 kHz frames from aiortc."""
-        to_session = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        to_output = av.AudioResampler(format="flt", layout="mono", rate=OUTPUT_RATE)
+        # The same resampling (and stereo downmix level) as offline rendering.
+        to_session, to_output = mono_resampler(SAMPLE_RATE), mono_resampler(OUTPUT_RATE)
         while not self._stop.is_set():
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
             frame.pts = None
-            session = np.concatenate(
-                [f.to_ndarray().reshape(-1) for f in to_session.resample(frame)]
-                or [np.zeros(0, np.float32)]
-            )
-            output = np.concatenate(
-                [f.to_ndarray().reshape(-1) for f in to_output.resample(frame)]
-                or [np.zeros(0, np.float32)]
-            )
+            session = resample_mono(to_session, frame)
+            output = resample_mono(to_output, frame)
             self.stats.audio_chunks_in += 1
-            item = (time.monotonic(), session.astype(np.float32), output.astype(np.float32))
+            item = (time.monotonic(), session, output)
             try:
                 self._input.put_nowait(item)
             except queue.Full:  # the worker is stalled: drop the oldest, keep the newest
