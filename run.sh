@@ -5,6 +5,8 @@
 #   ./run.sh demo     set everything up, then render the bundled portrait speaking to out/demo.mp4
 #   ./run.sh test     set everything up (with headless Chromium for the browser test), then run
 #                     the linters and the whole test suite
+#   ./run.sh train    set everything up (with the TTS engines), then rebuild the shipped
+#                     learned motion model from a new synthetic corpus (`emote train all`)
 #   ./run.sh setup    only set up (.venv with every extra but the GPU one)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -67,12 +69,18 @@ case "$cmd" in
     setup
     # The browser test drives Debian's Chromium (Playwright, no browser download).
     apt_install chromium chromium-driver
+    # The corpus tests and the tiny training pipeline synthesize speech with every TTS engine.
+    bash scripts/install_tts.sh
     log "ruff"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     log "pytest"
     "$VENV/bin/python" -m pytest -q "$@" ;;
+  train)
+    setup
+    bash scripts/install_tts.sh
+    exec "$VENV/bin/emote" train all "$@" ;;
   *)
-    echo "usage: ./run.sh {serve|demo|test|setup} [args...]" >&2
+    echo "usage: ./run.sh {serve|demo|test|train|setup} [args...]" >&2
     exit 2 ;;
 esac
