@@ -18,8 +18,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 
 from engines.avatar import AvatarError
-from engines.dsp_motion import DspMotionGenerator
 from engines.engine import Engine, create_engine
+from engines.motion_generators import DEFAULT_MOTION, make_generator
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.metrics import Metrics
 from stream_server.session import Session
@@ -41,6 +41,9 @@ class ServerConfig:
     max_sessions: int = max(1, (os.cpu_count() or 2) // 2)
     seed: int = 0
     render_threads: int = 1
+    motion: str = DEFAULT_MOTION  # engines/motion_generators.py
+    steps: int | None = None  # sampling steps of a learned motion model (None: its default)
+    motion_models: Path | None = None  # folder of the learned graphs (None: assets/models)
 
 
 @dataclass
@@ -210,14 +213,14 @@ class AvatarServer:
         rig = await asyncio.to_thread(self.avatars.rig, avatar_id)
         assert self.engine is not None
         session_id = uuid.uuid4().hex
-        session = Session(
-            session_id,
-            avatar_id,
-            rig,
-            self.engine,
-            DspMotionGenerator(seed=self.config.seed),
-            self.metrics,
+        generator = await asyncio.to_thread(
+            make_generator,
+            self.config.motion,
+            self.config.seed,
+            self.config.steps,
+            self.config.motion_models,
         )
+        session = Session(session_id, avatar_id, rig, self.engine, generator, self.metrics)
         pc = RTCPeerConnection()
         live = LiveSession(session, pc)
 

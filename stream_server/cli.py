@@ -11,7 +11,10 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_PORTRAIT = ASSETS / "portraits" / "mona_lisa.jpg"
 DEFAULT_SPEECH = ASSETS / "speech" / "librivox_ss01_0870.wav"
-MOTION_CHOICES = ("dsp",)
+# Real speech with reference phone alignments (evaluation only); a checkout's bundled copy
+# of one clip when ../shared is not beside it.
+_SHARED = ASSETS.parent.parent / "shared" / "assets" / "speech"
+SHARED_SPEECH = _SHARED if _SHARED.is_dir() else ASSETS / "speech"
 
 
 class CliError(Exception):
@@ -55,12 +58,38 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_generator(name: str, seed: int):
-    if name == "dsp":
-        from engines.dsp_motion import DspMotionGenerator
+def _make_generator(args: argparse.Namespace):
+    from engines.motion_generators import make_generator
 
-        return DspMotionGenerator(seed=seed)
-    raise CliError(f"unknown motion generator {name!r}")
+    try:
+        return make_generator(
+            args.motion, seed=args.seed, steps=args.steps, models_dir=args.motion_models
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _add_motion_arguments(parser: argparse.ArgumentParser) -> None:
+    from engines.motion_generators import DEFAULT_MOTION, MOTION_CHOICES
+
+    parser.add_argument(
+        "--motion",
+        choices=MOTION_CHOICES,
+        default=DEFAULT_MOTION,
+        help=f"motion generator (default {DEFAULT_MOTION}; docs/training.md)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampling steps of the learned model (learned: 1-4, default 2; teacher: default 24)",
+    )
+    parser.add_argument(
+        "--motion-models",
+        type=Path,
+        default=None,
+        help="folder of the learned motion graphs (default: the shipped assets/models)",
+    )
 
 
 def _audio_duration(path: Path) -> float | None:
@@ -99,13 +128,13 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not audio.is_file():
         raise CliError(f"audio file not found: {audio}")
     _check_audio(audio)  # before any avatar work: a bad file must change nothing
+    generator = _make_generator(args)
     model_dir = renderer_model_for_size(args.size, _cache_dir(args))
     avatar = _prepare(args)
     rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, _cache_dir(args))
     engine = create_engine(
         "renderer", backend=args.backend, device=args.device, models_dir=model_dir
     )
-    generator = _make_generator(args.motion, args.seed)
     duration = _audio_duration(audio)
     with tqdm(
         total=round(duration, 2) if duration else None,
@@ -139,8 +168,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not Path(args.avatar).is_file():
         raise CliError(f"avatar image not found: {args.avatar}")
+    _make_generator(args)  # a missing or broken motion model fails here, not per session
     config = ServerConfig(
-        default_avatar=Path(args.avatar), cache_dir=_cache_dir(args), seed=args.seed
+        default_avatar=Path(args.avatar),
+        cache_dir=_cache_dir(args),
+        seed=args.seed,
+        motion=args.motion,
+        steps=args.steps,
+        motion_models=args.motion_models,
     )
     if args.max_sessions is not None:
         if args.max_sessions < 1:
@@ -184,6 +219,133 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+RUNS = Path("runs")
+
+
+def _train_corpus(args: argparse.Namespace) -> None:
+    from training.corpus import CorpusConfig, synthesize_corpus
+
+    config = (
+        CorpusConfig.tiny(args.corpus, args.seed)
+        if args.tiny
+        else CorpusConfig(out=args.corpus, seed=args.seed)
+    )
+    if args.hours is not None:
+        config.hours = args.hours
+    config.progress = not args.quiet
+    stats = synthesize_corpus(config)["stats"]
+    print(
+        f"corpus {args.corpus}: {stats['hours']:.2f} h in {stats['utterances']} utterances "
+        f"[{stats['wall_seconds']:.0f} s]"
+    )
+
+
+def _train_teacher(args: argparse.Namespace) -> None:
+    from training.train_teacher import TeacherConfig, train_teacher
+
+    out = args.work / "teacher.pt"
+    config = (
+        TeacherConfig.tiny(args.corpus, out, args.seed)
+        if args.tiny
+        else TeacherConfig(args.corpus, out, seed=args.seed)
+    )
+    if args.train_steps is not None:
+        config.steps = args.train_steps
+    config.progress = not args.quiet
+    train_teacher(config)
+    print(f"teacher checkpoint {out}")
+
+
+def _train_distill(args: argparse.Namespace) -> None:
+    from training.distill import DistillConfig, distill
+
+    teacher, out = args.work / "teacher.pt", args.work / "student.pt"
+    config = (
+        DistillConfig.tiny(args.corpus, teacher, out, args.seed)
+        if args.tiny
+        else DistillConfig(args.corpus, teacher, out, seed=args.seed)
+    )
+    if args.distill_steps is not None:
+        config.steps = args.distill_steps
+    config.progress = not args.quiet
+    distill(config)
+    print(f"student checkpoint {out}")
+
+
+def _train_export(args: argparse.Namespace) -> None:
+    import json
+
+    from training.export_motion import ExportConfig, export_motion
+
+    report = export_motion(
+        ExportConfig(args.work / "teacher.pt", args.work / "student.pt", args.out, seed=args.seed)
+    )
+    print(json.dumps(report, indent=1))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise CliError("`emote train` needs torch: pip install '.[train]'") from exc
+    import time
+
+    t0 = time.perf_counter()
+    stages = {
+        "corpus": [_train_corpus],
+        "teacher": [_train_teacher],
+        "distill": [_train_distill],
+        "export": [_train_export],
+        "motion": [_train_teacher, _train_distill, _train_export],
+        "all": [_train_corpus, _train_teacher, _train_distill, _train_export],
+    }[args.stage]
+    args.work.mkdir(parents=True, exist_ok=True)
+    for stage in stages:
+        if stage is not _train_corpus and not (args.corpus / "manifest.json").is_file():
+            raise CliError(f"no corpus in {args.corpus}: run `emote train corpus` first")
+        stage(args)
+    print(f"emote train {args.stage}: done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engines.motion_generators import make_generator
+    from training.evaluate import EvalConfig, evaluate, markdown_table, write_results
+
+    names = [n.strip() for n in args.motion.split(",") if n.strip()]
+    generators = {}
+    for name in names:
+        steps = args.steps if name != "dsp" else None
+        try:
+            make_generator(name, 0, steps, args.motion_models)  # fail early
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        generators[name] = lambda seed, n=name, k=steps: make_generator(
+            n, seed, k, args.motion_models
+        )
+    corpus = args.corpus if args.corpus and (args.corpus / "manifest.json").is_file() else None
+    if args.corpus and corpus is None:
+        raise CliError(f"no corpus in {args.corpus}")
+    if not args.speech.is_dir():
+        raise CliError(f"speech folder not found: {args.speech}")
+    config = EvalConfig(
+        generators=generators,
+        corpus=corpus,
+        speech_dir=args.speech,
+        image=args.image,
+        render=not args.no_render,
+        seeds=args.seeds,
+        cache_dir=_cache_dir(args),
+        progress=not args.quiet,
+    )
+    results = evaluate(config)
+    print(markdown_table(results))
+    if args.json:
+        write_results(results, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emote", description="Talking-portrait avatar engine")
     parser.add_argument(
@@ -212,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--fps", type=int, default=25)
     render.add_argument("--size", type=int, default=512)
     render.add_argument("--seed", type=int, default=0)
-    render.add_argument("--motion", choices=MOTION_CHOICES, default="dsp")
+    _add_motion_arguments(render)
     render.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
     render.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -229,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent sessions (default: half the CPU cores, at least 1)",
     )
     serve.add_argument("--seed", type=int, default=0)
+    _add_motion_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     bench = sub.add_parser(
@@ -243,6 +406,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, help="write the results here")
     bench.add_argument("--plot", type=Path, help="latency histogram and timelines (PNG)")
     bench.set_defaults(func=cmd_bench)
+
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="synthesize the corpus, train the teacher, distil the student, export (torch)",
+    )
+    train.add_argument(
+        "stage",
+        choices=("corpus", "teacher", "distill", "export", "motion", "all"),
+        help="one stage; 'motion' = teacher+distill+export; 'all' = every stage",
+    )
+    train.add_argument("--tiny", action="store_true", help="seconds-long CI version")
+    train.add_argument("--corpus", type=Path, default=RUNS / "corpus")
+    train.add_argument("--work", type=Path, default=RUNS / "motion", help="checkpoints")
+    train.add_argument("--out", type=Path, default=ASSETS / "models", help="ONNX graphs")
+    train.add_argument("--hours", type=float, default=None, help="corpus size (default 3)")
+    train.add_argument("--train-steps", type=int, default=None, help="teacher steps")
+    train.add_argument("--distill-steps", type=int, default=None, help="student steps")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser(
+        "eval", parents=[common], help="compare motion generators (lip sync, visemes, motion)"
+    )
+    evaluate.add_argument("--motion", default="dsp,teacher,learned", help="comma-separated")
+    evaluate.add_argument("--steps", type=int, default=None, help="learned/teacher steps")
+    evaluate.add_argument("--motion-models", type=Path, default=None, help="learned graphs")
+    evaluate.add_argument("--corpus", type=Path, default=None, help="a corpus: its held-out voices")
+    evaluate.add_argument("--speech", type=Path, default=SHARED_SPEECH)
+    evaluate.add_argument("--image", type=Path, default=DEFAULT_PORTRAIT)
+    evaluate.add_argument("--seeds", type=int, default=4, help="seeds for head-motion variety")
+    evaluate.add_argument("--no-render", action="store_true", help="motion metrics only")
+    evaluate.add_argument("--json", type=Path, help="write every number here")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
 
     export = sub.add_parser(
         "export", parents=[common], help="export the torch models to ONNX (needs torch)"

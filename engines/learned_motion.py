@@ -1,0 +1,243 @@
+"""The learned motion generator: a distilled flow model samples each hop in 1-4 steps.
+
+Per hop (export/motion_spec.py): log-mel of the audio window, the encoder graph (audio +
+history -> conditioning; noise -> the prior), then the sampler loop (engines/sampler.py)
+over the denoiser graph, then clipping to the motion-frame limits. The student runs
+``steps`` flow-map jumps (default 2); the teacher runs Heun over ``steps`` uniform steps
+(default 24, 47 network calls) and is the quality reference. Backends: onnxruntime (CPU by
+default, one intra-op thread; ``device`` cuda/tensorrt for its GPU providers), native
+TensorRT, or torch over the training checkpoints (the reference; needs torch).
+
+Hops: the model generates ``HOP_FRAMES`` (2) frames at a time. A call for fewer frames
+(a live stream usually asks for one: its audio arrives in 20 ms pieces) reads the missing
+end of the window as zeros, which the model was trained on, and returns the first frames;
+a call for more runs several hops, each conditioned on the frames before it.
+
+Noise: each frame has its own noise vector, a pure function of (seed, frame index), and a
+hop's noise is its frames' vectors. Hops that overlap (a live stream asks for frame k, then
+k + 1, each time sampling the hop k, k + 1) therefore agree on the noise of the frames they
+share, so the sample drawn for a frame does not jump between hops. ``temperature`` scales
+the noise (< 1: closer to the most likely motion, less variety).
+
+Determinism: nothing carries state between calls except a barge-in, so the output depends
+only on the seed, the audio, the history and how the calls split the frames into hops.
+
+``reset()`` (barge-in): the audio already received belongs to the interrupted speech and is
+heard as silence; the history frames from before the barge-in are faded toward the neutral
+pose over ``RESET_EASE_FRAMES`` frames, so the face eases back to idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from engines.clock import SAMPLES_PER_FRAME
+from engines.engine import MODELS_DIR, Engine, EngineError, OnnxRuntimeEngine
+from engines.sampler import SAMPLERS, schedule_uniform
+from export import audio_features, motion_frame
+from export import motion_spec as spec
+
+DEFAULT_STEPS = {"student": 2, "teacher": 24}
+DEFAULT_SAMPLER = {"student": "flow_map", "teacher": "heun"}
+STUDENT_MAX_STEPS = 4  # what distillation trained (training/distill.py)
+DEFAULT_TEMPERATURE = 0.8  # measured: closer to the targets and smoother than 1.0
+RESET_EASE_FRAMES = 5  # 200 ms
+CHECKPOINTS_DIR = Path("runs") / "motion"
+TRAIN_HINT = (
+    "run `emote train motion` (or: python -m training.export_motion --pipeline --corpus DIR)"
+)
+
+
+class LearnedMotionGenerator:
+    """MotionGenerator over the exported teacher or student graphs."""
+
+    past_samples: int = spec.PAST_SAMPLES
+    lookahead_samples: int = spec.LOOKAHEAD_SAMPLES
+    history_frames: int = spec.HISTORY_FRAMES
+
+    def __init__(
+        self,
+        which: str = "student",
+        steps: int | None = None,
+        seed: int = 0,
+        models_dir: Path | None = None,
+        sampler: str | None = None,
+        backend: str = "onnxruntime",
+        device: str = "cpu",
+        threads: int = 1,
+        checkpoint: Path | None = None,
+        temperature: float = DEFAULT_TEMPERATURE,
+    ) -> None:
+        if which not in spec.WHICH:
+            raise ValueError(f"unknown motion model {which!r}; choose from {spec.WHICH}")
+        self.which = which
+        self.steps = int(steps if steps is not None else DEFAULT_STEPS[which])
+        if self.steps < 1 or (which == "student" and self.steps > STUDENT_MAX_STEPS):
+            limit = f"1..{STUDENT_MAX_STEPS}" if which == "student" else ">= 1"
+            raise ValueError(f"{which} steps must be {limit}, got {self.steps}")
+        self.sampler_name = sampler or DEFAULT_SAMPLER[which]
+        if self.sampler_name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler_name!r}; choose from {list(SAMPLERS)}")
+        self.sampler = SAMPLERS[self.sampler_name]
+        self.schedule = schedule_uniform(self.steps)
+        self.seed = int(seed)
+        self.temperature = float(temperature)
+        if backend == "torch":
+            self.encoder, self.denoiser = torch_engines(
+                checkpoint or CHECKPOINTS_DIR / f"{which}.pt", which
+            )
+        elif backend in ("onnxruntime", "tensorrt"):
+            self.encoder, self.denoiser = graph_engines(
+                models_dir or MODELS_DIR, which, backend, device, threads
+            )
+        else:
+            raise EngineError(f"unknown backend {backend!r} for the motion model")
+        self._reset_pending = False
+        self._reset_frame: int | None = None
+        self._mute_before = 0
+
+    def reset(self) -> None:
+        self._reset_pending = True
+
+    def generate(
+        self, audio: np.ndarray, history: np.ndarray, first_frame: int, n_frames: int
+    ) -> np.ndarray:
+        expected = self.past_samples + n_frames * SAMPLES_PER_FRAME + self.lookahead_samples
+        audio = np.asarray(audio, np.float32)
+        if audio.shape != (expected,):
+            raise ValueError(
+                f"expected {expected} samples for {n_frames} frames, got {audio.shape}"
+            )
+        if history.shape != (self.history_frames, motion_frame.DIM):
+            raise ValueError(f"expected history ({self.history_frames}, DIM), got {history.shape}")
+        if self._reset_pending:
+            # Everything received so far ends before this hop's first window does.
+            self._reset_frame = first_frame
+            self._mute_before = SAMPLES_PER_FRAME * (first_frame + 1) + self.lookahead_samples
+            self._reset_pending = False
+        audio = self._muted(audio, first_frame)
+        frames = np.asarray(history, np.float32)
+        out = []
+        for offset in range(0, n_frames, spec.HOP_FRAMES):
+            count = min(spec.HOP_FRAMES, n_frames - offset)
+            start = offset * SAMPLES_PER_FRAME
+            window = np.zeros(spec.WINDOW_SAMPLES, np.float32)
+            piece = audio[start : start + spec.WINDOW_SAMPLES]
+            window[: len(piece)] = piece
+            k = first_frame + offset
+            hop = self.sample_hop(window, self._eased(frames[-self.history_frames :], k), k)
+            out.append(hop[:count])
+            frames = np.concatenate([frames, hop[:count]])
+        return np.concatenate(out)
+
+    def sample_hop(self, window: np.ndarray, history: np.ndarray, frame: int) -> np.ndarray:
+        """(HOP_FRAMES, DIM) frames for the hop starting at ``frame`` from its full window."""
+        noise = self.temperature * np.stack(
+            [
+                np.random.default_rng([self.seed, f]).standard_normal(spec.DIM)
+                for f in range(frame, frame + spec.HOP_FRAMES)
+            ]
+        )[None].astype(np.float32)
+        encoded = self.encoder.run(
+            {"mel": audio_features.log_mel(window)[None], "history": history[None], "noise": noise}
+        )
+        cond = encoded["cond"]
+
+        def velocity(x: np.ndarray, t: float, s: float) -> np.ndarray:
+            times = {"t": np.full((1, 1), t, np.float32), "s": np.full((1, 1), s, np.float32)}
+            return self.denoiser.run({"cond": cond, "x": x, **times})["velocity"]
+
+        x = self.sampler(velocity, encoded["x_init"], self.schedule)
+        return motion_frame.clip(np.asarray(x[0], np.float32))
+
+    def _muted(self, audio: np.ndarray, first_frame: int) -> np.ndarray:
+        start = SAMPLES_PER_FRAME * first_frame - self.past_samples
+        muted = self._mute_before - start
+        if muted <= 0:
+            return audio
+        audio = audio.copy()
+        audio[:muted] = 0.0
+        return audio
+
+    def _eased(self, history: np.ndarray, frame: int) -> np.ndarray:
+        """History frames from before a barge-in, faded toward neutral as time passes."""
+        if self._reset_frame is None:
+            return history
+        indices = frame - len(history) + np.arange(len(history))
+        before = indices < self._reset_frame
+        if not before.any():
+            return history
+        keep = max(0.0, 1.0 - (frame - self._reset_frame + 1) / RESET_EASE_FRAMES)
+        eased = history.copy()
+        eased[before] = motion_frame.neutral() + keep * (history[before] - motion_frame.neutral())
+        return eased
+
+
+def graph_engines(
+    models_dir: Path, which: str, backend: str, device: str, threads: int
+) -> tuple[Engine, Engine]:
+    """The encoder and denoiser graphs on onnxruntime (``device``: cpu, cuda, tensorrt) or
+    native TensorRT."""
+    paths = [models_dir / name for name in spec.graph_files(which)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise EngineError(f"motion model files missing: {', '.join(missing)}; {TRAIN_HINT}")
+    names = [f"motion_{which}_{part}" for part in ("encoder", "denoiser")]
+    if backend == "tensorrt":
+        from engines.tensorrt_engine import TensorRTEngine
+
+        encoder, denoiser = (TensorRTEngine(n, p) for n, p in zip(names, paths, strict=True))
+    else:
+        encoder, denoiser = (
+            OnnxRuntimeEngine(n, p, device, threads) for n, p in zip(names, paths, strict=True)
+        )
+    return encoder, denoiser
+
+
+class _TorchGraph:
+    """The torch reference of one exported graph, behind the Engine interface."""
+
+    def __init__(self, name: str, module, input_names, output_names) -> None:
+        import torch
+
+        self._torch = torch
+        self.name = name
+        self.module = module.eval()
+        self.input_names = tuple(input_names)
+        self.output_names = tuple(output_names)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with torch.no_grad():
+            args = [torch.as_tensor(np.asarray(inputs[n], np.float32)) for n in self.input_names]
+            out = self.module(*args)
+        outs = out if isinstance(out, tuple) else (out,)
+        return {n: o.numpy() for n, o in zip(self.output_names, outs, strict=True)}
+
+
+def torch_engines(checkpoint: Path, which: str) -> tuple[Engine, Engine]:
+    """Engines over a training checkpoint (export/motion_model.py; needs torch)."""
+    try:
+        from export.motion_model import Checkpoint, DenoiserGraph, EncoderGraph
+    except ImportError as exc:
+        raise EngineError("the torch backend needs the 'train' extra (torch)") from exc
+    if not Path(checkpoint).is_file():
+        raise EngineError(f"motion checkpoint missing: {checkpoint}; {TRAIN_HINT}")
+    model = Checkpoint.load(checkpoint).model
+    return (
+        _TorchGraph(
+            f"motion_{which}_encoder",
+            EncoderGraph(model),
+            spec.ENCODER_INPUTS,
+            spec.ENCODER_OUTPUTS,
+        ),
+        _TorchGraph(
+            f"motion_{which}_denoiser",
+            DenoiserGraph(model),
+            spec.DENOISER_INPUTS,
+            spec.DENOISER_OUTPUTS,
+        ),
+    )

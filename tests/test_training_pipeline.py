@@ -1,0 +1,138 @@
+"""The whole learned-motion pipeline, tiny: corpus -> teacher -> student -> ONNX -> inference
+-> evaluation -> render, through the `emote` command line, as CI runs it on every change.
+
+The tiny corpus is a minute of speech from every installed TTS engine; the tiny training
+runs learn little, so these tests check that each stage runs and hands the next one what
+it needs, not quality (docs/benchmarks.md has the full run's numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines.motion_generators import make_generator
+from engines.motion_stream import MotionStream
+from export import motion_frame
+from export.trt_compat import check_graph
+from stream_server.cli import main as emote
+from training.corpus_format import iter_examples, read_manifest
+
+SPEECH = Path(__file__).resolve().parents[1] / "assets" / "speech" / "librivox_ss01_0870.wav"
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="TTS engines missing: run scripts/install_tts.sh"
+)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train")
+    paths = {"corpus": root / "corpus", "work": root / "work", "out": root / "models"}
+    status = emote(
+        ["train", "all", "--tiny", "--quiet"]
+        + [arg for key, path in paths.items() for arg in (f"--{key}", str(path))]
+    )
+    assert status == 0
+    return paths
+
+
+def test_corpus_has_every_engine_held_out_voices_and_aligned_targets(pipeline) -> None:
+    manifest = read_manifest(pipeline["corpus"])
+    engines = {u["engine"] for u in manifest["utterances"]}
+    assert {"espeak-ng", "mbrola", "festival", "flite"} <= engines
+    val = [u for u in manifest["utterances"] if u["split"] == "val"]
+    train = [u for u in manifest["utterances"] if u["split"] == "train"]
+    assert train, "no training utterances"
+    # Whole voices are held out: no voice is in both splits.
+    assert not {u["voice"] for u in val} & {u["voice"] for u in train}
+    assert set(manifest["val_voices"]).isdisjoint({u["voice"] for u in train})
+    for example in iter_examples(pipeline["corpus"]):
+        assert example.motion.shape == (-(-len(example.audio) // 640), motion_frame.DIM)
+        assert np.isfinite(example.motion).all()
+        assert np.abs(example.audio).max() > 0.01
+
+
+def test_corpus_is_reproducible_from_its_seed(pipeline, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert emote(["train", "corpus", "--tiny", "--quiet", "--corpus", str(again)]) == 0
+    first = read_manifest(pipeline["corpus"])["utterances"]
+    second = read_manifest(again)["utterances"]
+    assert [(u["voice"], u["text"], u["seconds"]) for u in first] == [
+        (u["voice"], u["text"], u["seconds"]) for u in second
+    ]
+    a = next(iter_examples(pipeline["corpus"]))
+    b = next(iter_examples(again))
+    np.testing.assert_array_equal(a.motion, b.motion)
+
+
+def test_exported_graphs_are_tensorrt_compatible_and_small(pipeline) -> None:
+    graphs = sorted(pipeline["out"].glob("motion_*.onnx"))
+    names = {g.name for g in graphs}
+    for which in ("teacher", "student"):
+        assert f"motion_{which}_encoder.onnx" in names
+        assert f"motion_{which}_denoiser.onnx" in names
+    for graph in graphs:
+        assert check_graph(graph) == [], graph.name
+    assert sum(g.stat().st_size for g in graphs) < 20e6
+
+
+@pytest.mark.parametrize(("name", "steps"), [("learned", 1), ("learned", 4), ("teacher", 8)])
+def test_learned_generators_stream_in_limits(pipeline, name: str, steps: int) -> None:
+    generator = make_generator(name, seed=3, steps=steps, models_dir=pipeline["out"])
+    example = next(iter_examples(pipeline["corpus"]))
+    stream = MotionStream(generator)
+    frames = [
+        f
+        for i in range(0, len(example.audio), 320)
+        for _, f in stream.push(example.audio[i : i + 320])
+    ]
+    frames += [f for _, f in stream.flush()]
+    motion = np.stack(frames)
+    assert motion.shape == (-(-len(example.audio) // 640), motion_frame.DIM)
+    np.testing.assert_array_equal(motion, motion_frame.clip(motion))
+
+
+def test_eval_compares_generators_on_held_out_voices(pipeline, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "eval.json"
+    args = ["eval", "--motion", "dsp,learned", "--no-render", "--quiet", "--seeds", "2"]
+    args += ["--corpus", str(pipeline["corpus"]), "--motion-models", str(pipeline["out"])]
+    assert emote([*args, "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    for name in ("dsp", "learned"):
+        assert 0.0 <= results[name]["real_speech_motion"]["viseme_accuracy"] <= 1.0
+        assert results[name]["heldout_voices"]["utterances"] >= 1
+        assert results[name]["hop_smoothness"] > 0
+    assert "| viseme accuracy, motion (real speech) |" in capsys.readouterr().out
+
+
+def test_render_with_the_learned_motion(pipeline, tmp_path: Path, session_cache: Path) -> None:
+    from engines.audio_io import decode_audio
+
+    wav = tmp_path / "speech.wav"
+    with wave.open(str(wav), "wb") as f:  # 2 s of real speech
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16_000)
+        f.writeframes((decode_audio(SPEECH)[:32_000] * 32767).astype(np.int16).tobytes())
+    out = tmp_path / "learned.mp4"
+    args = ["--cache-dir", str(session_cache), "render", "--audio", str(wav)]
+    args += ["--output", str(out), "--quiet"]
+    args += ["--motion", "learned", "--steps", "2", "--motion-models", str(pipeline["out"])]
+    assert emote(args) == 0
+    assert out.stat().st_size > 10_000
+
+
+def test_bad_steps_and_missing_models_are_clear_errors(tmp_path: Path, capsys) -> None:
+    base = ["render", "--output", str(tmp_path / "x.mp4"), "--quiet", "--motion"]
+    assert emote([*base, "learned", "--steps", "9"]) == 2
+    assert "steps" in capsys.readouterr().err
+    assert emote([*base, "learned", "--motion-models", str(tmp_path)]) == 2
+    assert "emote train" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()

@@ -1,0 +1,348 @@
+"""`emote eval`: compare motion generators (dsp, learned teacher, learned student).
+
+Three kinds of measurement, all written to one JSON and summarised as one table:
+
+* **Motion space, held-out voices** (the corpus "val" split: whole TTS voices never
+  trained on): the generated mouth against the coarticulated targets made from the exact
+  phone timings: mouth blendshape error, jawOpen correlation, viseme accuracy (each frame's
+  mouth matched to the nearest viseme prototype of training/visemes.py, compared with the
+  target's nearest prototype).
+* **Motion space, real speech** (../shared/assets/speech, never trained on): the same
+  against targets made from the reference phone alignments.
+* **Rendered frames, real speech**: each clip (padded with its own room tone) is rendered
+  with the bundled portrait and tracked with FaceMesh: p/b/m closure (rate, and depth: the
+  lowest opening in each p/b/m as a fraction of the clip's closed-to-open range), open-vowel
+  to p/b/m opening contrast, rounding (mouth width at spread vowels over rounded ones),
+  viseme accuracy on pixels (how often a phone of one class is told apart from a phone of
+  the other class by the tracked opening or width: open vowels vs p/b/m, open vowels vs
+  close vowels, spread vs rounded), lag against the speech envelope.
+
+Also, per generator: smoothness at hop boundaries (mean frame-to-frame change across hop
+boundaries over the mean within hops: 1.0 = seamless) and the variety of head motion
+across seeds on the same audio (mean pairwise RMS distance between head-pose tracks,
+in radians).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engines.clock import FPS, SAMPLE_RATE
+from engines.motion_stream import MotionGenerator, MotionStream
+from export import motion_frame
+from training.utterance import Phone
+
+MOUTH = slice(0, 16)  # jawOpen .. mouthLowerDownRight: the lip-sync blendshapes
+HOP = 2
+CLOSED = frozenset({"P", "B", "M"})
+OPEN = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
+CLOSE_FRONT = frozenset({"IY", "IH", "EY"})
+SPREAD = frozenset({"IY", "IH", "EY", "EH"})
+ROUNDED = frozenset({"UW", "UH", "OW", "OY", "W"})
+
+GeneratorFactory = Callable[[int], MotionGenerator]
+
+
+@dataclass
+class EvalConfig:
+    generators: dict[str, GeneratorFactory]
+    corpus: Path | None = None
+    speech_dir: Path | None = None
+    image: Path | None = None
+    max_val_utterances: int = 40
+    seeds: int = 4
+    render: bool = True
+    cache_dir: Path | None = None
+    progress: bool = True
+    results: dict = field(default_factory=dict)
+
+
+def run_generator(generator: MotionGenerator, audio: np.ndarray) -> np.ndarray:
+    """All frames of ``audio`` through the live chunked path (20 ms chunks, hops of 2)."""
+    stream = MotionStream(generator, hop_frames=HOP, ring_seconds=4.0)
+    frames: list[np.ndarray] = []
+    for start in range(0, len(audio), 320):
+        frames.extend(f for _, f in stream.push(audio[start : start + 320]))
+    frames.extend(f for _, f in stream.flush())
+    return np.stack(frames).astype(np.float32)
+
+
+# ---- motion-space metrics -------------------------------------------------------------
+
+
+def viseme_prototypes() -> np.ndarray:
+    """(n_visemes, 16) the mouth blendshapes of each viseme's target (training/visemes.py)."""
+    from training.visemes import VISEME_NAMES, phones_to_motion
+
+    protos = []
+    for name in VISEME_NAMES:
+        label = _representative_phone(name)
+        phones = [Phone(label, 0.0, 1.0)] if label != "SIL" else []
+        protos.append(phones_to_motion(phones, 25)[12, MOUTH])
+    return np.stack(protos)
+
+
+def _representative_phone(viseme: str) -> str:
+    from training.visemes import PHONE_TO_VISEME, VISEME_NAMES
+
+    index = VISEME_NAMES.index(viseme)
+    for phone, v in PHONE_TO_VISEME.items():
+        if (v if isinstance(v, int) else VISEME_NAMES.index(v)) == index:
+            return phone
+    return "SIL"
+
+
+def nearest_viseme(mouth: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    return np.argmin(((mouth[:, None, :] - prototypes[None]) ** 2).sum(-1), axis=1)
+
+
+def motion_metrics(generated: np.ndarray, target: np.ndarray, prototypes: np.ndarray) -> dict:
+    n = min(len(generated), len(target))
+    g, t = generated[:n, MOUTH], target[:n, MOUTH]
+    speech = t.max(axis=1) > 0.08  # frames where the target mouth is doing something
+    jaw = motion_frame.INDEX["jawOpen"]
+    corr = float(np.corrcoef(generated[:n, jaw], target[:n, jaw])[0, 1])
+    match = nearest_viseme(g, prototypes) == nearest_viseme(t, prototypes)
+    return {
+        "mouth_mae": float(np.abs(g - t).mean()),
+        "jaw_corr": corr if np.isfinite(corr) else 0.0,
+        "viseme_accuracy": float(match[speech].mean()) if speech.any() else float("nan"),
+    }
+
+
+def hop_smoothness(frames: np.ndarray, hop: int = HOP) -> float:
+    """Mean |change| across hop boundaries / mean |change| inside hops (1.0 = seamless)."""
+    step = np.abs(np.diff(frames[:, : motion_frame.NUM_BLENDSHAPES], axis=0)).mean(axis=1)
+    boundary = (np.arange(1, len(frames)) % hop) == 0
+    inside = step[~boundary].mean()
+    return float(step[boundary].mean() / max(inside, 1e-9))
+
+
+def head_variety(factory: GeneratorFactory, audio: np.ndarray, seeds: int) -> float:
+    """Mean pairwise RMS distance (radians) between head rotation tracks of several seeds."""
+    tracks = [
+        run_generator(factory(seed), audio)[:, motion_frame.HEAD_SLICE][:, :3]
+        for seed in range(seeds)
+    ]
+    dists = [float(np.sqrt(((a - b) ** 2).mean())) for a, b in itertools.combinations(tracks, 2)]
+    return float(np.mean(dists)) if dists else 0.0
+
+
+# ---- rendered-frame metrics -----------------------------------------------------------
+
+
+def _auc(high: list[float], low: list[float]) -> float:
+    """P(a phone of the 'high' class measures higher than one of the 'low' class)."""
+    if not high or not low:
+        return float("nan")
+    a, b = np.asarray(high)[:, None], np.asarray(low)[None, :]
+    return float((a > b).mean() + 0.5 * (a == b).mean())
+
+
+def rendered_metrics(track, audio: np.ndarray, phones: list) -> dict:
+    """FaceMesh measurements of one rendered clip against its reference phones
+    (bench.lipsync phones: begin, duration, label)."""
+    from bench.lipsync import _fill_nan, lipsync_report, phone_frames
+
+    report = lipsync_report(track, audio, phones)
+    n = len(track.mouth)
+    mouth, width = _fill_nan(track.mouth), _fill_nan(track.width)
+    lo, hi = np.percentile(mouth, 5), np.percentile(mouth, 95)
+
+    def mean_of(values: np.ndarray, labels: frozenset[str]) -> list[float]:
+        return [float(values[phone_frames(p, n)].mean()) for p in phones if p.label in labels]
+
+    bilabials = [p for p in phones if p.label in CLOSED and p.duration >= 0.03]
+    depth = [float((mouth[phone_frames(p, n)].min() - lo) / max(hi - lo, 1e-9)) for p in bilabials]
+    aucs = {
+        "open_vs_pbm": _auc(mean_of(mouth, OPEN), mean_of(mouth, CLOSED)),
+        "open_vs_close_front": _auc(mean_of(mouth, OPEN), mean_of(mouth, CLOSE_FRONT)),
+        "spread_vs_rounded": _auc(mean_of(width, SPREAD), mean_of(width, ROUNDED)),
+    }
+    spread, rounded = mean_of(width, SPREAD), mean_of(width, ROUNDED)
+    return {
+        "pbm_closure": report.bilabial_closure,
+        "pbm_count": report.bilabials,
+        "pbm_depth": float(np.mean(depth)) if depth else float("nan"),
+        "vowel_to_pbm": report.vowel_to_bilabial,
+        "rounding_ratio": float(np.mean(spread) / max(np.mean(rounded), 1e-9))
+        if spread and rounded
+        else float("nan"),
+        "viseme_auc": aucs,
+        "viseme_accuracy": float(np.nanmean(list(aucs.values()))),
+        "lag_ms": report.lag_ms,
+        "envelope_corr": report.correlation,
+        "tracked": report.tracked_fraction,
+    }
+
+
+# ---- the evaluation -------------------------------------------------------------------
+
+
+def _mean_dicts(items: list[dict]) -> dict:
+    keys = [k for k, v in items[0].items() if isinstance(v, int | float)]
+    return {k: float(np.nanmean([it[k] for it in items])) for k in keys}
+
+
+def _real_speech(speech_dir: Path) -> list[tuple[str, np.ndarray, list]]:
+    from bench.lipsync import load_phones
+    from engines.audio_io import decode_audio
+
+    clips = []
+    for phones_path in sorted(speech_dir.glob("*.phones.json")):
+        wav = phones_path.with_name(phones_path.name.removesuffix(".phones.json") + ".wav")
+        clips.append((wav.stem, decode_audio(wav), load_phones(phones_path)))
+    return clips
+
+
+def _to_training_phones(phones: list) -> list[Phone]:
+    from training.utterance import ARPABET
+
+    out = []
+    for p in phones:
+        label = p.label.upper().rstrip("012")
+        label = label if label in ARPABET else "SIL"
+        if p.duration > 0:
+            out.append(Phone(label, p.begin, p.begin + p.duration))
+    return out
+
+
+def evaluate(config: EvalConfig) -> dict:
+    from tqdm import tqdm
+
+    from training.visemes import phones_to_motion
+
+    t0 = time.perf_counter()
+    prototypes = viseme_prototypes()
+    results: dict[str, dict] = {name: {} for name in config.generators}
+
+    if config.corpus is not None:
+        from training.corpus_format import iter_examples
+
+        examples = list(
+            itertools.islice(iter_examples(config.corpus, "val"), config.max_val_utterances)
+        )
+        for name, factory in config.generators.items():
+            per = [
+                motion_metrics(run_generator(factory(0), ex.audio), ex.motion, prototypes)
+                for ex in tqdm(examples, desc=f"val {name}", disable=not config.progress)
+            ]
+            results[name]["heldout_voices"] = _mean_dicts(per) | {"utterances": len(per)}
+
+    if config.speech_dir is not None:
+        from bench.lipsync import pad_with_room_tone
+
+        clips = [(n, *pad_with_room_tone(a, p)) for n, a, p in _real_speech(config.speech_dir)]
+        renderer = _Renderer(config.image, config.cache_dir) if config.render else None
+        for name, factory in config.generators.items():
+            motion_rows, render_rows, smooth = [], [], []
+            for clip, audio, phones in tqdm(
+                clips, desc=f"speech {name}", disable=not config.progress
+            ):
+                frames = run_generator(factory(0), audio)
+                target = phones_to_motion(_to_training_phones(phones), len(frames))
+                motion_rows.append(motion_metrics(frames, target, prototypes) | {"clip": clip})
+                smooth.append(hop_smoothness(frames))
+                if renderer is not None:
+                    track = renderer.track(frames)
+                    render_rows.append(rendered_metrics(track, audio, phones) | {"clip": clip})
+            results[name]["real_speech_motion"] = _mean_dicts(motion_rows)
+            results[name]["hop_smoothness"] = float(np.mean(smooth))
+            results[name]["head_variety_rad"] = head_variety(factory, clips[0][1], config.seeds)
+            if render_rows:
+                results[name]["rendered"] = _pool_rendered(render_rows)
+                results[name]["rendered_per_clip"] = render_rows
+        if renderer is not None:
+            renderer.close()
+    results["_meta"] = {"wall_seconds": round(time.perf_counter() - t0, 1)}
+    return results
+
+
+def _pool_rendered(rows: list[dict]) -> dict:
+    pooled = _mean_dicts(rows)
+    weights = [r["pbm_count"] for r in rows]
+    pooled["pbm_closure"] = float(np.average([r["pbm_closure"] for r in rows], weights=weights))
+    pooled["pbm_count"] = int(sum(weights))
+    for key in rows[0]["viseme_auc"]:
+        pooled[f"auc_{key}"] = float(np.nanmean([r["viseme_auc"][key] for r in rows]))
+    return pooled
+
+
+class _Renderer:
+    """The bundled portrait rendered with onnxruntime, tracked with FaceMesh (static mode:
+    video mode smooths landmarks over time and would add lag)."""
+
+    def __init__(self, image: Path | None, cache_dir: Path | None) -> None:
+        from bench.lipsync import FaceTracker
+        from engines.avatar import default_cache_dir, prepare_avatar
+        from engines.engine import create_engine
+        from engines.offline import FrameRenderer
+        from engines.renderer_models import renderer_model_for_size
+        from engines.rig import rig_for_avatar
+
+        repo = Path(__file__).resolve().parents[1]
+        image = image or repo / "assets" / "portraits" / "mona_lisa.jpg"
+        cache = cache_dir or default_cache_dir()
+        avatar = prepare_avatar(image, size=512, cache_dir=cache)
+        rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache)
+        engine = create_engine("renderer", models_dir=renderer_model_for_size(512, cache))
+        self._frames = FrameRenderer(engine, rig)
+        self._tracker = FaceTracker(static=True)
+
+    def track(self, motion: np.ndarray):
+        rgb = [self._frames.render(m[None])[0] for m in motion]
+        return self._tracker.track(rgb)
+
+    def close(self) -> None:
+        self._tracker.close()
+
+
+# ---- the table --------------------------------------------------------------------------
+
+ROWS: tuple[tuple[str, str, str, str], ...] = (
+    # (section, key, label, better)
+    ("rendered", "pbm_closure", "p/b/m closed (rendered, FaceMesh)", "higher"),
+    ("rendered", "pbm_depth", "p/b/m closure depth (0 = fully closed)", "lower"),
+    ("rendered", "vowel_to_pbm", "open vowel / p/b/m opening", "higher"),
+    ("rendered", "rounding_ratio", "spread / rounded mouth width", "higher"),
+    ("rendered", "viseme_accuracy", "viseme accuracy on pixels (pairwise)", "higher"),
+    ("rendered", "lag_ms", "lag vs speech envelope, ms (- = lips lead)", "closer to 0"),
+    ("real_speech_motion", "viseme_accuracy", "viseme accuracy, motion (real speech)", "higher"),
+    ("real_speech_motion", "mouth_mae", "mouth blendshape error (real speech)", "lower"),
+    ("real_speech_motion", "jaw_corr", "jawOpen correlation (real speech)", "higher"),
+    ("heldout_voices", "viseme_accuracy", "viseme accuracy, motion (held-out voices)", "higher"),
+    ("heldout_voices", "mouth_mae", "mouth blendshape error (held-out voices)", "lower"),
+    ("", "hop_smoothness", "hop boundary / in-hop change (1 = seamless)", "closer to 1"),
+    ("", "head_variety_rad", "head motion variety across seeds, rad", "higher"),
+)
+
+
+def markdown_table(results: dict) -> str:
+    names = [n for n in results if not n.startswith("_")]
+    lines = [
+        "| metric | better | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for section, key, label, better in ROWS:
+        cells = []
+        for name in names:
+            source = results[name].get(section, {}) if section else results[name]
+            value = source.get(key) if isinstance(source, dict) else None
+            cells.append("–" if value is None else f"{value:.3g}")
+        lines.append(f"| {label} | {better} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=float))
+
+
+__all__ = ["FPS", "SAMPLE_RATE", "EvalConfig", "evaluate", "markdown_table", "write_results"]
