@@ -136,3 +136,7 @@ def test_bad_steps_and_missing_models_are_clear_errors(tmp_path: Path, capsys) -
     assert emote([*base, "learned", "--motion-models", str(tmp_path)]) == 2
     assert "emote train" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
+    # The server refuses to start rather than failing every session later.
+    serve = ["serve", "--port", "0", "--motion", "learned", "--motion-models", str(tmp_path)]
+    assert emote(serve) == 2
+    assert "emote train" in capsys.readouterr().err
