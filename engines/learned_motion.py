@@ -43,7 +43,7 @@ from export import motion_spec as spec
 DEFAULT_STEPS = {"student": 2, "teacher": 24}
 DEFAULT_SAMPLER = {"student": "flow_map", "teacher": "heun"}
 STUDENT_MAX_STEPS = 4  # what distillation trained (training/distill.py)
-DEFAULT_TEMPERATURE = 0.8  # measured: closer to the targets and smoother than 1.0
+DEFAULT_TEMPERATURE = 0.5  # swept 0.5/0.8/1.0 on rendered frames: docs/benchmarks.md
 RESET_EASE_FRAMES = 5  # 200 ms
 CHECKPOINTS_DIR = Path("runs") / "motion"
 TRAIN_HINT = (

@@ -14,7 +14,7 @@ from engines.motion_stream import MotionGenerator
 MOTION_CHOICES: tuple[str, ...] = ("dsp", "learned", "teacher")
 # Which generator `render` and `serve` use when none is named: see docs/benchmarks.md
 # ("Learned motion vs dsp") for the measurements behind this choice.
-DEFAULT_MOTION = "dsp"
+DEFAULT_MOTION = "learned"
 
 
 def make_generator(
