@@ -19,7 +19,7 @@ from aiortc.jitterbuffer import JitterBuffer
 
 from engines.avatar import AvatarError
 from engines.engine import Engine, create_engine
-from engines.motion_generators import DEFAULT_MOTION, make_generator
+from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.metrics import Metrics
 from stream_server.session import Session
@@ -41,7 +41,7 @@ class ServerConfig:
     max_sessions: int = max(1, (os.cpu_count() or 2) // 2)
     seed: int = 0
     render_threads: int = 1
-    motion: str = DEFAULT_MOTION  # engines/motion_generators.py
+    motion: str = DEFAULT_LIVE_MOTION  # engines/motion_generators.py
     steps: int | None = None  # sampling steps of a learned motion model (None: its default)
     motion_models: Path | None = None  # folder of the learned graphs (None: assets/models)
 

@@ -69,14 +69,14 @@ def _make_generator(args: argparse.Namespace):
         raise CliError(str(exc)) from exc
 
 
-def _add_motion_arguments(parser: argparse.ArgumentParser) -> None:
-    from engines.motion_generators import DEFAULT_MOTION, MOTION_CHOICES
+def _add_motion_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    from engines.motion_generators import MOTION_CHOICES
 
     parser.add_argument(
         "--motion",
         choices=MOTION_CHOICES,
-        default=DEFAULT_MOTION,
-        help=f"motion generator (default {DEFAULT_MOTION}; docs/training.md)",
+        default=default,
+        help=f"motion generator (default {default}; docs/training.md)",
     )
     parser.add_argument(
         "--steps",
@@ -347,6 +347,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engines.motion_generators import DEFAULT_LIVE_MOTION, DEFAULT_MOTION
+
     parser = argparse.ArgumentParser(prog="emote", description="Talking-portrait avatar engine")
     parser.add_argument(
         "--cache-dir", help="avatar cache (default $EMOTE_CACHE_DIR or ~/.cache/emote)"
@@ -374,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--fps", type=int, default=25)
     render.add_argument("--size", type=int, default=512)
     render.add_argument("--seed", type=int, default=0)
-    _add_motion_arguments(render)
+    _add_motion_arguments(render, DEFAULT_MOTION)
     render.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
     render.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -391,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent sessions (default: half the CPU cores, at least 1)",
     )
     serve.add_argument("--seed", type=int, default=0)
-    _add_motion_arguments(serve)
+    _add_motion_arguments(serve, DEFAULT_LIVE_MOTION)
     serve.set_defaults(func=cmd_serve)
 
     bench = sub.add_parser(
