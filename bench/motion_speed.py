@@ -44,18 +44,21 @@ def random_models(directory: Path) -> Path:
 
 
 def time_hop(generator: LearnedMotionGenerator, frames: int, repeats: int) -> float:
-    """Median milliseconds of one ``generate`` call for ``frames`` frames."""
+    """Median milliseconds of one ``generate`` call for ``frames`` frames, over a stream of
+    consecutive hops through one long signal (as a session calls it: each window moves by
+    ``frames`` frames, so features of the overlap are reused where the samples are unchanged)."""
     rng = np.random.default_rng(0)
     samples = generator.past_samples + frames * SAMPLES_PER_FRAME + generator.lookahead_samples
-    audio = (0.1 * rng.standard_normal(samples)).astype(np.float32)
+    signal = 0.1 * rng.standard_normal(samples + (repeats + 5) * frames * SAMPLES_PER_FRAME)
+    signal = signal.astype(np.float32)
     history = np.zeros((generator.history_frames, spec.DIM), np.float32)
-    for k in range(5):  # warm-up
-        generator.generate(audio, history, k, frames)
     times = []
-    for k in range(repeats):
+    for k in range(repeats + 5):  # the first 5: warm-up
+        offset = k * frames * SAMPLES_PER_FRAME
         start = time.perf_counter()
-        generator.generate(audio, history, 100 + k, frames)
-        times.append(time.perf_counter() - start)
+        generator.generate(signal[offset : offset + samples], history, k * frames, frames)
+        if k >= 5:
+            times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
 
 

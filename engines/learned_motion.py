@@ -97,6 +97,9 @@ class LearnedMotionGenerator:
             raise EngineError(f"unknown backend {backend!r} for the motion model")
         self._reset_pending = False
         self._reset_frame: int | None = None
+        self.cache_features = True  # reuse log-mel rows across hops (off: the reference)
+        self._mel_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._noise_cache: dict[int, np.ndarray] = {}
         self._mute_before = 0
 
     def reset(self) -> None:
@@ -136,14 +139,10 @@ class LearnedMotionGenerator:
     def sample_hop(self, window: np.ndarray, history: np.ndarray, frame: int) -> np.ndarray:
         """(HOP_FRAMES, DIM) frames for the hop starting at ``frame`` from its full window."""
         noise = self.temperature * np.stack(
-            [
-                np.random.default_rng([self.seed, f]).standard_normal(spec.DIM)
-                for f in range(frame, frame + spec.HOP_FRAMES)
-            ]
+            [self._frame_noise(f) for f in range(frame, frame + spec.HOP_FRAMES)]
         )[None].astype(np.float32)
-        encoded = self.encoder.run(
-            {"mel": audio_features.log_mel(window)[None], "history": history[None], "noise": noise}
-        )
+        mel = self._features(window, frame)
+        encoded = self.encoder.run({"mel": mel[None], "history": history[None], "noise": noise})
         cond = encoded["cond"]
 
         def velocity(x: np.ndarray, t: float, s: float) -> np.ndarray:
@@ -152,6 +151,41 @@ class LearnedMotionGenerator:
 
         x = self.sampler(velocity, encoded["x_init"], self.schedule)
         return motion_frame.clip(np.asarray(x[0], np.float32))
+
+    def _frame_noise(self, frame: int) -> np.ndarray:
+        """The noise vector of one frame (cached: consecutive hops share frames)."""
+        noise = self._noise_cache.get(frame)
+        if noise is None:
+            noise = np.random.default_rng([self.seed, frame]).standard_normal(spec.DIM)
+            if len(self._noise_cache) >= 8:
+                self._noise_cache.pop(next(iter(self._noise_cache)))
+            self._noise_cache[frame] = noise
+        return noise
+
+    def _features(self, window: np.ndarray, frame: int) -> np.ndarray:
+        """Log-mel rows of the hop's window, reusing the previous hop's rows whose samples
+        are unchanged (a live hop moves the window by 4 of its 53 rows). Rows that covered
+        the zero-padded end of a partial window, or muted audio, differ and are recomputed."""
+        start = frame * SAMPLES_PER_FRAME - self.past_samples
+        reuse, mel_old, shift_rows = 0, None, 0
+        if self._mel_cache is not None and self.cache_features:
+            old_start, old_window, mel_old = self._mel_cache
+            shift = start - old_start
+            if 0 <= shift < len(window) and shift % audio_features.HOP == 0:
+                overlap = len(window) - shift
+                changed = np.flatnonzero(old_window[shift:] != window[:overlap])
+                same = int(changed[0]) if len(changed) else overlap
+                if same >= audio_features.WIN:
+                    shift_rows = shift // audio_features.HOP
+                    reuse = (same - audio_features.WIN) // audio_features.HOP + 1
+                    reuse = min(reuse, len(mel_old) - shift_rows)
+        if reuse > 0 and mel_old is not None:
+            fresh = audio_features.log_mel(window[reuse * audio_features.HOP :])
+            mel = np.concatenate([mel_old[shift_rows : shift_rows + reuse], fresh])
+        else:
+            mel = audio_features.log_mel(window)
+        self._mel_cache = (start, window.copy(), mel)
+        return mel
 
     def _muted(self, audio: np.ndarray, first_frame: int) -> np.ndarray:
         start = SAMPLES_PER_FRAME * first_frame - self.past_samples

@@ -64,12 +64,14 @@ def test_corpus_is_reproducible_from_its_seed(pipeline, tmp_path: Path) -> None:
     assert emote(["train", "corpus", "--tiny", "--quiet", "--corpus", str(again)]) == 0
     first = read_manifest(pipeline["corpus"])["utterances"]
     second = read_manifest(again)["utterances"]
-    assert [(u["voice"], u["text"], u["seconds"]) for u in first] == [
-        (u["voice"], u["text"], u["seconds"]) for u in second
-    ]
-    a = next(iter_examples(pipeline["corpus"]))
-    b = next(iter_examples(again))
-    np.testing.assert_array_equal(a.motion, b.motion)
+    plan = ("voice", "split", "text", "rate", "pitch", "sing", "augment")
+    assert [[u[k] for k in plan] for u in first] == [[u[k] for k in plan] for u in second]
+    # libespeak-ng keeps state between utterances in a process (which worker speaks which
+    # sentence varies), so its durations can differ by a few per cent between runs; the
+    # other engines are exact (docs/training.md).
+    for a, b in zip(first, second, strict=True):
+        tolerance = 0.06 * a["seconds"] if a["engine"] == "espeak-ng" else 0.002
+        assert abs(a["seconds"] - b["seconds"]) <= tolerance, (a, b)
 
 
 def test_exported_graphs_are_tensorrt_compatible_and_small(pipeline) -> None:
