@@ -241,35 +241,23 @@ def _train_corpus(args: argparse.Namespace) -> None:
 
 
 def _train_teacher(args: argparse.Namespace) -> None:
-    from training.train_teacher import TeacherConfig, train_teacher
+    from training.export_motion import teacher_config
+    from training.train_teacher import train_teacher
 
-    out = args.work / "teacher.pt"
-    config = (
-        TeacherConfig.tiny(args.corpus, out, args.seed)
-        if args.tiny
-        else TeacherConfig(args.corpus, out, seed=args.seed)
-    )
-    if args.train_steps is not None:
-        config.steps = args.train_steps
+    config = teacher_config(args.corpus, args.work, args.tiny, args.seed, args.train_steps)
     config.progress = not args.quiet
     train_teacher(config)
-    print(f"teacher checkpoint {out}")
+    print(f"teacher checkpoint {config.out}")
 
 
 def _train_distill(args: argparse.Namespace) -> None:
-    from training.distill import DistillConfig, distill
+    from training.distill import distill
+    from training.export_motion import distill_config
 
-    teacher, out = args.work / "teacher.pt", args.work / "student.pt"
-    config = (
-        DistillConfig.tiny(args.corpus, teacher, out, args.seed)
-        if args.tiny
-        else DistillConfig(args.corpus, teacher, out, seed=args.seed)
-    )
-    if args.distill_steps is not None:
-        config.steps = args.distill_steps
+    config = distill_config(args.corpus, args.work, args.tiny, args.seed, args.distill_steps)
     config.progress = not args.quiet
     distill(config)
-    print(f"student checkpoint {out}")
+    print(f"student checkpoint {config.out}")
 
 
 def _train_export(args: argparse.Namespace) -> None:

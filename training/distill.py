@@ -42,7 +42,7 @@ import copy
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +52,15 @@ from tqdm import tqdm
 from engines.sampler import SAMPLERS, sample_heun, schedule_uniform
 from export import motion_frame
 from export import motion_spec as spec
-from export.motion_model import Checkpoint, MotionModel, parameter_count
+from export.motion_model import Checkpoint, MotionModel
 from training.dataset import AugmentConfig, WindowSampler, hop_windows, load_utterances
 from training.train_teacher import (
     RUNS_DIR,
-    _jsonable,
     learning_rate,
+    optimizer_step,
+    run_info,
     set_determinism,
     to_tensors,
-    update_ema,
 )
 
 SAMPLES_PER_FRAME = spec.SAMPLES_PER_FRAME
@@ -200,20 +200,10 @@ def distill(config: DistillConfig) -> Checkpoint:
         target = (zb - za) / (s - t)[:, :, None]
         cond = student.condition(mel, history)
         loss = torch.mean((student.velocity_z(cond, za, t, s) - target) ** 2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        optimizer.step()
-        update_ema(ema, student, step, config.ema)
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(student, ema, optimizer, loss, step, config.ema))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    info = {
-        "config": _jsonable(asdict(config)),
-        "final_loss": float(np.mean(losses[-100:])) if losses else None,
-        "parameters": parameter_count(ema),
-        "seconds": round(time.monotonic() - started, 1),
-    }
+    info = run_info(config, ema, losses, started)
     checkpoint = Checkpoint(ema, "student", info)
     checkpoint.save(config.out)
     return checkpoint

@@ -90,13 +90,9 @@ def viseme_prototypes() -> np.ndarray:
 
 
 def _representative_phone(viseme: str) -> str:
-    from training.visemes import PHONE_TO_VISEME, VISEME_NAMES
+    from training.visemes import PHONE_TO_VISEME
 
-    index = VISEME_NAMES.index(viseme)
-    for phone, v in PHONE_TO_VISEME.items():
-        if (v if isinstance(v, int) else VISEME_NAMES.index(v)) == index:
-            return phone
-    return "SIL"
+    return next((p for p, v in PHONE_TO_VISEME.items() if v == viseme), "SIL")
 
 
 def nearest_viseme(mouth: np.ndarray, prototypes: np.ndarray) -> np.ndarray:

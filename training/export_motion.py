@@ -26,7 +26,8 @@ from export import motion_spec as spec
 from export import trt_compat
 from export.motion_model import Checkpoint, DenoiserGraph, EncoderGraph, parameter_count
 from export.onnx_export import DEFAULT_MODELS_DIR, OPSET, file_digest
-from training.train_teacher import RUNS_DIR
+from training.distill import DistillConfig, distill
+from training.train_teacher import RUNS_DIR, TeacherConfig, train_teacher
 
 PARITY_TOLERANCE = 1e-5  # of each output's largest magnitude (at least 1)
 
@@ -129,21 +130,39 @@ def export_motion(config: ExportConfig) -> dict:
     return report
 
 
+def teacher_config(
+    corpus: Path, work: Path, tiny: bool = False, seed: int = 0, steps: int | None = None
+) -> TeacherConfig:
+    """The teacher run of ``emote train`` (the shipped one, or the CI-sized ``tiny`` one)."""
+    out = work / "teacher.pt"
+    config = (
+        TeacherConfig.tiny(corpus, out, seed) if tiny else TeacherConfig(corpus, out, seed=seed)
+    )
+    if steps is not None:
+        config.steps = steps
+    return config
+
+
+def distill_config(
+    corpus: Path, work: Path, tiny: bool = False, seed: int = 0, steps: int | None = None
+) -> DistillConfig:
+    """The distillation run of ``emote train``, reading the teacher in ``work``."""
+    teacher, out = work / "teacher.pt", work / "student.pt"
+    config = (
+        DistillConfig.tiny(corpus, teacher, out, seed)
+        if tiny
+        else DistillConfig(corpus, teacher, out, seed=seed)
+    )
+    if steps is not None:
+        config.steps = steps
+    return config
+
+
 def pipeline(corpus: Path, work: Path, out: Path, tiny: bool = False, seed: int = 0) -> dict:
     """Teacher training, distillation and export in one call (checkpoints under ``work``)."""
-    from training.distill import DistillConfig, distill
-    from training.train_teacher import TeacherConfig, train_teacher
-
-    teacher, student = work / "teacher.pt", work / "student.pt"
-    if tiny:
-        teacher_config = TeacherConfig.tiny(corpus, teacher, seed)
-        distill_config = DistillConfig.tiny(corpus, teacher, student, seed)
-    else:
-        teacher_config = TeacherConfig(corpus, teacher, seed=seed)
-        distill_config = DistillConfig(corpus, teacher, student, seed=seed)
-    train_teacher(teacher_config)
-    distill(distill_config)
-    return export_motion(ExportConfig(teacher, student, out, seed=seed))
+    train_teacher(teacher_config(corpus, work, tiny, seed))
+    distill(distill_config(corpus, work, tiny, seed))
+    return export_motion(ExportConfig(work / "teacher.pt", work / "student.pt", out, seed=seed))
 
 
 def main(argv: list[str] | None = None) -> None:

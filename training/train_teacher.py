@@ -91,6 +91,33 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
             e.lerp_(p, 1.0 - rate)
 
 
+def optimizer_step(
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    step: int,
+    ema_decay: float,
+) -> float:
+    """One clipped update of ``model`` and its weight average; returns the loss value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    update_ema(ema, model, step, ema_decay)
+    return float(loss.detach())
+
+
+def run_info(config: object, ema: torch.nn.Module, losses: list[float], started: float) -> dict:
+    """What a checkpoint records about the run that made it."""
+    return {
+        "config": _jsonable(asdict(config)),  # type: ignore[call-overload]
+        "final_loss": float(np.mean(losses[-100:])) if losses else None,
+        "parameters": parameter_count(ema),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
 def to_tensors(batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (
         torch.from_numpy(batch.mel),
@@ -143,21 +170,10 @@ def train_teacher(config: TeacherConfig) -> Checkpoint:
         t = sample_times(config.batch, config.uniform_time_prob, gen)
         noise = torch.randn(target.shape, generator=gen)
         loss = flow_matching_loss(model, mel, history, target, keep, t, noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        update_ema(ema, model, step, config.ema)
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(model, ema, optimizer, loss, step, config.ema))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    info = {
-        "config": _jsonable(asdict(config)),
-        "final_loss": float(np.mean(losses[-100:])) if losses else None,
-        "parameters": parameter_count(ema),
-        "seconds": round(time.monotonic() - started, 1),
-        "train_utterances": len(train),
-    }
+    info = run_info(config, ema, losses, started) | {"train_utterances": len(train)}
     checkpoint = Checkpoint(ema, "teacher", info)
     checkpoint.save(config.out)
     return checkpoint
