@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -184,3 +185,19 @@ def test_augment_chain_is_deterministic_and_recorded():
     calm = augment.augment(utt, np.random.default_rng(0), strength=0.0)
     assert calm.meta["augment"] == {"chain": []}
     np.testing.assert_array_equal(calm.audio, utt.audio)
+
+
+def test_augment_draws_do_not_depend_on_the_audio_length():
+    """The corpus draws the motion style from the same generator after augmenting, and a TTS
+    engine can return a slightly longer take: the chain, its parameters and what the
+    generator draws next must not change with the length."""
+    short = utterance()
+    longer = dataclasses.replace(short, audio=np.concatenate([short.audio, short.audio[:4000]]))
+    for seed in range(12):
+        rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
+        a, b = augment.augment(short, rng_a), augment.augment(longer, rng_b)
+        assert a.meta["augment"]["chain"] == b.meta["augment"]["chain"]
+        for op in ("noise", "opus", "speed"):
+            if op in a.meta["augment"]:
+                assert a.meta["augment"][op] == b.meta["augment"][op]
+        assert rng_a.random() == rng_b.random()

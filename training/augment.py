@@ -389,22 +389,29 @@ def augment(
     """
     s = max(float(strength), 0.0)
     reach = min(s, 1.0)
+
+    def own() -> np.random.Generator:
+        # Each step draws its signals (noise, impulse responses) from a generator of its own:
+        # how much of it a step uses depends on the audio's length, which must not change
+        # the draws of the steps after it (or the motion style drawn after augmenting).
+        return np.random.default_rng(int(rng.integers(2**63)))
+
     out = utt
     if rng.random() < min(0.4 * s, 1.0):
-        out = change_speed(out, rng, float(1.0 + rng.uniform(-0.1, 0.1) * reach))
+        out = change_speed(out, own(), float(1.0 + rng.uniform(-0.1, 0.1) * reach))
     if rng.random() < min(0.5 * s, 1.0):
-        out = equalize(out, rng, random_eq(rng, reach))
+        out = equalize(out, own(), random_eq(rng, reach))
     if rng.random() < min(0.35 * s, 1.0):
         rt60 = float(rng.uniform(RT60_S[0], RT60_S[0] + (RT60_S[1] - RT60_S[0]) * reach))
-        out = add_reverb(out, rng, rt60=rt60)
+        out = add_reverb(out, own(), rt60=rt60)
     if rng.random() < min(0.6 * s, 1.0):
         snr = float(rng.uniform(SNR_DB[1] - (SNR_DB[1] - SNR_DB[0]) * reach, SNR_DB[1]))
-        out = add_noise(out, rng, snr_db=snr, others=others)
+        out = add_noise(out, own(), snr_db=snr, others=others)
     if rng.random() < min(0.7 * s, 1.0):
-        out = change_gain(out, rng)
+        out = change_gain(out, own())
     if rng.random() < min(0.4 * s, 1.0):
         low = int(OPUS_BITRATE[1] - (OPUS_BITRATE[1] - OPUS_BITRATE[0]) * reach)
-        out = opus_round_trip(out, rng, bitrate=int(rng.integers(low, OPUS_BITRATE[1] + 1)))
+        out = opus_round_trip(out, own(), bitrate=int(rng.integers(low, OPUS_BITRATE[1] + 1)))
     if out is utt:  # nothing drawn: still say so
         out = dataclasses.replace(utt, meta={**utt.meta, "augment": {"chain": []}})
     return out
