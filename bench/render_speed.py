@@ -77,10 +77,10 @@ def stages(cache: Path) -> dict[str, float]:
     import engines.dsp_motion as dsp
     from engines.audio_io import iter_audio
     from engines.avatar import prepare_avatar
-    from engines.engine import create_engine
     from engines.motion_stream import MotionStream
     from engines.mp4_writer import Mp4Writer
     from engines.offline import FrameRenderer
+    from engines.renderer_models import create_renderer
     from engines.rig import rig_for_avatar
 
     t0 = time.perf_counter()
@@ -111,7 +111,7 @@ def stages(cache: Path) -> dict[str, float]:
 
     avatar = prepare_avatar(PORTRAIT, cache_dir=cache)
     renderer = FrameRenderer(
-        create_engine("renderer", threads=1),
+        create_renderer(threads=1),
         rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache),
     )
     renderer.render(frames[0])

@@ -44,6 +44,9 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "renderer": ModelSpec("renderer.onnx", "export.renderer:Renderer"),
+    # The same renderer without its full-frame sampling (engines.compose finishes the frame):
+    # what CPU engines run. engines.renderer_models.renderer_for picks one.
+    "renderer_split": ModelSpec("renderer_split.onnx", "export.renderer:split_renderer"),
 }
 
 
@@ -137,7 +140,7 @@ class TorchEngine:
         self.module = getattr(model_module, attr)().eval().to(self.device)
         self.name = name
         self.input_names = tuple(model_module.INPUT_NAMES)
-        self.output_names = tuple(model_module.OUTPUT_NAMES)
+        self.output_names = tuple(getattr(self.module, "output_names", model_module.OUTPUT_NAMES))
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         _check_inputs(self, inputs)

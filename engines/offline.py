@@ -23,6 +23,7 @@ import numpy as np
 from engines.audio_io import iter_audio
 from engines.avatar import Avatar
 from engines.clock import FPS, SAMPLE_RATE
+from engines.compose import Compositor
 from engines.engine import Engine
 from engines.motion_stream import MotionGenerator, MotionStream
 from engines.mp4_writer import Mp4Writer
@@ -62,12 +63,16 @@ class RenderResult:
 
 
 class FrameRenderer:
-    """Motion frames -> uint8 RGB frames through a renderer engine, for one avatar."""
+    """Motion frames -> uint8 RGB frames through a renderer engine, for one avatar.
+
+    Either renderer graph works: the full one returns frames; the split one (CPU engines)
+    returns the warp's source maps, sampled and composited by ``engines.compose``."""
 
     def __init__(self, engine: Engine, rig: Rig) -> None:
         self.engine = engine
         self.inputs = rig.inputs()
         self._batched: dict[int, dict[str, np.ndarray]] = {1: self.inputs}
+        self._compositor = Compositor(rig) if "source_map" in engine.output_names else None
 
     def render(self, motion: np.ndarray) -> np.ndarray:
         """(n, DIM) motion -> (n, S, S, 3) uint8 RGB in one engine call (batch n)."""
@@ -78,7 +83,10 @@ class FrameRenderer:
                 k: np.ascontiguousarray(np.repeat(v, n, 0)) for k, v in self.inputs.items()
             }
         inputs = {**self._batched[n], "motion": motion}  # a new dict: thread-safe
-        return self.engine.run(inputs)["frame"]
+        out = self.engine.run(inputs)
+        if self._compositor is None:
+            return out["frame"]
+        return self._compositor.frames(out["source_map"], out["jaw_map"], motion)
 
 
 def _retime(frames: Iterator[tuple[int, np.ndarray]], fps: int) -> Iterator[np.ndarray]:

@@ -16,8 +16,9 @@ from export.render_spec import (
     JAW_MOUTH_CHANNELS,
     OUTPUT_NAMES,
     SKULL_MOUTH_CHANNELS,
+    SPLIT_OUTPUT_NAMES,
 )
-from export.renderer import Renderer
+from export.renderer import Renderer, split_renderer
 
 OPSET = 17
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -52,14 +53,15 @@ def renderer_example_inputs(
     }
 
 
-def export_renderer(path: Path, size: int = 512) -> Path:
-    """Export the renderer for ``size`` x ``size`` frames with a dynamic batch.
+def export_renderer(path: Path, size: int = 512, split: bool = False) -> Path:
+    """Export the renderer for ``size`` x ``size`` frames with a dynamic batch; ``split``:
+    the graph without the full-frame sampling (engines.compose finishes its frames).
 
-    The size is static (the mouth window is a static slice): other sizes are other files."""
-    model = Renderer().eval()
+    The size is static (the windows are static slices): other sizes are other files."""
+    model = (split_renderer() if split else Renderer()).eval()
+    outputs = SPLIT_OUTPUT_NAMES if split else OUTPUT_NAMES
     inputs = renderer_example_inputs(size)
-    dynamic = {name: {0: "batch"} for name in INPUT_NAMES}
-    dynamic["frame"] = {0: "batch"}
+    dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, *outputs)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
@@ -67,13 +69,22 @@ def export_renderer(path: Path, size: int = 512) -> Path:
             tuple(inputs[name] for name in INPUT_NAMES),
             str(path),
             input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(outputs),
             dynamic_axes=dynamic,
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
         )
     return path
+
+
+def export_renderers(out_dir: Path, size: int = 512) -> list[Path]:
+    """Both renderer graphs for ``size``: renderer.onnx (whole frames) and
+    renderer_split.onnx."""
+    return [
+        export_renderer(out_dir / "renderer.onnx", size),
+        export_renderer(out_dir / "renderer_split.onnx", size, split=True),
+    ]
 
 
 def file_digest(path: Path) -> str:
@@ -85,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args(argv)
-    path = export_renderer(args.out / "renderer.onnx", args.size)
-    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, sha256 {file_digest(path)})")
+    for path in export_renderers(args.out, args.size):
+        print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, sha256 {file_digest(path)})")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ INPUT_NAMES: tuple[str, ...] = (
     "motion",
 )
 OUTPUT_NAMES: tuple[str, ...] = ("frame",)
+# The split graph (CPU engines): the skull layer's source map over the frame and the jaw
+# layer's inside MOUTH_WINDOW; engines.compose samples and composites.
+SPLIT_OUTPUT_NAMES: tuple[str, ...] = ("source_map", "jaw_map")
 
 # Source-space maps (see engines.rig), stored as quad tables (each pixel with its 2x2
 # neighbourhood, for one-Gather bilinear sampling). ``image_quads`` holds RGB, sampled by the

@@ -11,7 +11,8 @@ Per frame:
    a matrix): the skull layer follows everything but the lower lip, the jaw layer everything
    but the upper lip, so the lips part without tearing and the teeth stay with the skull.
 3. Each field is inverted by Newton iteration (backward map: output -> source),
-   upsampled, and the image plus its source-space maps are sampled bilinearly.
+   upsampled (the skull layer's over the frame, the jaw layer's only inside the mouth window,
+   by two small MatMuls), and the image plus its source-space maps are sampled bilinearly.
 4. Per-pixel work beyond sampling happens in two static windows: in the mouth window the
    skull layer is composited over the jaw layer over (mouth interior or neck and background);
    in the eye window the upper lids are drawn descending over the eyes on blinks.
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from export import composite
 from export import motion_frame as mf
 from export.render_spec import (
     EYE_WINDOW,
@@ -34,10 +36,11 @@ from export.render_spec import (
     INPUT_NAMES,
     MOUTH_WINDOW,
     OUTPUT_NAMES,
+    SPLIT_OUTPUT_NAMES,
     window_pixels,
 )
 
-__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "Renderer"]
+__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "SPLIT_OUTPUT_NAMES", "Renderer", "split_renderer"]
 
 INVERSION_ITERATIONS = 3  # Newton steps: the residual is sub-pixel after 3 on our warps
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
@@ -101,11 +104,19 @@ def _quad_table(maps: torch.Tensor) -> torch.Tensor:
 
 
 class Renderer(nn.Module):
-    """Renders a batch of frames; all inputs batch-first (see ``engines.rig.Rig``)."""
+    """Renders a batch of frames; all inputs batch-first (see ``engines.rig.Rig``).
 
-    def __init__(self, grid: int = GRID) -> None:
+    ``split=True`` stops at the source maps (the skull layer's over the frame, the jaw
+    layer's in the mouth window) and leaves sampling and compositing to engines.compose,
+    which does them on the CPU with OpenCV's ``remap`` and the same ``export.composite``
+    formulas: Gather-based sampling is most of the graph's cost on a CPU. The full graph
+    serves GPUs and is the reference."""
+
+    def __init__(self, grid: int = GRID, split: bool = False) -> None:
         super().__init__()
         self.grid = grid
+        self.split = split
+        self.output_names = SPLIT_OUTPUT_NAMES if split else OUTPUT_NAMES
         steps = torch.arange(grid, dtype=torch.float32)
         gy, gx = torch.meshgrid(steps, steps, indexing="ij")
         self.register_buffer("grid_x", gx[None], persistent=False)
@@ -176,73 +187,100 @@ class Renderer(nn.Module):
         warp: torch.Tensor,  # (B, 2, G*G, N)
         colors: torch.Tensor,  # (B, 4, 3) cavity, teeth, tongue, eyelid; [0, 255]
         motion: torch.Tensor,  # (B, DIM)
-    ) -> torch.Tensor:  # (B, H, W, 3) uint8
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``frame`` (B, H, W, 3) uint8; split: ``source_map`` (B, 2, H, W) float32, the
+        skull layer's source pixel (x, y) of every output pixel, and ``jaw_map``
+        (B, 2, h, w), the jaw layer's inside MOUTH_WINDOW."""
         batch = image_quads.shape[0]
-        height, width = image_quads.shape[1], image_quads.shape[2]
+        size = int(image_quads.shape[1])
         targets = self._targets(rest, layer_weight, basis, head_weight, pivot, face_size, motion)
         forward_disp = (targets - controls.unsqueeze(1))[..., :2]  # orthographic projection
         backward = self._backward_maps(forward_disp, warp).view(batch, 2, 2, self.grid, self.grid)
-        # Output pixel centres in source pixel units; grid steps -> pixels.
-        xs = torch.arange(width, dtype=torch.float32).view(1, 1, width)
-        ys = torch.arange(height, dtype=torch.float32).view(1, height, 1)
-        to_pixels = (width - 1.0) / (self.grid - 1.0)
+        backward = backward * ((size - 1.0) / (self.grid - 1.0))  # grid steps -> pixels
 
-        def full_res(coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            fine = F.interpolate(
-                coarse * to_pixels, size=(height, width), mode="bilinear", align_corners=True
-            )
-            return xs + fine[:, 0], ys + fine[:, 1]
+        # The skull layer covers the whole frame: output pixel centre + backward displacement.
+        fine = F.interpolate(backward[:, 0], size=(size, size), mode="bilinear", align_corners=True)
+        xs = torch.arange(size, dtype=torch.float32).view(1, 1, size)
+        ys = torch.arange(size, dtype=torch.float32).view(1, size, 1)
+        ux, uy = xs + fine[:, 0], ys + fine[:, 1]
 
-        eye_t, eye_b, eye_l, eye_r = window_pixels(EYE_WINDOW, int(height))
-        top, bottom, left, right = window_pixels(MOUTH_WINDOW, int(height))
-
-        # The skull layer covers the whole frame.
-        ux, uy = full_res(backward[:, 0])
+        eye = window_pixels(EYE_WINDOW, size)
+        mouth = window_pixels(MOUTH_WINDOW, size)
+        lx, ly = _window_map(backward[:, 1], mouth, size, self.grid)  # the jaw layer
+        if self.split:  # engines.compose samples and composites on the CPU
+            return torch.stack([ux, uy], 1), torch.stack([lx, ly], 1)
         rgb = _bilinear(image_quads, ux, uy)  # (B, 3, H, W)
-
-        # Eyes: on a blink the upper lid descends over the opening, its lash line leading.
-        ex, ey = ux[:, eye_t:eye_b, eye_l:eye_r], uy[:, eye_t:eye_b, eye_l:eye_r]
-        eye_rgb = rgb[:, :, eye_t:eye_b, eye_l:eye_r]
-        eyes, height_in_eye, lift = torch.split(_bilinear(eye_quads, ex, ey), 1, dim=1)
-        blink = eyes.clamp(min=0.0) * motion[:, _BLINK_LEFT].view(batch, 1, 1, 1) + (-eyes).clamp(
-            min=0.0
-        ) * motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1)
-        inside = eyes.abs().clamp(max=1.0)
-        # The lid edge runs from the upper lash line (height -0.3) to past the lower lid.
-        lid_edge = blink * 1.4 - 0.3
-        covered = ((lid_edge - height_in_eye) / 0.12).clamp(0.0, 1.0) * inside
-        covered = covered * (blink * 8.0).clamp(max=1.0)
-        lash = torch.exp(-(((height_in_eye - lid_edge) / 0.1) ** 2)) * (blink * 4.0).clamp(max=1.0)
-        # The lid's skin: the portrait just above the upper lid, slid down over the eye.
-        lid_rgb = _bilinear(image_quads, ex, ey - lift[:, 0] * 64.0)
-        eye_rgb = eye_rgb + (lid_rgb - eye_rgb) * covered
-        eye_rgb = eye_rgb * (1.0 - 0.55 * lash * inside)
-
-        # Mouth: skull over jaw over (mouth interior or neck and background).
-        lx, ly = full_res(backward[:, 1])
-        lx, ly = lx[:, top:bottom, left:right], ly[:, top:bottom, left:right]
-        skull, not_base, teeth = torch.split(
-            _bilinear(
-                skull_mouth_quads, ux[:, top:bottom, left:right], uy[:, top:bottom, left:right]
-            ),
-            1,
-            dim=1,
+        ex, ey = _crop(ux, eye), _crop(uy, eye)
+        eye_mask, height, lift = torch.split(_bilinear(eye_quads, ex, ey), 1, dim=1)
+        eye_rgb = composite.eyes(
+            _crop(rgb, eye),
+            _bilinear(image_quads, ex, ey - lift[:, 0] * composite.LID_LIFT_PIXELS),
+            eye_mask,
+            height,
+            motion[:, _BLINK_LEFT].view(batch, 1, 1, 1),
+            motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1),
+            torch.clamp,
+            torch.exp,
         )
+        sx, sy = _crop(ux, mouth), _crop(uy, mouth)
+        skull, not_base, teeth = torch.split(_bilinear(skull_mouth_quads, sx, sy), 1, dim=1)
         jaw, tongue = torch.split(_bilinear(jaw_mouth_quads, lx, ly), 1, dim=1)
-        skull_rgb = rgb[:, :, top:bottom, left:right]
-        jaw_rgb = _bilinear(image_quads, lx, ly)
-        cavity, teeth_c, tongue_c = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
-        interior = cavity + (tongue_c - cavity) * (0.75 * tongue)
-        interior = interior + (teeth_c - interior) * (0.9 * teeth)
-        behind = interior + (skull_rgb - interior) * (1.0 - not_base)
-        mouth_rgb = behind + (jaw_rgb - behind) * jaw
-        mouth_rgb = mouth_rgb + (skull_rgb - mouth_rgb) * skull
-
-        rgb = _paste(rgb, eye_rgb, eye_t, eye_l)
-        rgb = _paste(rgb, mouth_rgb, top, left)
+        cavity, teeth_color, tongue_color = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
+        mouth_rgb = composite.mouth(
+            _crop(rgb, mouth),
+            _bilinear(image_quads, lx, ly),
+            skull,
+            not_base,
+            teeth,
+            jaw,
+            tongue,
+            cavity,
+            teeth_color,
+            tongue_color,
+        )
+        rgb = _paste(rgb, eye_rgb, eye[0], eye[2])
+        rgb = _paste(rgb, mouth_rgb, mouth[0], mouth[2])
         # Round, interleave and convert: uint8 only at the output, the one place TensorRT
         # allows it.
         return torch.floor(rgb.clamp(0.0, 255.0) + 0.5).permute(0, 2, 3, 1).to(torch.uint8)
+
+
+def split_renderer() -> Renderer:
+    """The renderer without the full-frame sampling (see ``Renderer``), for CPU engines."""
+    return Renderer(split=True)
+
+
+def _crop(maps: torch.Tensor, window: tuple[int, int, int, int]) -> torch.Tensor:
+    """The static window (top, bottom, left, right) of (..., H, W) maps."""
+    top, bottom, left, right = window
+    return maps[..., top:bottom, left:right]
+
+
+def _interpolation_matrix(start: int, stop: int, size: int, grid: int) -> torch.Tensor:
+    """(stop - start, grid): align-corners linear interpolation from ``grid`` coarse points to
+    output pixels start..stop-1 of ``size``, as a matrix (a constant in the graph)."""
+    t = torch.arange(start, stop, dtype=torch.float64) * ((grid - 1.0) / (size - 1.0))
+    low = t.floor().clamp(max=grid - 2)
+    frac = t - low
+    rows = torch.arange(stop - start)
+    matrix = torch.zeros(stop - start, grid, dtype=torch.float64)
+    matrix[rows, low.long()] = 1.0 - frac
+    matrix[rows, low.long() + 1] = frac
+    return matrix.to(torch.float32)
+
+
+def _window_map(
+    coarse: torch.Tensor, window: tuple[int, int, int, int], size: int, grid: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source pixel coordinates inside a window from a coarse (B, 2, g, g) displacement in
+    pixels: the bilinear upsampling restricted to the window, as two small MatMuls."""
+    top, bottom, left, right = window
+    rows = _interpolation_matrix(top, bottom, size, grid)
+    cols = _interpolation_matrix(left, right, size, grid).t().contiguous()
+    fine = torch.matmul(torch.matmul(rows, coarse), cols)  # (B, 2, h, w)
+    xs = torch.arange(left, right, dtype=torch.float32).view(1, 1, right - left)
+    ys = torch.arange(top, bottom, dtype=torch.float32).view(1, bottom - top, 1)
+    return xs + fine[:, 0], ys + fine[:, 1]
 
 
 def _paste(frame: torch.Tensor, patch: torch.Tensor, top: int, left: int) -> torch.Tensor:

@@ -18,8 +18,9 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 
 from engines.avatar import AvatarError
-from engines.engine import Engine, create_engine
+from engines.engine import Engine
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
+from engines.renderer_models import create_renderer
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.metrics import Metrics
 from stream_server.session import Session
@@ -72,7 +73,7 @@ class AvatarServer:
     async def startup(self, _app: web.Application) -> None:
         await asyncio.to_thread(self.avatars.load_default)
         self.engine = await asyncio.to_thread(
-            create_engine, "renderer", "onnxruntime", "cpu", self.config.render_threads
+            create_renderer, "onnxruntime", "cpu", self.config.render_threads
         )
         log.info(
             "ready: default avatar %s, max %d sessions",

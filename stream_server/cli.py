@@ -117,9 +117,8 @@ def _check_audio(path: Path) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engines.engine import create_engine
     from engines.offline import render_to_mp4
-    from engines.renderer_models import renderer_model_for_size
+    from engines.renderer_models import create_renderer, renderer_model_for_size
     from engines.rig import rig_for_avatar
 
     if not 1 <= args.fps <= 60:
@@ -132,9 +131,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     model_dir = renderer_model_for_size(args.size, _cache_dir(args))
     avatar = _prepare(args)
     rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, _cache_dir(args))
-    engine = create_engine(
-        "renderer", backend=args.backend, device=args.device, models_dir=model_dir
-    )
+    engine = create_renderer(args.backend, args.device, models_dir=model_dir)
     duration = _audio_duration(audio)
     with tqdm(
         total=round(duration, 2) if duration else None,

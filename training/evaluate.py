@@ -278,9 +278,8 @@ class _Renderer:
     def __init__(self, image: Path | None, cache_dir: Path | None) -> None:
         from bench.lipsync import FaceTracker
         from engines.avatar import default_cache_dir, prepare_avatar
-        from engines.engine import create_engine
         from engines.offline import FrameRenderer
-        from engines.renderer_models import renderer_model_for_size
+        from engines.renderer_models import create_renderer, renderer_model_for_size
         from engines.rig import rig_for_avatar
 
         repo = Path(__file__).resolve().parents[1]
@@ -288,7 +287,7 @@ class _Renderer:
         cache = cache_dir or default_cache_dir()
         avatar = prepare_avatar(image, size=512, cache_dir=cache)
         rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache)
-        engine = create_engine("renderer", models_dir=renderer_model_for_size(512, cache))
+        engine = create_renderer(models_dir=renderer_model_for_size(512, cache))
         self._frames = FrameRenderer(engine, rig)
         self._tracker = FaceTracker(static=True)
 

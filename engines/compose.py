@@ -1,0 +1,141 @@
+"""Finish frames from the split renderer graph on the CPU.
+
+The split graph (``export.renderer.split_renderer``) computes the warp: the skull layer's
+source map over the frame and the jaw layer's inside the mouth window. Sampling and
+compositing, the per-pixel work that dominates the full graph on a CPU, happen here: OpenCV's
+``remap`` samples the portrait and the rig's masks (bilinear, border replicated like the
+graph's clamped sampling; ~1 ms for a 512x512 frame on one core), and the windows are
+composited by the same formulas the graph uses (``export.composite``). ``remap`` rounds
+sampling positions to 1/32 pixel, so frames differ from the full graph's by a level or two
+on sharp edges (tests/test_renderer.py bounds it).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from engines.rig import Rig
+from export import composite
+from export import motion_frame as mf
+from export.render_spec import EYE_WINDOW, MOUTH_WINDOW, window_pixels
+
+# Sessions render in parallel, one worker thread each: OpenCV's own thread pool would only
+# oversubscribe the cores.
+cv2.setNumThreads(1)
+
+_BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
+_BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
+
+
+def _plain(quads: np.ndarray, channels: int) -> np.ndarray:
+    """A rig quad table (S, S, 4C) -> its own maps (S, S, C) float32 (the first C channels
+    are each pixel's own values)."""
+    return np.ascontiguousarray(quads[..., :channels], dtype=np.float32)
+
+
+class Compositor:
+    """One avatar's source images for ``remap``, built once per rig.
+
+    Windows are composited planar (channels first, masks broadcast over the leading axis):
+    numpy broadcasts a (h, w, 1) mask over (h, w, 3) RGB several times slower."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.size = rig.image_quads.shape[0]
+        rgb = _plain(rig.image_quads, 3)
+        self.portrait = np.rint(rgb).astype(np.uint8)  # exact: the quads hold integer RGB
+        self.portrait_float = rgb
+        # One remap per set of coordinates: the portrait stacked with the layer's masks.
+        self.eye_stack = np.concatenate([rgb, _plain(rig.eye_quads, 3)], 2)  # mask, height, lift
+        self.skull_stack = np.concatenate([rgb, _plain(rig.skull_mouth_quads, 3)], 2)
+        self.jaw_stack = np.concatenate([rgb, _plain(rig.jaw_mouth_quads, 2)], 2)  # jaw, tongue
+        self.colors = rig.colors.astype(np.float32).reshape(-1, 3, 1, 1)
+        self.eye = window_pixels(EYE_WINDOW, self.size)
+        self.mouth = window_pixels(MOUTH_WINDOW, self.size)
+
+    def frames(self, source_map: np.ndarray, jaw_map: np.ndarray, motion: np.ndarray) -> np.ndarray:
+        """The split graph's outputs for B frames and their (B, DIM) motion -> (B, S, S, 3)
+        uint8 frames."""
+        size, batch = self.size, source_map.shape[0]
+        if source_map.shape != (batch, 2, size, size):
+            raise ValueError(f"source_map {source_map.shape} does not match a {size}px rig")
+        out = np.empty((batch, size, size, 3), np.uint8)
+        for b in range(batch):
+            sx, sy = source_map[b, 0], source_map[b, 1]
+            _remap(self.portrait, sx, sy, out[b])
+            self._eyes(out[b], sx, sy, motion[b])
+            self._mouth(out[b], sx, sy, jaw_map[b, 0], jaw_map[b, 1])
+        return out
+
+    def _eyes(self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, motion: np.ndarray) -> None:
+        if motion[_BLINK_LEFT] == 0.0 and motion[_BLINK_RIGHT] == 0.0:
+            return  # the formula leaves open eyes exactly as sampled
+        ex, ey = _crop(sx, self.eye), _crop(sy, self.eye)
+        red, green, blue, mask, height, lift = _planes(self.eye_stack, ex, ey)
+        rgb = composite.eyes(
+            np.stack([red, green, blue]),
+            _rgb(self.portrait_float, ex, ey - lift * composite.LID_LIFT_PIXELS),
+            mask,
+            height,
+            float(motion[_BLINK_LEFT]),
+            float(motion[_BLINK_RIGHT]),
+            np.clip,
+            np.exp,
+        )
+        _paste(frame, rgb, self.eye)
+
+    def _mouth(
+        self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, lx: np.ndarray, ly: np.ndarray
+    ) -> None:
+        sx, sy = _crop(sx, self.mouth), _crop(sy, self.mouth)
+        *skull_rgb, skull, not_base, teeth = _planes(self.skull_stack, sx, sy)
+        *jaw_rgb, jaw, tongue = _planes(self.jaw_stack, lx, ly)
+        rgb = composite.mouth(
+            np.stack(skull_rgb),
+            np.stack(jaw_rgb),
+            skull,
+            not_base,
+            teeth,
+            jaw,
+            tongue,
+            self.colors[0],
+            self.colors[1],
+            self.colors[2],
+        )
+        _paste(frame, rgb, self.mouth)
+
+
+def _crop(maps: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = window
+    return maps[top:bottom, left:right]
+
+
+def _remap(
+    image: np.ndarray, x: np.ndarray, y: np.ndarray, dst: np.ndarray | None = None
+) -> np.ndarray:
+    """``image`` sampled bilinearly at source pixels (x, y), the border repeated."""
+    return cv2.remap(
+        image,
+        np.ascontiguousarray(x, dtype=np.float32),
+        np.ascontiguousarray(y, dtype=np.float32),
+        cv2.INTER_LINEAR,
+        dst=dst,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def _planes(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``image`` (S, S, C) sampled at (x, y), as C planes (h, w)."""
+    return cv2.split(_remap(image, x, y))
+
+
+def _rgb(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """RGB ``image`` sampled at (x, y), planar (3, h, w)."""
+    return np.stack(_planes(image, x, y))
+
+
+def _paste(frame: np.ndarray, rgb: np.ndarray, window: tuple[int, int, int, int]) -> None:
+    """Round planar (3, h, w) float RGB to uint8 into ``frame``'s window."""
+    top, bottom, left, right = window
+    clipped = np.clip(rgb, 0.0, 255.0, out=rgb)
+    frame[top:bottom, left:right] = cv2.merge(np.floor(clipped + 0.5).astype(np.uint8))
