@@ -6,7 +6,7 @@ Usage (``emote bench`` runs the same code):
 
 Without ``--url`` it starts its own server (``emote serve`` on a free loopback port, with
 ``--max-sessions N``) and stops it at the end. Each session is one aiortc client that sends
-bursts of real speech (0.8-1.2 s pieces of ``--audio``, each starting at an open vowel and
+bursts of real speech (0.8-1.2 s pieces of ``--audio``, each starting at a loud open vowel and
 ending at a low-energy point: see ``cut_bursts``) separated by 1.2-1.8 s of digital silence,
 paced in real time as 20 ms frames, and receives the avatar's video and its own audio back.
 All sessions run at once, in this one process (on a small machine the client's own decoding
@@ -16,31 +16,34 @@ What is measured (all times are this process's ``time.monotonic``):
 
 * ``first_frame_ms``: the answer set (``setRemoteDescription`` done) -> the first video frame
   returned by the client's ``recv()``.
-* ``latency_ms`` (glass to glass, per onset): a burst's first non-silent 20 ms frame handed
-  to aiortc (onset sent) -> the first video frame received after it whose mouth is open. The
-  mouth is measured from the pixels after the call: FaceMesh (``bench.lipsync.FaceTracker``,
-  static mode), inner-lip gap (landmarks 13-14) over face height (10-152); "open" is above
-  the session's closed level (5th percentile) + 35% of the way to its open level (third
-  highest opening). Frames are kept for 1 s after each onset plus every 5th frame, as
-  decoded (yuv420p). Besides the server it includes the speech itself (the vowel may start
-  up to 80 ms after the onset, and the mouth takes a frame or two to open past the
-  threshold) and aiortc's receive side: its video jitter buffer releases a frame only when
-  the next frame's first packet arrives (~40 ms; a browser uses the marker bit instead). An
-  onset whose mouth is not seen open within 800 ms counts as missed.
+* ``latency_ms`` (glass to glass, per onset): a burst's first 20 ms frame (a loud open
+  vowel starts in it) handed to aiortc (onset sent) -> the first video frame received after
+  it whose mouth is open. The mouth is measured from the pixels after the call: FaceMesh
+  (``bench.lipsync.FaceTracker``, static mode), inner-lip gap (landmarks 13-14) over face
+  height (10-152); "open" is above the session's closed level (5th percentile) + 20% of the
+  way to its open level (third highest opening): ~10x FaceMesh's noise on a shut mouth, and
+  reached by every open vowel (a moderate one opens the mouth to only 25-30% of the
+  widest). Frames are kept for 1 s after each onset plus every 5th frame, as decoded
+  (yuv420p). Besides the server it includes the speech itself (the mouth takes a
+  frame or two of the vowel to open past the threshold) and the client's receive side: VP8
+  decoding, and its jitter buffer, which releases a frame when its last packet (the RTP
+  marker bit) arrives, as a browser's does (aiortc's own holds every frame until the next
+  one begins, ~40 ms more; see stream_server/jitter.py). An onset whose mouth is not seen
+  open within 800 ms counts as missed.
 * ``latency_xcorr_ms``: the delay at which the mouth opening (every measured frame, by
   arrival) best correlates with the level of the audio sent (by sending time): how far the
   face follows the speech, independent of thresholds and phonetics (``xcorr_lag``).
 * ``audio_latency_ms``: onset sent -> the first returned audio frame with the burst's energy
-  (RMS over a quarter of the sent onset frame's). The client's audio receive buffer is set to
-  release packets as they arrive (aiortc's default holds 4 packets, ~60 ms), so this is when
-  the server's audio arrives, not when a player would play it.
+  (RMS over a quarter of the sent onset frame's). The client's audio receive buffer releases
+  packets as they arrive (aiortc's default holds 4 packets and one more, ~80 ms), so this is
+  when the server's audio arrives, not when a player would play it.
 * ``av_offset_ms``: how far the mouth is ahead of the returned audio: minus the delay at
   which the mouth best correlates with the level of the audio received back (both by
   arrival). The server sends video frame k with audio sample 640 k (16 kHz), and rendered
   offline its "dsp" generator puts the lips ~10 ms ahead of the sound (docs/benchmarks.md,
-  lip-sync lag), so an aligned server reads about +10 ms here, less what aiortc's video
-  buffer holds frames (up to 40 ms); one whose returned audio is not delayed to match the
-  video reads about -200 ms. ``av_offset_onsets_ms``: the same per onset from the events
+  lip-sync lag), so an aligned server reads about +10 ms here (both streams are released as
+  they arrive); one whose returned audio is not delayed to match the video reads about
+  -200 ms. ``av_offset_onsets_ms``: the same per onset from the events
   above (returned audio onset arrival - mouth-opening frame arrival); it also carries the
   threshold and the vowel timing, so it reads lower.
 * ``av_drift_ms``: the streams' own timestamps: for each stream, arrival - pts time (video
@@ -77,9 +80,9 @@ from urllib.parse import urlparse
 import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
+from stream_server.jitter import release_immediately
 from stream_server.loopback import is_loopback, use_loopback_only
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +93,6 @@ CHUNK = RATE // 50  # 20 ms frames, as WebRTC packetizes Opus
 CHUNK_S = CHUNK / RATE
 VIDEO_CLOCK = 90_000
 FRAME_S = 0.04  # 25 fps
-ONSET_DB = -20.0  # speech onset: the 10 ms level first within 20 dB of the loud level (p95)
 VOWEL_DB = -8.0  # an open vowel: 550-1100 Hz level rising to 8 dB below its loud level ...
 DIP_DB = -25.0  # ... from a dip to 25 dB below it
 LEAD_SILENCE_S = 1.0
@@ -98,7 +100,7 @@ TAIL_S = 1.0  # no onset in the last second: its response must still arrive
 RESPONSE_WINDOW_S = 1.0  # frames kept after each onset
 OPENING_WITHIN_S = 0.8  # an onset's mouth opening (and returned sound) must come this soon
 LEVEL_SAMPLE_EVERY = 5  # plus every 5th frame, for the session's closed and open levels
-OPEN_FRACTION = 0.35
+OPEN_FRACTION = 0.2
 MIN_MOUTH_RANGE = 0.005  # of the face height; FaceMesh's noise on a shut mouth is ~0.001
 
 
@@ -131,21 +133,20 @@ def levels_db(audio: np.ndarray, rate: int, band: tuple[float, float] | None = N
 def cut_bursts(
     audio: np.ndarray, min_s: float = 0.8, max_s: float = 1.2, rate: int = RATE
 ) -> list[np.ndarray]:
-    """Cut speech into pieces that each start at a clear onset: an open vowel, where the level
-    in 550-1100 Hz (the first formant of open vowels: the sound of an opening mouth) rises
-    from a dip (``DIP_DB`` below its loud level, within the 80 ms before) to ``VOWEL_DB`` and
-    peaks at the loud level within 100 ms. A piece starts at the first 10 ms in those 80 ms
-    whose overall level is within ``-ONSET_DB`` of the loud level (what comes before is
-    dropped), and ends at the quietest 10 ms (5 ms fade out) between ``min_s`` and ``max_s``
-    later; the next piece starts at the next such rise. Loud levels are 95th percentiles.
+    """Cut speech into pieces that each start at a clear onset: a loud open vowel. A piece
+    starts at the 10 ms where the level in 550-1100 Hz (the first formant of open vowels: the
+    sound of an opening mouth) reaches ``VOWEL_DB`` below its loud level, coming from a dip
+    (``DIP_DB`` below it, within the 80 ms before) and peaking at the loud level within
+    100 ms; it ends at the quietest 10 ms (5 ms fade out) between ``min_s`` and ``max_s``
+    later, and the next piece starts at the next such rise. Loud levels are 95th percentiles.
 
-    Starting at open vowels keeps the speech's own phonetics out of the onset latency: after
-    a consonant, or at a weak or closed vowel, a mouth opens later or hardly at all."""
+    Starting at the open vowel itself keeps the speech's own phonetics out of the onset
+    latency: the soft start of a vowel, or a consonant before it, would add the time the
+    sound takes to call for an open mouth (up to ~80 ms), which no server can remove."""
     hop = rate // 100
-    overall = levels_db(audio, rate)
-    overall -= np.percentile(overall, 95)
     vowel = levels_db(audio, rate, (550.0, 1100.0))
     vowel -= np.percentile(vowel, 95)
+    overall = levels_db(audio, rate)
     dip, peak = 8, 10  # 80 ms, 100 ms
     rises = [
         j
@@ -157,11 +158,9 @@ def cut_bursts(
     fade_in = np.linspace(0.0, 1.0, rate // 400, dtype=np.float32)
     fade_out = np.linspace(1.0, 0.0, rate // 200, dtype=np.float32)
     bursts, j = [], 0
-    for rise in rises:
-        if rise < j:
+    for start in rises:
+        if start < j:
             continue
-        loud = np.flatnonzero(overall[rise - dip : rise + 1] >= ONSET_DB)
-        start = rise - dip + int(loud[0]) if len(loud) else rise
         lo, hi = start + round(min_s * 100), start + round(max_s * 100)
         if hi > len(overall):
             break
@@ -274,13 +273,6 @@ class Received:
     audio_rms: list[float] = field(default_factory=list)
 
 
-def _fast_audio_receiver(receiver) -> None:
-    """Release received audio packets at once (see the module docstring)."""
-    attribute = "_RTCRtpReceiver__jitter_buffer"
-    if hasattr(receiver, attribute):
-        setattr(receiver, attribute, JitterBuffer(capacity=16, prefetch=0))
-
-
 class Client:
     """One WebRTC session with the server: our audio out, the avatar's video and our audio
     back. ``keep(n, t)`` says whether to keep video frame number n (arrived at t) as RGB."""
@@ -318,8 +310,7 @@ class Client:
             pc.addTransceiver("audio", direction="recvonly")
         pc.addTransceiver("video", direction="recvonly")
         for transceiver in pc.getTransceivers():
-            if transceiver.kind == "audio":
-                _fast_audio_receiver(transceiver.receiver)
+            release_immediately(transceiver.receiver)
         await pc.setLocalDescription(await pc.createOffer())
         body = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
         if self.avatar:

@@ -15,15 +15,16 @@ from pathlib import Path
 
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.jitterbuffer import JitterBuffer
 
 from engines.avatar import AvatarError
 from engines.engine import Engine
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
 from engines.renderer_models import create_renderer
+from stream_server import video_codec
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
+from stream_server.jitter import release_immediately
 from stream_server.metrics import Metrics
-from stream_server.session import Session
+from stream_server.session import Session, default_margin_s
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class ServerConfig:
     motion: str = DEFAULT_LIVE_MOTION  # engines/motion_generators.py
     steps: int | None = None  # sampling steps of a learned motion model (None: its default)
     motion_models: Path | None = None  # folder of the learned graphs (None: assets/models)
+    margin_ms: float | None = None  # compute margin (None: session.default_margin_s)
 
 
 @dataclass
@@ -221,7 +223,14 @@ class AvatarServer:
             self.config.steps,
             self.config.motion_models,
         )
-        session = Session(session_id, avatar_id, rig, self.engine, generator, self.metrics)
+        margin_s = (
+            default_margin_s(self.config.max_sessions)
+            if self.config.margin_ms is None
+            else self.config.margin_ms / 1000.0
+        )
+        session = Session(
+            session_id, avatar_id, rig, self.engine, generator, self.metrics, margin_s
+        )
         pc = RTCPeerConnection()
         live = LiveSession(session, pc)
 
@@ -250,7 +259,7 @@ class AvatarServer:
                 raise ValueError("the offer must receive video (add a recvonly video transceiver)")
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "audio":
-                    _no_audio_prefetch(transceiver.receiver)
+                    release_immediately(transceiver.receiver)
             pc.addTrack(session.video)
             if "audio" in kinds:
                 pc.addTrack(session.audio)
@@ -326,16 +335,8 @@ async def _last_receiver_report(pc: RTCPeerConnection) -> float | None:
     return max(0.0, (datetime.datetime.now(datetime.UTC) - newest).total_seconds())
 
 
-def _no_audio_prefetch(receiver) -> None:
-    """aiortc holds 4 audio packets (~57 ms on loopback) before decoding; we measure the mouth
-    against that audio, so the wait is pure latency. Replace the receiver's jitter buffer with
-    one that releases packets as soon as they are in order (aiortc has no option for this)."""
-    attribute = "_RTCRtpReceiver__jitter_buffer"
-    if hasattr(receiver, attribute):
-        setattr(receiver, attribute, JitterBuffer(capacity=16, prefetch=0))
-
-
 def create_app(config: ServerConfig) -> web.Application:
+    video_codec.install()
     server = AvatarServer(config)
     app = web.Application(client_max_size=52 * 1024 * 1024)
     app["server"] = server

@@ -178,6 +178,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.max_sessions < 1:
             raise CliError("--max-sessions must be at least 1")
         config.max_sessions = args.max_sessions
+    if args.margin_ms is not None:
+        if not 0.0 <= args.margin_ms <= 1000.0:
+            raise CliError("--margin-ms must be between 0 and 1000")
+        config.margin_ms = args.margin_ms
     use_loopback_only(is_loopback(args.host))
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("aioice").setLevel(logging.WARNING)
@@ -376,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="concurrent sessions (default: half the CPU cores, at least 1)",
+    )
+    serve.add_argument(
+        "--margin-ms",
+        type=float,
+        default=None,
+        help="compute margin added to each session's delay (default: 30 ms per core's worth "
+        "of --max-sessions)",
     )
     serve.add_argument("--seed", type=int, default=0)
     _add_motion_arguments(serve, DEFAULT_LIVE_MOTION)

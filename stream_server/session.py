@@ -1,13 +1,15 @@
 """One live session: microphone audio in, the avatar's video and the same audio out.
 
 Timing (all on one clock, ``time.monotonic``): session sample i (16 kHz) belongs to wall time
-``t0 + i / 16000``; video frame k is shown at ``t0 + k / 25 + latency`` and the returned audio
-sample i is played at ``t0 + i / 16000 + latency``, so the two tracks are aligned by
-construction, whatever the session's length. ``latency`` = one frame of audio + the motion
-generator's lookahead + a compute margin. Arriving audio is placed at its arrival time: a
-gap (session start, a stall, a slow sender clock) is filled with silence, audio running ahead
-(a burst, a fast sender clock) is trimmed, each only beyond a jitter tolerance, so queues
-cannot grow and the delay stays what it was at the start.
+``t0 + i / 16000``; video frame k (made from samples 640k..640k+639) is sent at
+``t0 + k / 25 + latency`` and the returned audio sample i at ``t0 + (i - 320) / 16000 +
+latency``, so each frame goes out with the middle of its own audio: the two tracks are
+aligned by construction, whatever the session's length. ``latency`` = one frame of audio +
+the motion generator's lookahead + a compute margin. Arriving audio is placed at its arrival
+time: a gap (session start, a stall, a slow sender clock, a steady offset) is filled with
+silence, audio running ahead (a burst, a fast sender clock) is trimmed, each beyond a
+tolerance (see ``Session._append_arrival``), so queues cannot grow and the delay stays what
+it was at the start.
 
 Threads: the event loop receives and sends media; one worker thread per session runs the
 motion generator and the renderer (onnxruntime releases the GIL). Queues are bounded; a frame
@@ -21,12 +23,15 @@ import asyncio
 import contextlib
 import fractions
 import logging
+import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import av
+import cv2
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
@@ -43,9 +48,21 @@ from stream_server.metrics import Metrics
 log = logging.getLogger(__name__)
 
 OUTPUT_CHUNK = OUTPUT_RATE // 50  # 20 ms, as WebRTC packetizes Opus
-COMPUTE_MARGIN_S = 0.08  # 20 ms packets + render (p95 ~50 ms on 2 shared cores) + slack
+COMPUTE_MARGIN_S = 0.03  # per core's worth of sessions: render (~7 ms) + wake-up + slack
+
+
+def default_margin_s(max_sessions: int, cores: int | None = None) -> float:
+    """The compute margin for a server of ``max_sessions`` on ``cores``: a frame's render
+    takes longer in wall time when sessions outnumber the cores, so the margin grows with
+    sessions per core (30 ms up to one per core; 60 ms for 4 on 2 cores)."""
+    per_core = max_sessions / max(1, cores or os.cpu_count() or 1)
+    return COMPUTE_MARGIN_S * max(1.0, per_core)
+
+
 STALL_FILL_S = 0.10  # with no audio at all, the clock goes on in silence this far behind
-JITTER_S = 0.04  # arrivals this much early or late are left alone
+JITTER_S = 0.04  # arrivals up to this much early are left alone; later ones are a stall
+LATE_S = 0.005  # audio persistently this much late (over LATE_WINDOW chunks) is re-anchored
+LATE_WINDOW = 25  # 0.5 s of 20 ms chunks
 INPUT_QUEUE_CHUNKS = 100  # 2 s of 20 ms chunks; beyond that the oldest are dropped
 FRAME_STORE = 12
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
@@ -79,7 +96,8 @@ class SessionClock:
         return self.t0 + k / FPS + self.latency_s
 
     def audio_due(self, sample: int) -> float:
-        return self.t0 + sample / SAMPLE_RATE + self.latency_s
+        """Sample i goes out with the frame whose audio it is the middle of."""
+        return self.t0 + (sample - SAMPLES_PER_FRAME // 2) / SAMPLE_RATE + self.latency_s
 
 
 class Session:
@@ -93,6 +111,7 @@ class Session:
         engine: Engine,
         generator: MotionGenerator,
         metrics: Metrics,
+        margin_s: float = COMPUTE_MARGIN_S,
     ) -> None:
         self.id = session_id
         self.avatar_id = avatar_id
@@ -100,7 +119,7 @@ class Session:
         self.stats = SessionStats()
         self.created = time.monotonic()
         lookahead_s = generator.lookahead_samples / SAMPLE_RATE
-        self.clock = SessionClock(1.0 / FPS + lookahead_s + COMPUTE_MARGIN_S)
+        self.clock = SessionClock(1.0 / FPS + lookahead_s + margin_s)
         self._stream = MotionStream(generator, hop_frames=2)
         self._renderer = FrameRenderer(engine, rig)
         self._input: queue.Queue[tuple[float, np.ndarray, np.ndarray]] = queue.Queue(
@@ -114,7 +133,8 @@ class Session:
         self._written = 0  # session samples handed to the motion stream
         self._pending: list[tuple[int, np.ndarray]] = []  # generated, not yet rendered
         self._need_anchor = True  # the first audio lands exactly at its arrival time
-        self._render_estimate = 0.025  # running mean of render time (s)
+        self._lateness: deque[int] = deque(maxlen=LATE_WINDOW)  # samples, per chunk
+        self._render_estimate = 0.01  # running mean of render time (s)
         self._interrupt = threading.Event()
         self._stop = threading.Event()
         self._worker = threading.Thread(
@@ -202,14 +222,28 @@ class Session:
             self._append(np.zeros(gap, np.float32), np.zeros(gap * 3, np.float32))
 
     def _append_arrival(self, arrival: float, session: np.ndarray, output: np.ndarray) -> None:
-        """Place a chunk so that its end belongs to its arrival time (within the tolerance)."""
+        """Place a chunk so that its end belongs to its arrival time, within tolerances.
+
+        Late audio makes late frames (the compute margin is small), so lateness is corrected:
+        at once beyond ``JITTER_S`` (a stall) or at the first chunk, and when every chunk of
+        the last ``LATE_WINDOW`` was more than ``LATE_S`` late (a steady offset, e.g. the
+        sender's first packet left early), by the smallest of those delays; single late
+        chunks (jitter) are left alone. Audio running ahead by more than ``JITTER_S`` is
+        trimmed. Each correction is a short silence or cut in the returned audio."""
         behind = self.clock.samples_due(arrival) - (self._written + len(session))
-        tolerance = int(JITTER_S * SAMPLE_RATE)
-        if behind > tolerance or (self._need_anchor and behind > 0):
-            self._append(np.zeros(behind, np.float32), np.zeros(behind * 3, np.float32))
-        elif -behind > tolerance:  # running ahead: trim the oldest part of the chunk
+        self._lateness.append(behind)
+        steady = min(self._lateness) if len(self._lateness) == LATE_WINDOW else 0
+        insert = 0
+        if behind > int(JITTER_S * SAMPLE_RATE) or (self._need_anchor and behind > 0):
+            insert = behind
+        elif steady > int(LATE_S * SAMPLE_RATE):
+            insert = steady
+        elif -behind > int(JITTER_S * SAMPLE_RATE):  # running ahead: trim the oldest part
             trim = min(len(session), -behind)
             session, output = session[trim:], output[trim * 3 :]
+        if insert:
+            self._append(np.zeros(insert, np.float32), np.zeros(insert * 3, np.float32))
+            self._lateness.clear()
         self._need_anchor = False
         if len(session):
             self._append(session, output)
@@ -232,6 +266,8 @@ class Session:
             # previous one and counts it): under overload the renderer catches up instead of
             # falling further behind.
             if now + self._render_estimate > due:
+                # Relax the estimate while skipping, so a slow spell cannot lock rendering out.
+                self._render_estimate *= 0.8
                 continue
             complete = (
                 self.clock.t0
@@ -239,7 +275,8 @@ class Session:
                 / SAMPLE_RATE
             )
             t0 = time.perf_counter()
-            rgb = self._renderer.render(motion)[0]
+            # As the encoder takes it: converted here, in parallel, not in the encoder thread.
+            yuv = cv2.cvtColor(self._renderer.render(motion)[0], cv2.COLOR_RGB2YUV_I420)
             spent = time.perf_counter() - t0
             self.metrics.render_ms.observe(spent * 1000)
             self._render_estimate += 0.1 * (spent - self._render_estimate)
@@ -247,7 +284,7 @@ class Session:
             self.metrics.audio_to_frame_ms.observe(max(0.0, done - complete) * 1000)
             self.metrics.ready_margin_ms.observe((due - done) * 1000)
             with self._frames_lock:
-                self._frames[k] = rgb
+                self._frames[k] = yuv
                 for old in [i for i in self._frames if i < k - FRAME_STORE]:
                     del self._frames[old]
 
@@ -270,7 +307,7 @@ class Session:
     # -- output (event loop) ------------------------------------------------------------------
 
     def frame(self, k: int) -> tuple[np.ndarray | None, bool]:
-        """Frame k if rendered, else the newest earlier one (``False``: a repeat)."""
+        """Frame k (I420) if rendered, else the newest earlier one (``False``: a repeat)."""
         with self._frames_lock:
             if k in self._frames:
                 return self._frames[k], True
@@ -299,7 +336,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._session = session
         self._next: int | None = None
         self.last_index = -1
-        self._last_rgb: np.ndarray | None = None
+        self._last: np.ndarray | None = None
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -316,24 +353,24 @@ class AvatarVideoTrack(MediaStreamTrack):
             self._session.stats.frames_dropped += skipped
             self._session.metrics.frames_dropped.inc(skipped)
         await asyncio.sleep(max(0.0, clock.frame_due(k) - time.monotonic()))
-        rgb, fresh = self._session.frame(k)
-        if rgb is None:
-            rgb = self._last_rgb if self._last_rgb is not None else self._placeholder()
+        yuv, fresh = self._session.frame(k)
+        if yuv is None:
+            yuv = self._last if self._last is not None else self._placeholder()
         if not fresh:
             self._session.stats.frames_dropped += 1
             self._session.metrics.frames_dropped.inc()
-        self._last_rgb = rgb
+        self._last = yuv
         self.last_index = k
         self._next = k + 1
         self._session.stats.frames_sent += 1
         self._session.metrics.frames_delivered.inc()
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = k * (90_000 // FPS)
         frame.time_base = VIDEO_TIME_BASE
         return frame
 
     def _placeholder(self) -> np.ndarray:
-        return np.zeros((512, 512, 3), np.uint8)
+        return cv2.cvtColor(np.zeros((512, 512, 3), np.uint8), cv2.COLOR_RGB2YUV_I420)
 
 
 class DelayedAudioTrack(MediaStreamTrack):

@@ -166,18 +166,19 @@ def test_interrupt_drops_the_queued_speech_and_the_face_goes_idle(
     arrivals = np.asarray(got.video_t)
     assert ((arrivals > t_done) & (arrivals < t_done + 2.0)).sum() >= 30  # the video goes on
 
-    # The returned audio: after the control, the ~0.2 s of speech the server holds back to
-    # match the video comes back; after the interrupt it is dropped. A packet or a few of it
+    # The returned audio: after the control, the speech the server holds back to match the
+    # video (its delay less the 40 ms waited here: ~80 ms) comes back; after the interrupt it
+    # is dropped. A packet or a few of it
     # still leak through today: the chunk the session worker took from its queue just before
     # it saw the interrupt, and chunks still waiting in aiortc's track when it came.
     audio_t, audio_rms = np.asarray(got.audio_t), np.asarray(got.audio_rms)
 
     def speech_energy_back(start: float) -> float:
-        window = audio_rms[(audio_t > start + 0.06) & (audio_t < start + 0.6)]
+        window = audio_rms[(audio_t > start + 0.01) & (audio_t < start + 0.6)]
         return float((window**2).sum())
 
     held = speech_energy_back(t_control)
-    assert held > 3 * 0.03**2  # several packets of speech
+    assert held > 2 * 0.03**2  # a few packets of speech
     assert speech_energy_back(t_int) < 0.5 * held
     assert audio_rms[(audio_t > t_again) & (audio_t < t_again + 0.8)].max() > 0.01
 

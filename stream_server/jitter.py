@@ -1,0 +1,54 @@
+"""Receive-side jitter buffer that releases media as soon as it is complete.
+
+aiortc's buffer releases a frame only when the next frame's first packet arrives: audio waits
+one packet (20 ms) beyond its 4-packet prefetch, video one frame (40 ms at 25 fps). On a
+live call that is pure latency. Here an audio packet (one Opus frame) is released when it
+is in order, and a video frame when its last packet (the RTP marker bit) completes an
+unbroken run, as browsers do; a frame whose marker was lost is still released when the next
+frame begins (aiortc's rule). Used by the server for the microphone audio and by the
+benchmark's client for what it receives.
+"""
+
+from __future__ import annotations
+
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+
+_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"  # aiortc has no option for this
+
+
+class ImmediateJitterBuffer(JitterBuffer):
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets = []
+        timestamp = None
+        origin = self._origin
+        assert origin is not None  # set by add() before this is called
+        for count in range(self.capacity):
+            packet = self._packets[(origin + count) % self.capacity]
+            if packet is None:
+                return None
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:  # the previous frame ended without a marker
+                self.remove(count)
+                return _frame(packets, timestamp)
+            packets.append(packet)
+            if packet.marker or not self._is_video:
+                self.remove(count + 1)
+                return _frame(packets, timestamp)
+        return None
+
+
+def _frame(packets: list, timestamp: int) -> JitterFrame:
+    return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+
+
+def release_immediately(receiver) -> None:
+    """Give an aiortc RTCRtpReceiver the immediate jitter buffer, keeping its kind's
+    capacity (before any packet arrives)."""
+    current = getattr(receiver, _ATTRIBUTE, None)
+    if isinstance(current, JitterBuffer):
+        setattr(
+            receiver,
+            _ATTRIBUTE,
+            ImmediateJitterBuffer(capacity=current.capacity, is_video=current._is_video),
+        )
