@@ -1,0 +1,67 @@
+"""Server parts below the WebRTC loopback tests: receive buffers, encoder, compute margin."""
+
+from __future__ import annotations
+
+import fractions
+
+import av
+import numpy as np
+import pytest
+from aiortc.rtp import RtpPacket
+
+from stream_server import video_codec
+from stream_server.jitter import ImmediateJitterBuffer
+from stream_server.session import COMPUTE_MARGIN_S, default_margin_s
+
+
+def packet(seq: int, timestamp: int, marker: bool = False, payload: bytes = b"x") -> RtpPacket:
+    p = RtpPacket(sequence_number=seq, timestamp=timestamp, marker=int(marker))
+    p._data = payload
+    return p
+
+
+def test_audio_packets_are_released_as_they_arrive() -> None:
+    buffer = ImmediateJitterBuffer(capacity=16)
+    for seq in range(5):
+        _, frame = buffer.add(packet(seq, seq * 960, payload=bytes([seq])))
+        assert frame is not None and frame.timestamp == seq * 960 and frame.data == bytes([seq])
+
+
+def test_a_video_frame_is_released_at_its_marker_packet() -> None:
+    buffer = ImmediateJitterBuffer(capacity=128, is_video=True)
+    assert buffer.add(packet(10, 3600, payload=b"a"))[1] is None
+    assert buffer.add(packet(11, 3600, payload=b"b"))[1] is None
+    _, frame = buffer.add(packet(12, 3600, marker=True, payload=b"c"))
+    assert frame is not None and (frame.timestamp, frame.data) == (3600, b"abc")
+    # A frame whose marker packet was lost still comes out when the next frame begins.
+    assert buffer.add(packet(13, 7200, payload=b"d"))[1] is None
+    _, frame = buffer.add(packet(15, 10800, payload=b"f"))  # 14 (the marker) lost
+    assert frame is None  # the gap: nothing is complete yet
+    _, frame = buffer.add(packet(14, 7200, payload=b"e"))  # late, but it completes 7200
+    assert frame is not None and (frame.timestamp, frame.data) == (7200, b"de")
+
+
+def test_fast_vp8_encoder_encodes_and_caps_the_bitrate() -> None:
+    encoder = video_codec.FastVp8Encoder()
+    encoder.target_bitrate = 5_000_000
+    assert encoder.target_bitrate == video_codec.MAX_BITRATE
+    rgb = np.zeros((512, 512, 3), np.uint8)
+    rgb[128:384, 128:384] = (200, 120, 90)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    frame.pts, frame.time_base = 0, fractions.Fraction(1, 90_000)
+    payloads, timestamp = encoder.encode(frame)
+    assert payloads and timestamp == 0
+    assert encoder.codec.bit_rate == video_codec.MAX_BITRATE  # our codec, not aiortc's 1.5 Mb/s
+
+
+def test_the_compute_margin_grows_with_sessions_per_core() -> None:
+    assert default_margin_s(1, cores=2) == pytest.approx(COMPUTE_MARGIN_S)
+    assert default_margin_s(2, cores=2) == pytest.approx(COMPUTE_MARGIN_S)
+    assert default_margin_s(4, cores=2) == pytest.approx(2 * COMPUTE_MARGIN_S)
+
+
+def test_serve_refuses_a_negative_margin(capsys) -> None:
+    from stream_server.cli import main
+
+    assert main(["serve", "--margin-ms", "-5", "--port", "1"]) == 2
+    assert "--margin-ms" in capsys.readouterr().err
