@@ -385,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--margin-ms",
         type=float,
         default=None,
-        help="compute margin added to each session's delay (default: 30 ms per core's worth "
-        "of --max-sessions)",
+        help="compute margin added to each session's delay (default: 80 ms; 30 ms is ~50 ms "
+        "faster but not barge-in safe, see docs/benchmarks.md)",
     )
     serve.add_argument("--seed", type=int, default=0)
     _add_motion_arguments(serve, DEFAULT_LIVE_MOTION)

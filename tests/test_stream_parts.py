@@ -6,7 +6,6 @@ import fractions
 
 import av
 import numpy as np
-import pytest
 from aiortc.rtp import RtpPacket
 
 from stream_server import video_codec
@@ -54,10 +53,9 @@ def test_fast_vp8_encoder_encodes_and_caps_the_bitrate() -> None:
     assert encoder.codec.bit_rate == video_codec.MAX_BITRATE  # our codec, not aiortc's 1.5 Mb/s
 
 
-def test_the_compute_margin_grows_with_sessions_per_core() -> None:
-    assert default_margin_s(1, cores=2) == pytest.approx(COMPUTE_MARGIN_S)
-    assert default_margin_s(2, cores=2) == pytest.approx(COMPUTE_MARGIN_S)
-    assert default_margin_s(4, cores=2) == pytest.approx(2 * COMPUTE_MARGIN_S)
+def test_the_default_compute_margin_keeps_barge_in_safe() -> None:
+    assert default_margin_s(1, cores=2) == default_margin_s(4, cores=2) == COMPUTE_MARGIN_S
+    assert COMPUTE_MARGIN_S >= 0.08  # 30 ms fails the barge-in test (docs/benchmarks.md)
 
 
 def test_serve_refuses_a_negative_margin(capsys) -> None:
