@@ -18,7 +18,7 @@ import numpy as np
 from engines.rig import Rig
 from export import composite
 from export import motion_frame as mf
-from export.render_spec import EYE_WINDOW, MOUTH_WINDOW, window_pixels
+from export.render_spec import EYE_WINDOW, MOUTH_WINDOW, crop, window_pixels
 
 # Sessions render in parallel, one worker thread each: OpenCV's own thread pool would only
 # oversubscribe the cores.
@@ -70,7 +70,7 @@ class Compositor:
     def _eyes(self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, motion: np.ndarray) -> None:
         if motion[_BLINK_LEFT] == 0.0 and motion[_BLINK_RIGHT] == 0.0:
             return  # the formula leaves open eyes exactly as sampled
-        ex, ey = _crop(sx, self.eye), _crop(sy, self.eye)
+        ex, ey = crop(sx, self.eye), crop(sy, self.eye)
         red, green, blue, mask, height, lift = _planes(self.eye_stack, ex, ey)
         rgb = composite.eyes(
             np.stack([red, green, blue]),
@@ -87,7 +87,7 @@ class Compositor:
     def _mouth(
         self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, lx: np.ndarray, ly: np.ndarray
     ) -> None:
-        sx, sy = _crop(sx, self.mouth), _crop(sy, self.mouth)
+        sx, sy = crop(sx, self.mouth), crop(sy, self.mouth)
         *skull_rgb, skull, not_base, teeth = _planes(self.skull_stack, sx, sy)
         *jaw_rgb, jaw, tongue = _planes(self.jaw_stack, lx, ly)
         rgb = composite.mouth(
@@ -103,11 +103,6 @@ class Compositor:
             self.colors[2],
         )
         _paste(frame, rgb, self.mouth)
-
-
-def _crop(maps: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
-    top, bottom, left, right = window
-    return maps[top:bottom, left:right]
 
 
 def _remap(

@@ -60,22 +60,33 @@ def export_renderer(path: Path, size: int = 512, split: bool = False) -> Path:
     The size is static (the windows are static slices): other sizes are other files."""
     model = (split_renderer() if split else Renderer()).eval()
     outputs = SPLIT_OUTPUT_NAMES if split else OUTPUT_NAMES
-    inputs = renderer_example_inputs(size)
-    dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, *outputs)}
-    path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        torch.onnx.export(
-            model,
-            tuple(inputs[name] for name in INPUT_NAMES),
-            str(path),
-            input_names=list(INPUT_NAMES),
-            output_names=list(outputs),
-            dynamic_axes=dynamic,
-            opset_version=OPSET,
-            dynamo=False,
-            do_constant_folding=True,
-        )
+        export_graph(model, renderer_example_inputs(size), path, INPUT_NAMES, outputs)
     return path
+
+
+def export_graph(
+    module: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    path: Path,
+    input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+) -> None:
+    """Trace ``module`` on ``inputs`` to ONNX at ``path``: opset ``OPSET``, every input and
+    output with a dynamic batch axis (0), constants folded (the settings of every graph the
+    project ships)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        module,
+        tuple(inputs[name] for name in input_names),
+        str(path),
+        input_names=list(input_names),
+        output_names=list(output_names),
+        dynamic_axes={name: {0: "batch"} for name in (*input_names, *output_names)},
+        opset_version=OPSET,
+        dynamo=False,
+        do_constant_folding=True,
+    )
 
 
 def export_renderers(out_dir: Path, size: int = 512) -> list[Path]:

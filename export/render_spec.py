@@ -50,3 +50,10 @@ def window_pixels(
 ) -> tuple[int, int, int, int]:
     top, bottom, left, right = window
     return round(top * size), round(bottom * size), round(left * size), round(right * size)
+
+
+def crop(maps, window: tuple[int, int, int, int]):
+    """The window (top, bottom, left, right) of (..., H, W) maps: a numpy array or a torch
+    tensor (the renderer and engines.compose cut the same windows)."""
+    top, bottom, left, right = window
+    return maps[..., top:bottom, left:right]

@@ -37,6 +37,7 @@ from export.render_spec import (
     MOUTH_WINDOW,
     OUTPUT_NAMES,
     SPLIT_OUTPUT_NAMES,
+    crop,
     window_pixels,
 )
 
@@ -210,10 +211,10 @@ class Renderer(nn.Module):
         if self.split:  # engines.compose samples and composites on the CPU
             return torch.stack([ux, uy], 1), torch.stack([lx, ly], 1)
         rgb = _bilinear(image_quads, ux, uy)  # (B, 3, H, W)
-        ex, ey = _crop(ux, eye), _crop(uy, eye)
+        ex, ey = crop(ux, eye), crop(uy, eye)
         eye_mask, height, lift = torch.split(_bilinear(eye_quads, ex, ey), 1, dim=1)
         eye_rgb = composite.eyes(
-            _crop(rgb, eye),
+            crop(rgb, eye),
             _bilinear(image_quads, ex, ey - lift[:, 0] * composite.LID_LIFT_PIXELS),
             eye_mask,
             height,
@@ -222,12 +223,12 @@ class Renderer(nn.Module):
             torch.clamp,
             torch.exp,
         )
-        sx, sy = _crop(ux, mouth), _crop(uy, mouth)
+        sx, sy = crop(ux, mouth), crop(uy, mouth)
         skull, not_base, teeth = torch.split(_bilinear(skull_mouth_quads, sx, sy), 1, dim=1)
         jaw, tongue = torch.split(_bilinear(jaw_mouth_quads, lx, ly), 1, dim=1)
         cavity, teeth_color, tongue_color = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
         mouth_rgb = composite.mouth(
-            _crop(rgb, mouth),
+            crop(rgb, mouth),
             _bilinear(image_quads, lx, ly),
             skull,
             not_base,
@@ -248,12 +249,6 @@ class Renderer(nn.Module):
 def split_renderer() -> Renderer:
     """The renderer without the full-frame sampling (see ``Renderer``), for CPU engines."""
     return Renderer(split=True)
-
-
-def _crop(maps: torch.Tensor, window: tuple[int, int, int, int]) -> torch.Tensor:
-    """The static window (top, bottom, left, right) of (..., H, W) maps."""
-    top, bottom, left, right = window
-    return maps[..., top:bottom, left:right]
 
 
 def _interpolation_matrix(start: int, stop: int, size: int, grid: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 from export import motion_spec as spec
 from export import trt_compat
 from export.motion_model import Checkpoint, DenoiserGraph, EncoderGraph, parameter_count
-from export.onnx_export import DEFAULT_MODELS_DIR, OPSET, file_digest
+from export.onnx_export import DEFAULT_MODELS_DIR, export_graph, file_digest
 from training.distill import DistillConfig, distill
 from training.train_teacher import RUNS_DIR, TeacherConfig, train_teacher
 
@@ -68,17 +68,7 @@ def export_graphs(checkpoint: Checkpoint, which: str, out_dir: Path) -> tuple[Pa
             (DenoiserGraph(model), spec.DENOISER_INPUTS, spec.DENOISER_OUTPUTS, paths[1]),
         )
         for module, input_names, output_names, path in graphs:
-            torch.onnx.export(
-                module,
-                tuple(inputs[n] for n in input_names),
-                str(path),
-                input_names=list(input_names),
-                output_names=list(output_names),
-                dynamic_axes={n: {0: "batch"} for n in (*input_names, *output_names)},
-                opset_version=OPSET,
-                dynamo=False,
-                do_constant_folding=True,
-            )
+            export_graph(module, inputs, path, input_names, output_names)
     return paths  # type: ignore[return-value]
 
 
