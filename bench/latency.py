@@ -381,9 +381,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(
-    max_sessions: int, cache_dir: Path | None = None, timeout_s: float = 120.0
+    max_sessions: int,
+    cache_dir: Path | None = None,
+    timeout_s: float = 120.0,
+    margin_ms: float | None = None,
 ) -> Iterator[str]:
-    """Run ``emote serve`` on a free loopback port until the block ends; yields its URL."""
+    """Run ``emote serve`` on a free loopback port until the block ends; yields its URL.
+    ``margin_ms``: its ``--margin-ms`` (None: the server's default)."""
     import urllib.request
 
     port = free_port()
@@ -394,6 +398,8 @@ def serve(
         command = [sys.executable, "-m", "stream_server.cli", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--max-sessions", str(max_sessions)]
         command += ["--cache-dir", str(cache_dir)]
+        if margin_ms is not None:
+            command += ["--margin-ms", str(margin_ms)]
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -802,6 +808,7 @@ def run(
     json_path: Path | None = None,
     plot_path: Path | None = None,
     cache_dir: Path | None = None,
+    margin_ms: float | None = None,
 ) -> dict:
     bursts = cut_bursts(load_speech(audio))
     if not bursts:
@@ -809,12 +816,18 @@ def run(
     with contextlib.ExitStack() as stack:
         if url is None:
             print(f"starting a server for {sessions} session(s) ...", file=sys.stderr)
-            url = stack.enter_context(serve(sessions, cache_dir))
+            url = stack.enter_context(serve(sessions, cache_dir, margin_ms=margin_ms))
         print(f"{sessions} session(s) x {duration_s:.0f} s against {url}", file=sys.stderr)
         clients = asyncio.run(run_sessions(url, sessions, duration_s, bursts))
     print("measuring mouth openings with FaceMesh ...", file=sys.stderr)
     results = [analyse(i, c, stats) for i, (c, stats) in enumerate(clients)]
-    summary = {"url": url, "duration_s": duration_s, "audio": str(audio), **summarize(results)}
+    summary = {
+        "url": url,
+        "duration_s": duration_s,
+        "audio": str(audio),
+        "server_margin_ms": margin_ms,  # None: the server's default (or --url's server)
+        **summarize(results),
+    }
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(summary, indent=2))
@@ -869,6 +882,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", type=Path, default=DEFAULT_SPEECH, help="speech to cut")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot", type=Path, help="latency histogram and timelines (PNG)")
+    parser.add_argument(
+        "--margin-ms",
+        type=float,
+        help="the compute margin of the server the bench starts (emote serve --margin-ms)",
+    )
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
@@ -879,6 +897,10 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return "--duration must be at least 5 s"
     if not Path(args.audio).is_file():
         return f"audio file not found: {args.audio}"
+    if args.margin_ms is not None and args.url:
+        return "--margin-ms sets the server the bench starts; without --url only"
+    if args.margin_ms is not None and not 0.0 <= args.margin_ms <= 1000.0:
+        return "--margin-ms must be between 0 and 1000"
     return None
 
 
@@ -888,7 +910,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if problem := check_arguments(args):
         parser.error(problem)
-    run(args.url, args.sessions, args.duration, args.audio, args.json, args.plot, args.cache_dir)
+    run(
+        args.url,
+        args.sessions,
+        args.duration,
+        args.audio,
+        args.json,
+        args.plot,
+        args.cache_dir,
+        args.margin_ms,
+    )
     return 0
 
 

@@ -24,7 +24,7 @@ from stream_server import video_codec
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.jitter import release_immediately
 from stream_server.metrics import Metrics
-from stream_server.session import Session, default_margin_s
+from stream_server.session import COMPUTE_MARGIN_S, Session
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ServerConfig:
     motion: str = DEFAULT_LIVE_MOTION  # engines/motion_generators.py
     steps: int | None = None  # sampling steps of a learned motion model (None: its default)
     motion_models: Path | None = None  # folder of the learned graphs (None: assets/models)
-    margin_ms: float | None = None  # compute margin (None: session.default_margin_s)
+    margin_ms: float = COMPUTE_MARGIN_S * 1000.0  # compute margin of every session
 
 
 @dataclass
@@ -223,13 +223,14 @@ class AvatarServer:
             self.config.steps,
             self.config.motion_models,
         )
-        margin_s = (
-            default_margin_s(self.config.max_sessions)
-            if self.config.margin_ms is None
-            else self.config.margin_ms / 1000.0
-        )
         session = Session(
-            session_id, avatar_id, rig, self.engine, generator, self.metrics, margin_s
+            session_id,
+            avatar_id,
+            rig,
+            self.engine,
+            generator,
+            self.metrics,
+            self.config.margin_ms / 1000.0,
         )
         pc = RTCPeerConnection()
         live = LiveSession(session, pc)

@@ -205,7 +205,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CliError(problem)
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     try:
-        run(args.url, args.sessions, args.duration, args.audio, args.json, args.plot, cache_dir)
+        run(
+            args.url,
+            args.sessions,
+            args.duration,
+            args.audio,
+            args.json,
+            args.plot,
+            cache_dir,
+            args.margin_ms,
+        )
     except BenchError as exc:
         raise CliError(str(exc)) from exc
     return 0
@@ -403,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--audio", type=Path, default=DEFAULT_SPEECH, help="speech to send")
     bench.add_argument("--json", type=Path, help="write the results here")
     bench.add_argument("--plot", type=Path, help="latency histogram and timelines (PNG)")
+    bench.add_argument(
+        "--margin-ms",
+        type=float,
+        help="the compute margin of the server the bench starts (emote serve --margin-ms)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     train = sub.add_parser(

@@ -48,17 +48,9 @@ from stream_server.metrics import Metrics
 log = logging.getLogger(__name__)
 
 OUTPUT_CHUNK = OUTPUT_RATE // 50  # 20 ms, as WebRTC packetizes Opus
-COMPUTE_MARGIN_S = 0.08  # render + wake-up + slack; 30 ms breaks barge-in (see docs)
-
-
-def default_margin_s(max_sessions: int, cores: int | None = None) -> float:
-    """The default compute margin. 80 ms whatever the load: with 30 ms per core's worth of
-    sessions (what docs/benchmarks.md measured, `--margin-ms 30`) glass-to-glass drops by
-    ~50 ms, but the barge-in test (tests/test_server_loopback.py) then fails about half the
-    time: an open mouth is still shown 300 ms after an interrupt. ``max_sessions`` and
-    ``cores`` are kept for the load-dependent margin that should replace this."""
-    del max_sessions, cores
-    return COMPUTE_MARGIN_S
+# Render + wake-up + slack. 30 ms (per core's worth of sessions) is ~50 ms faster end to end
+# but fails the barge-in loopback test about half the time (docs/benchmarks.md).
+COMPUTE_MARGIN_S = 0.08
 
 
 STALL_FILL_S = 0.10  # with no audio at all, the clock goes on in silence this far behind
@@ -301,8 +293,7 @@ class Session:
                 / SAMPLE_RATE
             )
             t0 = time.perf_counter()
-            # As the encoder takes it: converted here, in parallel, not in the encoder thread.
-            yuv = cv2.cvtColor(self._renderer.render(motion)[0], cv2.COLOR_RGB2YUV_I420)
+            yuv = self._render_i420(motion)
             spent = time.perf_counter() - t0
             self.metrics.render_ms.observe(spent * 1000)
             self._render_estimate += 0.1 * (spent - self._render_estimate)
@@ -313,6 +304,11 @@ class Session:
                 self._frames[k] = yuv
                 for old in [i for i in self._frames if i < k - FRAME_STORE]:
                     del self._frames[old]
+
+    def _render_i420(self, motion: np.ndarray) -> np.ndarray:
+        """One frame as the encoder takes it: converted here, in parallel, not in aiortc's
+        encoder thread."""
+        return cv2.cvtColor(self._renderer.render(motion)[0], cv2.COLOR_RGB2YUV_I420)
 
     def _handle_interrupt(self) -> None:
         self._interrupt.clear()
@@ -342,7 +338,7 @@ class Session:
         for i, motion in enumerate(motions):
             motion[MOUTH_FIELDS] *= MOUTH_CLOSE_RATE ** (i + 1)
             k = self._stream.next_frame - count + i
-            yuv = cv2.cvtColor(self._renderer.render(motion)[0], cv2.COLOR_RGB2YUV_I420)
+            yuv = self._render_i420(motion)
             with self._frames_lock:
                 if k > self.video.last_index:
                     self._frames[k] = yuv

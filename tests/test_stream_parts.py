@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import fractions
+from pathlib import Path
 
 import av
 import numpy as np
 from aiortc.rtp import RtpPacket
 
 from stream_server import video_codec
+from stream_server.app import ServerConfig
 from stream_server.jitter import ImmediateJitterBuffer
-from stream_server.session import COMPUTE_MARGIN_S, default_margin_s
+from stream_server.session import COMPUTE_MARGIN_S
 
 
 def packet(seq: int, timestamp: int, marker: bool = False, payload: bytes = b"x") -> RtpPacket:
@@ -54,7 +56,8 @@ def test_fast_vp8_encoder_encodes_and_caps_the_bitrate() -> None:
 
 
 def test_the_default_compute_margin_keeps_barge_in_safe() -> None:
-    assert default_margin_s(1, cores=2) == default_margin_s(4, cores=2) == COMPUTE_MARGIN_S
+    config = ServerConfig(default_avatar=Path("portrait.jpg"), cache_dir=Path("cache"))
+    assert config.margin_ms == COMPUTE_MARGIN_S * 1000.0  # whatever --max-sessions is
     assert COMPUTE_MARGIN_S >= 0.08  # 30 ms fails the barge-in test (docs/benchmarks.md)
 
 
@@ -62,4 +65,11 @@ def test_serve_refuses_a_negative_margin(capsys) -> None:
     from stream_server.cli import main
 
     assert main(["serve", "--margin-ms", "-5", "--port", "1"]) == 2
+    assert "--margin-ms" in capsys.readouterr().err
+
+
+def test_bench_margin_needs_its_own_server(capsys) -> None:
+    from stream_server.cli import main
+
+    assert main(["bench", "--url", "http://127.0.0.1:1", "--margin-ms", "30"]) == 2
     assert "--margin-ms" in capsys.readouterr().err
