@@ -5,7 +5,9 @@
 Whole process: `emote render` as a subprocess (start-up, imports, cached avatar, model
 load, decode, motion, render, encode, mux), timed end to end, on the bundled 7.1 s clip and on
 a 30 s clip made of the real speech in ../shared/assets/speech. Stages: each stage alone on
-one core, on the bundled clip's real motion.
+one core, on the bundled clip's real motion; the render with the CPU path (split graph +
+engines.compose) and with the whole-frame graph; the live server's I420 conversion and VP8
+encoding of those frames.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def stages(cache: Path) -> dict[str, float]:
     import engines.dsp_motion as dsp
     from engines.audio_io import iter_audio
     from engines.avatar import prepare_avatar
+    from engines.engine import create_engine
     from engines.motion_stream import MotionStream
     from engines.mp4_writer import Mp4Writer
     from engines.offline import FrameRenderer
@@ -110,16 +113,21 @@ def stages(cache: Path) -> dict[str, float]:
     n = len(frames)
 
     avatar = prepare_avatar(PORTRAIT, cache_dir=cache)
-    renderer = FrameRenderer(
-        create_renderer(threads=1),
-        rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache),
-    )
+    rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache)
+    renderer = FrameRenderer(create_renderer(threads=1), rig)
     renderer.render(frames[0])
     renders, rgb = [], []
     for f in frames:
         t = time.perf_counter()
         rgb.append(renderer.render(f)[0])
         renders.append((time.perf_counter() - t) * 1000)
+    whole = FrameRenderer(create_engine("renderer", threads=1), rig)  # GPUs' graph, on the CPU
+    whole.render(frames[0])
+    whole_renders = []
+    for f in frames:
+        t = time.perf_counter()
+        whole.render(f)
+        whole_renders.append((time.perf_counter() - t) * 1000)
     batched = []
     for i in range(0, n - 1, 2):
         t = time.perf_counter()
@@ -141,8 +149,52 @@ def stages(cache: Path) -> dict[str, float]:
         "render_ms_p50": round(float(np.median(renders)), 2),
         "render_ms_p90": round(float(np.percentile(renders, 90)), 2),
         "render_batch2_ms_per_frame": round(float(np.median(batched)), 2),
+        "render_whole_frame_graph_ms_p50": round(float(np.median(whole_renders)), 2),
         "encode_ms": round(encode_ms / n, 2),
+        **live_encode(rgb),
     }
+
+
+def live_encode(rgb: list[np.ndarray]) -> dict[str, float]:
+    """The live server's per-frame video costs on rendered frames (median ms, one thread):
+    RGB -> I420 by OpenCV (the server) and by swscale (what aiortc does with RGB frames), and
+    VP8 by aiortc's encoder and by the server's (stream_server/video_codec.py) at aiortc's
+    starting bitrate and at its ceiling."""
+    import fractions
+
+    import av
+    import cv2
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    from stream_server.video_codec import FastVp8Encoder
+
+    def median_ms(fn, items) -> float:
+        times = []
+        for item in items:
+            t = time.perf_counter()
+            fn(item)
+            times.append((time.perf_counter() - t) * 1000)
+        return round(float(np.median(times[5:])), 2)
+
+    i420 = [cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420) for image in rgb]
+    result = {
+        "i420_opencv_ms": median_ms(lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2YUV_I420), rgb),
+        "i420_swscale_ms": median_ms(
+            lambda x: av.VideoFrame.from_ndarray(x, format="rgb24").reformat(format="yuv420p"),
+            rgb,
+        ),
+    }
+    for name, factory in (("aiortc", Vp8Encoder), ("server", FastVp8Encoder)):
+        for bitrate in (500_000, 1_500_000):
+            encoder = factory()
+            encoder.target_bitrate = bitrate
+            frames = []
+            for k, planes in enumerate(i420):
+                frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                frame.pts, frame.time_base = k * 3600, fractions.Fraction(1, 90_000)
+                frames.append(frame)
+            result[f"vp8_{name}_{bitrate // 1000}kbps_ms"] = median_ms(encoder.encode, frames)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
