@@ -24,7 +24,7 @@ from stream_server import video_codec
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.jitter import release_immediately
 from stream_server.metrics import Metrics
-from stream_server.session import COMPUTE_MARGIN_S, Session
+from stream_server.session import Session, default_margin_s
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ServerConfig:
     motion: str = DEFAULT_LIVE_MOTION  # engines/motion_generators.py
     steps: int | None = None  # sampling steps of a learned motion model (None: its default)
     motion_models: Path | None = None  # folder of the learned graphs (None: assets/models)
-    margin_ms: float = COMPUTE_MARGIN_S * 1000.0  # compute margin of every session
+    margin_ms: float | None = None  # every session's compute margin (None: default_margin_s)
 
 
 @dataclass
@@ -71,6 +71,11 @@ class AvatarServer:
         self.engine: Engine | None = None
         self.sessions: dict[str, LiveSession] = {}
         self.started = time.monotonic()
+        self.margin_s = (
+            default_margin_s(config.max_sessions)
+            if config.margin_ms is None
+            else config.margin_ms / 1000.0
+        )
 
     async def startup(self, _app: web.Application) -> None:
         await asyncio.to_thread(self.avatars.load_default)
@@ -78,9 +83,10 @@ class AvatarServer:
             create_renderer, "onnxruntime", "cpu", self.config.render_threads
         )
         log.info(
-            "ready: default avatar %s, max %d sessions",
+            "ready: default avatar %s, max %d sessions, compute margin %.0f ms",
             self.avatars.default_id,
             self.config.max_sessions,
+            self.margin_s * 1000.0,
         )
 
     async def shutdown(self, _app: web.Application) -> None:
@@ -230,7 +236,7 @@ class AvatarServer:
             self.engine,
             generator,
             self.metrics,
-            self.config.margin_ms / 1000.0,
+            self.margin_s,
         )
         pc = RTCPeerConnection()
         live = LiveSession(session, pc)

@@ -394,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--margin-ms",
         type=float,
         default=None,
-        help="compute margin added to each session's delay (default: 80 ms; 30 ms is ~50 ms "
-        "faster but not barge-in safe, see docs/benchmarks.md)",
+        help="compute margin added to each session's delay (default: 30 ms per session per "
+        "CPU core at --max-sessions, e.g. 30 ms for 2 sessions on 2 cores, 60 ms for 4)",
     )
     serve.add_argument("--seed", type=int, default=0)
     _add_motion_arguments(serve, DEFAULT_LIVE_MOTION)

@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import fractions
 import logging
+import math
+import os
 import queue
 import threading
 import time
@@ -48,9 +50,16 @@ from stream_server.metrics import Metrics
 log = logging.getLogger(__name__)
 
 OUTPUT_CHUNK = OUTPUT_RATE // 50  # 20 ms, as WebRTC packetizes Opus
-# Render + wake-up + slack. 30 ms (per core's worth of sessions) is ~50 ms faster end to end
-# but fails the barge-in loopback test about half the time (docs/benchmarks.md).
-COMPUTE_MARGIN_S = 0.08
+# Render (~10 ms on the CPU path) + wake-up + slack, for one session per core. Sessions that
+# share a core stretch each other's render wall time, so the default scales with the load.
+MARGIN_PER_LOAD_S = 0.03
+
+
+def default_margin_s(max_sessions: int, cpus: int | None = None) -> float:
+    """The compute margin of a server of ``max_sessions``: 30 ms per session per core
+    (``emote serve --margin-ms`` overrides it; docs/benchmarks.md has the measurements)."""
+    cpus = max(1, cpus or os.cpu_count() or 1)
+    return MARGIN_PER_LOAD_S * math.ceil(max(1, max_sessions) / cpus)
 
 
 STALL_FILL_S = 0.10  # with no audio at all, the clock goes on in silence this far behind
@@ -61,6 +70,7 @@ INPUT_QUEUE_CHUNKS = 100  # 2 s of 20 ms chunks; beyond that the oldest are drop
 FRAME_STORE = 12
 MOUTH_FIELDS = [i for i, n in enumerate(mf.BLENDSHAPES) if n.startswith(("jaw", "mouth"))]
 MOUTH_CLOSE_RATE = 0.15  # mouth openness left after each frame of closing (dsp: 1 - 0.85)
+CLOSE_FRAMES = 3  # closing frames rendered past the screen on an interrupt (0.15^3: shut)
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 
 
@@ -107,7 +117,7 @@ class Session:
         engine: Engine,
         generator: MotionGenerator,
         metrics: Metrics,
-        margin_s: float = COMPUTE_MARGIN_S,
+        margin_s: float = MARGIN_PER_LOAD_S,
     ) -> None:
         self.id = session_id
         self.avatar_id = avatar_id
@@ -325,23 +335,33 @@ class Session:
                 del self._frames[k]
         with self._out_lock:
             self._muted_before = self._out_audio.end
+        # The audio dropped above (and in ``consume``) leaves a gap: the next chunk lands at
+        # its arrival time, or every frame after it would be late by the gap.
+        self._need_anchor = True
+        self._lateness.clear()
         self._close_mouth_after(shown)
 
     def _close_mouth_after(self, shown: int) -> None:
-        """The frames already generated past the one on screen belong to the interrupted
-        speech: re-render them with the mouth closing (as fast as the generators close it),
-        so the track does not repeat an open mouth until the reset generator catches up."""
-        count = min(self._stream.next_frame - shown - 1, len(self._stream.buffer))
-        if count <= 0:
-            return
-        motions = np.array(self._stream.buffer.last(count), np.float32)
+        """The frames past the one on screen belong to the interrupted speech: re-render the
+        ones already generated, and at least ``CLOSE_FRAMES``, with the mouth closing (as
+        fast as the generators close it). Frames the reset generator makes in time replace
+        the extra ones; if it cannot (the first frames after the gap), the track repeats a
+        closed mouth, not the open one on screen. The generator then eases on from the
+        closed mouth."""
+        ahead = max(0, self._stream.next_frame - shown - 1)
+        latest = self._stream.buffer.latest()
+        motions = list(self._stream.buffer.last(min(ahead, len(self._stream.buffer))))
+        motions += [latest] * (max(ahead, CLOSE_FRAMES) - len(motions))
+        closing = latest
         for i, motion in enumerate(motions):
-            motion[MOUTH_FIELDS] *= MOUTH_CLOSE_RATE ** (i + 1)
-            k = self._stream.next_frame - count + i
-            yuv = self._render_i420(motion)
+            closing = motion.copy()
+            closing[MOUTH_FIELDS] *= MOUTH_CLOSE_RATE ** (i + 1)
+            k = shown + 1 + i
+            yuv = self._render_i420(closing)
             with self._frames_lock:
                 if k > self.video.last_index:
                     self._frames[k] = yuv
+        self._stream.buffer.clear_to(closing)
 
     # -- output (event loop) ------------------------------------------------------------------
 

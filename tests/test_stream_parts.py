@@ -1,4 +1,5 @@
-"""Server parts below the WebRTC loopback tests: receive buffers, encoder, compute margin."""
+"""Server parts below the WebRTC loopback tests: receive buffers, encoder, compute margin
+(the barge-in loopback test runs at the default margin of a 2-session server)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from aiortc.rtp import RtpPacket
 
 from stream_server import video_codec
-from stream_server.app import ServerConfig
+from stream_server.app import AvatarServer, ServerConfig
 from stream_server.jitter import ImmediateJitterBuffer
-from stream_server.session import COMPUTE_MARGIN_S
+from stream_server.session import default_margin_s
 
 
 def packet(seq: int, timestamp: int, marker: bool = False, payload: bytes = b"x") -> RtpPacket:
@@ -55,10 +57,19 @@ def test_fast_vp8_encoder_encodes_and_caps_the_bitrate() -> None:
     assert encoder.codec.bit_rate == video_codec.MAX_BITRATE  # our codec, not aiortc's 1.5 Mb/s
 
 
-def test_the_default_compute_margin_keeps_barge_in_safe() -> None:
-    config = ServerConfig(default_avatar=Path("portrait.jpg"), cache_dir=Path("cache"))
-    assert config.margin_ms == COMPUTE_MARGIN_S * 1000.0  # whatever --max-sessions is
-    assert COMPUTE_MARGIN_S >= 0.08  # 30 ms fails the barge-in test (docs/benchmarks.md)
+def test_the_default_compute_margin_scales_with_sessions_per_core() -> None:
+    assert default_margin_s(1, cpus=2) == pytest.approx(0.03)
+    assert default_margin_s(2, cpus=2) == pytest.approx(0.03)  # the loopback tests' server
+    assert default_margin_s(3, cpus=2) == pytest.approx(0.06)
+    assert default_margin_s(4, cpus=2) == pytest.approx(0.06)
+    assert default_margin_s(8, cpus=2) == pytest.approx(0.12)
+
+
+def test_the_server_takes_the_default_margin_unless_told(tmp_path: Path) -> None:
+    config = ServerConfig(default_avatar=tmp_path / "p.jpg", cache_dir=tmp_path, max_sessions=4)
+    assert AvatarServer(config).margin_s == pytest.approx(default_margin_s(4))
+    config.margin_ms = 45.0
+    assert AvatarServer(config).margin_s == pytest.approx(0.045)
 
 
 def test_serve_refuses_a_negative_margin(capsys) -> None:
