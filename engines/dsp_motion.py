@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,6 +97,9 @@ NEUTRAL_F2 = 1500.0  # mean F2 of an adult male voice; others' formants scale fr
 SONORITY_DB = (-20.0, -8.0)  # mid-band level re speech level: mouth shut .. fully sonorant
 MURMUR_DB = (17.0, 24.0)  # low-over-mid excess (with weak mid) that means closed lips
 CLOSURE_LIPS = (0.05, 0.3)  # lip opening just ahead below which the lips close
+SOUND = 0.5  # sonority of an analysis frame that counts as speech sound ...
+PAUSE_ROWS = 15  # ... and none for 150 ms (longer than a stop closure) is a pause
+ONSET_LIPS = (0.3, 0.6)  # lip opening ahead that makes the end of a pause an onset
 F1_OPEN_HZ = (300.0, 700.0)  # F1 of a closed .. fully open jaw (adult male scale)
 
 # --- face ----------------------------------------------------------------------------------
@@ -297,6 +301,8 @@ class _Transient:
     # before this index are heard as silence. Set by the first hop after the reset.
     mute_before: int = 0
     mute_pending: bool = False
+    # Absolute analysis-frame indices of the newest rows with speech sound (pause detection).
+    sound_rows: deque[int] = field(default_factory=lambda: deque(maxlen=64))
 
 
 class DspMotionGenerator:
@@ -329,8 +335,10 @@ class DspMotionGenerator:
         n_rows = ROWS_PER_FRAME * (n_frames - 1) + LAST_OFFSET - FIRST_OFFSET + 1
         feats = analyse(np.asarray(audio, np.float32), n_rows)
         self._mute_interrupted(feats, first_frame)
-        # Row of analysis frame 4 k for each video frame k of the hop.
+        # Row of analysis frame 4 k for each video frame k of the hop; row r of this hop is
+        # the session's analysis frame row0 + r.
         bases = ROWS_PER_FRAME * np.arange(n_frames) - FIRST_OFFSET
+        row0 = ROWS_PER_FRAME * first_frame + FIRST_OFFSET
         targets = np.zeros((n_frames, motion_frame.DIM))
         # Per-frame snapshots of the state the mouth reads (it is computed after the loop).
         refs = np.full(n_frames, np.nan)
@@ -339,13 +347,19 @@ class DspMotionGenerator:
         # State advances once per frame, in order; the mouth then is one vectorized step.
         for i, base in enumerate(bases.tolist()):
             newest = base + LAST_OFFSET
-            self._track(feats, range(newest - ROWS_PER_FRAME + 1, newest + 1))
+            self._track(feats, range(newest - ROWS_PER_FRAME + 1, newest + 1), row0)
             if self._speaker.ref_db is not None:
                 refs[i] = self._speaker.ref_db
             in_speech[i] = self._state.in_speech
             formant_scale[i] = self._speaker.formant_scale
             self._prosody_target(feats, base + PROSODY_OFFSETS, first_frame + i, targets[i])
-        self._mouth_targets(feats, bases, refs, in_speech, formant_scale, targets)
+        # Whether each frame's closure span follows a pause (no sound for PAUSE_ROWS before it).
+        span_start = row0 + bases + int(MOUTH_OFFSETS[CLOSE_SPAN][0])
+        sounds = np.asarray(self._state.sound_rows, np.int64)
+        after_pause = np.array(
+            [not ((sounds < s) & (sounds >= s - PAUSE_ROWS)).any() for s in span_start.tolist()]
+        )
+        self._mouth_targets(feats, bases, refs, in_speech, formant_scale, after_pause, targets)
         out = np.empty((n_frames, motion_frame.DIM), np.float32)
         previous = np.asarray(history[-1], np.float32)
         for i in range(n_frames):
@@ -372,8 +386,9 @@ class DspMotionGenerator:
 
     # --- speaker and speech state ------------------------------------------------------
 
-    def _track(self, feats: Analysis, rows: range) -> None:
-        """Advance the speaker and speech trackers over this frame's newest analysis rows."""
+    def _track(self, feats: Analysis, rows: range, row0: int) -> None:
+        """Advance the speaker and speech trackers over this frame's newest analysis rows
+        (row r is the session's analysis frame ``row0 + r``)."""
         spk, st = self._speaker, self._state
         mid = feats.mid_db[rows].tolist()
         clear = (feats.voicing[rows] > CLEAR_VOICING).tolist()
@@ -392,7 +407,7 @@ class DspMotionGenerator:
             spk.f0_mean_st = float(np.median(voiced_f0))
         f0 = feats.f0_st[rows].tolist()
         f2 = feats.f2[rows].tolist()
-        for level, voiced, f0_st, f2_hz in zip(mid, clear, f0, f2, strict=True):
+        for row, level, voiced, f0_st, f2_hz in zip(rows, mid, clear, f0, f2, strict=True):
             if voiced and level > SILENCE_DB:
                 spk.ref_db = _follow_speech_level(spk.ref_db, level)
                 # Pitch and vocal-tract statistics only from loud, clearly voiced frames.
@@ -402,6 +417,8 @@ class DspMotionGenerator:
                     scale = min(max(f2_hz / NEUTRAL_F2, 0.8), 1.3)
                     spk.formant_scale += 0.005 * (scale - spk.formant_scale)
             sonority = _ramp1(level - spk.ref_db, *SONORITY_DB)
+            if sonority >= SOUND:
+                st.sound_rows.append(row0 + row)
             # Fast attack, ~0.8 s release: stays up through stop closures and short pauses.
             rate = 0.3 if sonority > st.activity else 0.012
             st.activity += rate * (sonority - st.activity)
@@ -418,6 +435,7 @@ class DspMotionGenerator:
         refs: np.ndarray,
         in_speech: np.ndarray,
         formant_scale: np.ndarray,
+        after_pause: np.ndarray,
         targets: np.ndarray,
     ) -> None:
         """Mouth fields of every frame of the hop; frames before any speech stay at rest."""
@@ -427,8 +445,13 @@ class DspMotionGenerator:
         rows = bases[known, None] + MOUTH_OFFSETS[None, :]
         vis = _visemes(feats, rows, refs[known, None], formant_scale[known, None])
         # A closure just ahead wins over the average: p, b, m last 50-100 ms, shorter than
-        # the averaging span, and a half-closed mouth would not read as a closure.
-        open_gate = _ramp(vis["lips"][:, CLOSE_SPAN].min(axis=1), *CLOSURE_LIPS)
+        # the averaging span, and a half-closed mouth would not read as a closure. Only the
+        # end of a pause before speech is not a closure: there the lips part a little ahead
+        # of the vowel (its first 10 ms row may be silent) unless a murmur (m, b) is heard.
+        span = vis["lips"][:, CLOSE_SPAN].copy()
+        onset = after_pause[known] * _ramp(vis["lips"].max(axis=1), *ONSET_LIPS)
+        span[:, 0] = np.maximum(span[:, 0], onset * (1.0 - vis["murmur"][:, CLOSE_SPAN][:, 0]))
+        open_gate = _ramp(span.min(axis=1), *CLOSURE_LIPS)
         mean = {name: values @ MEAN_WEIGHTS for name, values in vis.items()}
         lips = mean["lips"] * open_gate
         # Lips pressed while closed inside speech (harder on a murmur); relaxed in pauses.

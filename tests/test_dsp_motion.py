@@ -314,6 +314,29 @@ def test_session_of_silence_never_opens_the_mouth() -> None:
         assert frames[:, [_I[m] for m in MOUTH]].max() <= 1e-6, level
 
 
+def test_lips_part_ahead_of_a_vowel_after_a_pause() -> None:
+    """The silent end of a pause is not a closure to show: the frame whose centre is 20-30 ms
+    before a loud open vowel starts to open (the closure gate used to shut it, which cost
+    the live server a frame of onset latency). Real onsets: the latency bench's bursts."""
+    from scipy.signal import resample_poly
+
+    from bench.latency import DEFAULT_SPEECH, cut_bursts, load_speech
+
+    bursts = [
+        resample_poly(b, 1, 3).astype(np.float32) for b in cut_bursts(load_speech(DEFAULT_SPEECH))
+    ]
+    silence = np.zeros(SAMPLE_RATE, np.float32)
+    warm_up = np.concatenate([silence, bursts[0], silence])  # the speaker's level is known
+    k = len(warm_up) // SAMPLES_PER_FRAME + 5
+    for burst in bursts[:2]:
+        for lead_ms in (20, 25, 30):
+            onset = k * SAMPLES_PER_FRAME + SAMPLES_PER_FRAME // 2 + lead_ms * SAMPLE_RATE // 1000
+            gap = np.zeros(onset - len(warm_up), np.float32)
+            audio = np.concatenate([warm_up, gap, burst, silence])
+            frames = run_stream(DspMotionGenerator(seed=0), audio, chunk=320)
+            assert frames[k, _I["jawOpen"]] > 0.1, (lead_ms, frames[k, _I["jawOpen"]])
+
+
 # --- streaming contract ----------------------------------------------------------------------
 
 CHUNKINGS = [(160, 1), (160, 2), (320, 2), (1000, 1), (1000, 2), (7777, 2), (7777, 8), (None, 2)]
