@@ -458,8 +458,8 @@ class DspMotionGenerator:
         press = (1.0 - open_gate) * in_speech[known]
         t = targets[known]
         t[:, _I["jawOpen"]] = JAW_MAX * mean["jaw"] * open_gate
-        t[:, [_I["mouthLowerDownLeft"], _I["mouthLowerDownRight"]]] = (0.35 * lips)[:, None]
-        upper = 0.2 * lips + 0.1 * mean["frication"]
+        t[:, [_I["mouthLowerDownLeft"], _I["mouthLowerDownRight"]]] = (0.5 * lips)[:, None]
+        upper = 0.3 * lips + 0.1 * mean["frication"]
         t[:, [_I["mouthUpperUpLeft"], _I["mouthUpperUpRight"]]] = upper[:, None]
         t[:, _I["mouthFunnel"]] = 0.8 * mean["round"]
         t[:, _I["mouthPucker"]] = 0.6 * mean["round"] * (1.0 - 0.5 * lips)
