@@ -24,6 +24,7 @@ from stream_server import video_codec
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.jitter import release_immediately
 from stream_server.metrics import Metrics
+from stream_server.render_slots import RenderSlots, default_slots
 from stream_server.session import Session, default_margin_s
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class ServerConfig:
     steps: int | None = None  # sampling steps of a learned motion model (None: its default)
     motion_models: Path | None = None  # folder of the learned graphs (None: assets/models)
     margin_ms: float | None = None  # every session's compute margin (None: default_margin_s)
+    render_slots: int | None = None  # renders at once, all sessions (None: default_slots)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class AvatarServer:
         self.engine: Engine | None = None
         self.sessions: dict[str, LiveSession] = {}
         self.started = time.monotonic()
+        self.render_slots = RenderSlots(config.render_slots or default_slots())
         self.margin_s = (
             default_margin_s(config.max_sessions)
             if config.margin_ms is None
@@ -237,6 +240,7 @@ class AvatarServer:
             generator,
             self.metrics,
             self.margin_s,
+            self.render_slots,
         )
         pc = RTCPeerConnection()
         live = LiveSession(session, pc)

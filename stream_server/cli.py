@@ -182,6 +182,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not 0.0 <= args.margin_ms <= 1000.0:
             raise CliError("--margin-ms must be between 0 and 1000")
         config.margin_ms = args.margin_ms
+    if args.render_slots is not None:
+        if args.render_slots < 1:
+            raise CliError("--render-slots must be at least 1")
+        config.render_slots = args.render_slots
     use_loopback_only(is_loopback(args.host))
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("aioice").setLevel(logging.WARNING)
@@ -396,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="compute margin added to each session's delay (default: 30 ms per session per "
         "CPU core at --max-sessions, e.g. 30 ms for 2 sessions on 2 cores, 60 ms for 4)",
+    )
+    serve.add_argument(
+        "--render-slots",
+        type=int,
+        default=None,
+        help="frames rendered at once across all sessions, earliest send time first "
+        "(default: the CPU cores)",
     )
     serve.add_argument("--seed", type=int, default=0)
     _add_motion_arguments(serve, DEFAULT_LIVE_MOTION)

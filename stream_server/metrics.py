@@ -86,6 +86,9 @@ class Metrics:
         )
         self.motion_ms = Histogram("emote_motion_ms", "Motion generation per hop (ms)")
         self.render_ms = Histogram("emote_render_ms", "Renderer call per frame (ms)")
+        self.render_wait_ms = Histogram(
+            "emote_render_wait_ms", "Wait for a render slot (shared by all sessions) (ms)"
+        )
         self.ready_margin_ms = Histogram(
             "emote_frame_margin_ms",
             "Time from a frame being ready to its display time (ms)",
@@ -105,6 +108,7 @@ class Metrics:
             self.frames_dropped,
             self.motion_ms,
             self.render_ms,
+            self.render_wait_ms,
             self.ready_margin_ms,
             self.audio_to_frame_ms,
         ]

@@ -46,6 +46,7 @@ from engines.offline import FrameRenderer
 from engines.rig import Rig
 from export import motion_frame as mf
 from stream_server.metrics import Metrics
+from stream_server.render_slots import RenderSlots
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class Session:
         generator: MotionGenerator,
         metrics: Metrics,
         margin_s: float = MARGIN_PER_LOAD_S,
+        slots: RenderSlots | None = None,
     ) -> None:
         self.id = session_id
         self.avatar_id = avatar_id
@@ -128,6 +130,7 @@ class Session:
         self.clock = SessionClock(1.0 / FPS + lookahead_s + margin_s)
         self._stream = MotionStream(generator, hop_frames=2)
         self._renderer = FrameRenderer(engine, rig)
+        self._slots = slots if slots is not None else RenderSlots(1)  # shared by the server
         self._input: queue.Queue[tuple[float, np.ndarray, np.ndarray]] = queue.Queue(
             INPUT_QUEUE_CHUNKS
         )
@@ -288,32 +291,40 @@ class Session:
     def _render_ready(self) -> None:
         pending, self._pending = self._pending, []
         for k, motion in pending:
-            now = time.monotonic()
-            due = self.clock.frame_due(k)
             # A frame that cannot be ready in time is not rendered (the video track repeats the
             # previous one and counts it): under overload the renderer catches up instead of
             # falling further behind.
-            if now + self._render_estimate > due:
+            if not self._render_in_time(k, motion, self.clock.frame_due(k)):
                 # Relax the estimate while skipping, so a slow spell cannot lock rendering out.
                 self._render_estimate *= 0.8
-                continue
-            complete = (
-                self.clock.t0
-                + ((k + 1) * SAMPLES_PER_FRAME + self._stream.generator.lookahead_samples)
-                / SAMPLE_RATE
-            )
-            t0 = time.perf_counter()
+
+    def _render_in_time(self, k: int, motion: np.ndarray, due: float) -> bool:
+        """Render frame k in a render slot unless it cannot be ready by ``due`` (checked
+        before queueing for the slot and again once it is ours); whether it was rendered."""
+        if time.monotonic() + self._render_estimate > due:
+            return False
+        queued = time.monotonic()
+        with self._slots.slot(due):
+            start = time.monotonic()
+            self.metrics.render_wait_ms.observe((start - queued) * 1000)
+            if start + self._render_estimate > due:
+                return False
             yuv = self._render_i420(motion)
-            spent = time.perf_counter() - t0
-            self.metrics.render_ms.observe(spent * 1000)
-            self._render_estimate += 0.1 * (spent - self._render_estimate)
             done = time.monotonic()
-            self.metrics.audio_to_frame_ms.observe(max(0.0, done - complete) * 1000)
-            self.metrics.ready_margin_ms.observe((due - done) * 1000)
-            with self._frames_lock:
-                self._frames[k] = yuv
-                for old in [i for i in self._frames if i < k - FRAME_STORE]:
-                    del self._frames[old]
+        spent = done - start
+        self.metrics.render_ms.observe(spent * 1000)
+        self._render_estimate += 0.1 * (spent - self._render_estimate)
+        complete = (
+            self.clock.t0
+            + ((k + 1) * SAMPLES_PER_FRAME + self._stream.generator.lookahead_samples) / SAMPLE_RATE
+        )
+        self.metrics.audio_to_frame_ms.observe(max(0.0, done - complete) * 1000)
+        self.metrics.ready_margin_ms.observe((due - done) * 1000)
+        with self._frames_lock:
+            self._frames[k] = yuv
+            for old in [i for i in self._frames if i < k - FRAME_STORE]:
+                del self._frames[old]
+        return True
 
     def _render_i420(self, motion: np.ndarray) -> np.ndarray:
         """One frame as the encoder takes it: converted here, in parallel, not in aiortc's
@@ -357,7 +368,8 @@ class Session:
             closing = motion.copy()
             closing[MOUTH_FIELDS] *= MOUTH_CLOSE_RATE ** (i + 1)
             k = shown + 1 + i
-            yuv = self._render_i420(closing)
+            with self._slots.slot(self.clock.frame_due(k)):
+                yuv = self._render_i420(closing)
             with self._frames_lock:
                 if k > self.video.last_index:
                     self._frames[k] = yuv
