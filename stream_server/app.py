@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import json
 import logging
 import os
@@ -17,14 +18,13 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from engines.avatar import AvatarError
-from engines.engine import Engine
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
-from engines.renderer_models import create_renderer
 from stream_server import video_codec
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.jitter import release_immediately
 from stream_server.metrics import Metrics
-from stream_server.render_slots import RenderSlots, default_slots
+from stream_server.render_pool import RenderPool
+from stream_server.render_slots import default_slots
 from stream_server.session import Session, default_margin_s
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,11 @@ class ServerConfig:
     cache_dir: Path
     max_sessions: int = max(1, (os.cpu_count() or 2) // 2)
     seed: int = 0
-    render_threads: int = 1
     motion: str = DEFAULT_LIVE_MOTION  # engines/motion_generators.py
     steps: int | None = None  # sampling steps of a learned motion model (None: its default)
     motion_models: Path | None = None  # folder of the learned graphs (None: assets/models)
     margin_ms: float | None = None  # every session's compute margin (None: default_margin_s)
-    render_slots: int | None = None  # renders at once, all sessions (None: default_slots)
+    render_slots: int | None = None  # render processes, all sessions (None: default_slots)
 
 
 @dataclass
@@ -70,10 +69,9 @@ class AvatarServer:
         self.config = config
         self.metrics = Metrics()
         self.avatars = AvatarStore(config.cache_dir, config.default_avatar)
-        self.engine: Engine | None = None
+        self.pool: RenderPool | None = None
         self.sessions: dict[str, LiveSession] = {}
         self.started = time.monotonic()
-        self.render_slots = RenderSlots(config.render_slots or default_slots())
         self.margin_s = (
             default_margin_s(config.max_sessions)
             if config.margin_ms is None
@@ -82,8 +80,11 @@ class AvatarServer:
 
     async def startup(self, _app: web.Application) -> None:
         await asyncio.to_thread(self.avatars.load_default)
-        self.engine = await asyncio.to_thread(
-            create_renderer, "onnxruntime", "cpu", self.config.render_threads
+        self.pool = await asyncio.to_thread(
+            RenderPool,
+            self.config.render_slots or default_slots(),
+            self.config.cache_dir,
+            self.avatars.default_id,
         )
         log.info(
             "ready: default avatar %s, max %d sessions, compute margin %.0f ms",
@@ -94,6 +95,8 @@ class AvatarServer:
 
     async def shutdown(self, _app: web.Application) -> None:
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -118,7 +121,7 @@ class AvatarServer:
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response(
             {
-                "status": "ok" if self.engine is not None else "starting",
+                "status": "ok" if self.pool is not None else "starting",
                 "sessions": len(self.sessions),
                 "max_sessions": self.config.max_sessions,
                 "uptime_s": round(time.monotonic() - self.started, 1),
@@ -177,7 +180,7 @@ class AvatarServer:
         avatar_id = params.get("avatar") or self.avatars.default_id
         if not isinstance(avatar_id, str) or self.avatars.get(avatar_id) is None:
             return error(404, f"unknown avatar {avatar_id!r}")
-        if len(self.sessions) >= self.config.max_sessions or self.engine is None:
+        if len(self.sessions) >= self.config.max_sessions or self.pool is None:
             self.metrics.rejected.inc()
             return error(
                 503,
@@ -222,8 +225,9 @@ class AvatarServer:
     # -- sessions --------------------------------------------------------------------------
 
     async def _connect(self, sdp: str, avatar_id: str) -> tuple[RTCSessionDescription, str]:
-        rig = await asyncio.to_thread(self.avatars.rig, avatar_id)
-        assert self.engine is not None
+        await asyncio.to_thread(self.avatars.rig, avatar_id)  # unknown: AvatarError; on disk
+        pool = self.pool
+        assert pool is not None
         session_id = uuid.uuid4().hex
         generator = await asyncio.to_thread(
             make_generator,
@@ -235,12 +239,11 @@ class AvatarServer:
         session = Session(
             session_id,
             avatar_id,
-            rig,
-            self.engine,
+            functools.partial(pool.render, avatar_id),
             generator,
             self.metrics,
             self.margin_s,
-            self.render_slots,
+            pool.slots,
         )
         pc = RTCPeerConnection()
         live = LiveSession(session, pc)

@@ -82,12 +82,17 @@ class AvatarStore:
             if avatar_id in self._rigs:
                 self._rigs.move_to_end(avatar_id)
                 return self._rigs[avatar_id]
-        avatar = load_cached(avatar_id, self.cache_dir)
-        if avatar is None:
-            raise AvatarError(f"unknown avatar {avatar_id}")
-        rig = rig_for_avatar(avatar_id, avatar.image, avatar.landmarks, self.cache_dir)
+        rig = load_rig(avatar_id, self.cache_dir)
         with self._lock:
             self._rigs[avatar_id] = rig
             while len(self._rigs) > RIGS_IN_MEMORY:
                 self._rigs.popitem(last=False)
         return rig
+
+
+def load_rig(avatar_id: str, cache_dir: Path) -> Rig:
+    """A prepared avatar's rig from the disk cache (built and saved there if missing)."""
+    avatar = load_cached(avatar_id, cache_dir)
+    if avatar is None:
+        raise AvatarError(f"unknown avatar {avatar_id}")
+    return rig_for_avatar(avatar_id, avatar.image, avatar.landmarks, cache_dir)

@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -40,12 +41,10 @@ from aiortc.mediastreams import MediaStreamError
 from engines.audio_io import OUTPUT_RATE, mono_resampler, resample_mono
 from engines.audio_ring import AudioRing
 from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from engines.engine import Engine
 from engines.motion_stream import MotionGenerator, MotionStream
-from engines.offline import FrameRenderer
-from engines.rig import Rig
 from export import motion_frame as mf
 from stream_server.metrics import Metrics
+from stream_server.render_pool import RenderError
 from stream_server.render_slots import RenderSlots
 
 log = logging.getLogger(__name__)
@@ -114,8 +113,7 @@ class Session:
         self,
         session_id: str,
         avatar_id: str,
-        rig: Rig,
-        engine: Engine,
+        render: Callable[[np.ndarray], np.ndarray],
         generator: MotionGenerator,
         metrics: Metrics,
         margin_s: float = MARGIN_PER_LOAD_S,
@@ -129,7 +127,7 @@ class Session:
         lookahead_s = generator.lookahead_samples / SAMPLE_RATE
         self.clock = SessionClock(1.0 / FPS + lookahead_s + margin_s)
         self._stream = MotionStream(generator, hop_frames=2)
-        self._renderer = FrameRenderer(engine, rig)
+        self._render = render  # motion frame -> I420 frame (stream_server.render_pool)
         self._slots = slots if slots is not None else RenderSlots(1)  # shared by the server
         self._input: queue.Queue[tuple[float, np.ndarray, np.ndarray]] = queue.Queue(
             INPUT_QUEUE_CHUNKS
@@ -309,7 +307,11 @@ class Session:
             self.metrics.render_wait_ms.observe((start - queued) * 1000)
             if start + self._render_estimate > due:
                 return False
-            yuv = self._render_i420(motion)
+            try:
+                yuv = self._render_i420(motion)
+            except RenderError:  # the pool replaced a dead process: this frame is repeated
+                log.exception("session %s: frame %d not rendered", self.id, k)
+                return False
             done = time.monotonic()
         spent = done - start
         self.metrics.render_ms.observe(spent * 1000)
@@ -327,9 +329,9 @@ class Session:
         return True
 
     def _render_i420(self, motion: np.ndarray) -> np.ndarray:
-        """One frame as the encoder takes it: converted here, in parallel, not in aiortc's
-        encoder thread."""
-        return cv2.cvtColor(self._renderer.render(motion)[0], cv2.COLOR_RGB2YUV_I420)
+        """One frame as the encoder takes it (I420, converted by the renderer, not in
+        aiortc's encoder thread)."""
+        return self._render(motion)
 
     def _handle_interrupt(self) -> None:
         self._interrupt.clear()
