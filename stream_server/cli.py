@@ -405,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--render-slots",
         type=int,
         default=None,
-        help="frames rendered at once across all sessions, earliest send time first "
-        "(default: the CPU cores)",
+        help="render processes shared by all sessions, earliest send time first "
+        "(default: one per CPU core)",
     )
     serve.add_argument("--seed", type=int, default=0)
     _add_motion_arguments(serve, DEFAULT_LIVE_MOTION)

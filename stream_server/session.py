@@ -12,7 +12,8 @@ tolerance (see ``Session._append_arrival``), so queues cannot grow and the delay
 it was at the start.
 
 Threads: the event loop receives and sends media; one worker thread per session runs the
-motion generator and the renderer (onnxruntime releases the GIL). Queues are bounded; a frame
+motion generator and hands frames to the server's render processes (stream_server.render_pool)
+through shared render slots. Queues are bounded; a frame
 whose display time has passed is dropped, never queued; missing audio becomes silence (idle
 animation) so the clock never stalls.
 """
