@@ -800,6 +800,21 @@ async def run_sessions(
             raise BenchError(f"no session with {url}: {exc or exc.__class__.__name__}") from exc
 
 
+def run_arguments(args: argparse.Namespace) -> dict:
+    """:func:`run` with the parsed arguments of ``emote bench`` (or this module's own)."""
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    return run(
+        args.url,
+        args.sessions,
+        args.duration,
+        args.audio,
+        args.json,
+        args.plot,
+        cache_dir,
+        args.margin_ms,
+    )
+
+
 def run(
     url: str | None,
     sessions: int,
@@ -910,16 +925,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if problem := check_arguments(args):
         parser.error(problem)
-    run(
-        args.url,
-        args.sessions,
-        args.duration,
-        args.audio,
-        args.json,
-        args.plot,
-        args.cache_dir,
-        args.margin_ms,
-    )
+    run_arguments(args)
     return 0
 
 

@@ -202,23 +202,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if (checkout / "bench").is_dir() and str(checkout) not in sys.path:
         sys.path.append(str(checkout))
     try:
-        from bench.latency import BenchError, check_arguments, run
+        from bench.latency import BenchError, check_arguments, run_arguments
     except ImportError as exc:
         raise CliError("`emote bench` runs from a source checkout (it needs bench/)") from exc
     if problem := check_arguments(args):
         raise CliError(problem)
-    cache_dir = Path(args.cache_dir) if args.cache_dir else None
     try:
-        run(
-            args.url,
-            args.sessions,
-            args.duration,
-            args.audio,
-            args.json,
-            args.plot,
-            cache_dir,
-            args.margin_ms,
-        )
+        run_arguments(args)
     except BenchError as exc:
         raise CliError(str(exc)) from exc
     return 0
