@@ -187,10 +187,12 @@ def test_interrupt_drops_the_queued_speech_and_the_face_goes_idle(
     # the interrupted speech was animating the face ...
     speaking = (times > sent[marks["interrupted"]] + 0.2) & (times < t_int + 0.1)
     assert mouth[speaking].max() > threshold, ("speaking", mouth[speaking].max(), threshold)
-    # ... which is idle within 300 ms of the interrupt and stays so until the next speech
-    idle = mouth[(times > t_int + 0.3) & (times < t_again + 0.1)]
+    # ... which is idle within 300 ms of the interrupt and stays so until the next speech is
+    # sent (a frame that arrives before then cannot show it; later ones may, as the lips part
+    # ahead of the burst's first vowel ~100 ms after it is sent)
+    idle = mouth[(times > t_int + 0.3) & (times < t_again)]
     # enough frames to judge (half the 25 fps count: a loaded 2-core machine delivers fewer)
-    assert len(idle) > 0.5 * 25 * (t_again + 0.1 - t_int - 0.3)
+    assert len(idle) > 0.5 * 25 * (t_again - t_int - 0.3)
     assert idle.max() < threshold, (idle.max(), threshold)
     again = mouth[(times > t_again) & (times < t_again + 1.0)]
     assert again.max() > threshold, ("talks again", again.max(), threshold)
