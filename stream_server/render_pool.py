@@ -4,11 +4,14 @@ A render is ~30 numpy/OpenCV calls (engines.compose), each of which gives the GI
 must win it again. In one process, four sessions' workers, their motion generators and the
 event loop (aiortc, Opus, VP8 packetization) contend for it, and a 6.5 ms render took
 ~20 ms of wall time under load (docs/benchmarks.md). Here each render runs in a worker
-process with its own GIL; a session's thread sends the motion frame and gets the I420 frame
-back (~0.4 MB through a pipe). The processes start with the server (each loads the engine
-and the default avatar's rig), so a session's first frame is not delayed; other avatars'
-rigs load from the disk cache on first use (~0.1 s). ``RenderSlots`` (one per process)
-decides which frame goes next.
+process with its own GIL; a session's thread sends the motion frame through a pipe and the
+process writes the I420 frame (~0.4 MB at 512x512) into a shared-memory block of its own,
+which the thread copies out: one copy each side, where a pickled frame through the pipe
+costs several (and tens of 64 KB writes and reads); a frame too large for the block
+(above 1024x1024) still goes through the pipe. The processes start with the server (each
+loads the engine and the default avatar's rig), so a session's first frame is not delayed;
+other avatars' rigs load from the disk cache on first use (~0.1 s). ``RenderSlots`` (one
+per process) decides which frame goes next.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import contextlib
 import multiprocessing as mp
 import queue
 from collections import OrderedDict
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,14 @@ from stream_server.render_slots import RenderSlots
 
 RIGS_PER_PROCESS = 4  # ~60 MB each
 START_TIMEOUT_S = 120.0
+FRAME_BYTES = 1024 * 1024 * 3 // 2  # a worker's shared block: I420 frames up to 1024x1024
+
+
+@dataclass(frozen=True)
+class _Worker:
+    process: mp.process.BaseProcess
+    connection: Connection
+    frame: SharedMemory  # the worker writes each frame here
 
 
 class RenderError(RuntimeError):
@@ -35,14 +48,21 @@ class RenderError(RuntimeError):
 class RenderPool:
     """``processes`` render workers; ``render`` blocks the calling thread, not the GIL."""
 
-    def __init__(self, processes: int, cache_dir: Path, warm_avatar: str | None = None) -> None:
+    def __init__(
+        self,
+        processes: int,
+        cache_dir: Path,
+        warm_avatar: str | None = None,
+        frame_bytes: int = FRAME_BYTES,
+    ) -> None:
         if processes < 1:
             raise ValueError("at least one render process")
         self._context = mp.get_context("spawn")  # never fork a process with threads
         self._args = (str(cache_dir), warm_avatar)
+        self._frame_bytes = frame_bytes
         self.slots = RenderSlots(processes)
-        self._idle: queue.Queue[tuple[mp.process.BaseProcess, Connection]] = queue.Queue()
-        self._workers: list[tuple[mp.process.BaseProcess, Connection]] = []
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers: list[_Worker] = []
         try:
             started = [self._start(f"emote-render-{i}") for i in range(processes)]
             for worker in started:
@@ -52,20 +72,22 @@ class RenderPool:
             self.close()
             raise
 
-    def _start(self, name: str) -> tuple[mp.process.BaseProcess, Connection]:
+    def _start(self, name: str) -> _Worker:
+        frame = SharedMemory(create=True, size=self._frame_bytes)
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=_serve, args=(theirs, *self._args), name=name, daemon=True
+            target=_serve, args=(theirs, frame.name, *self._args), name=name, daemon=True
         )
         process.start()
         theirs.close()
-        self._workers.append((process, ours))
-        return process, ours
+        worker = _Worker(process, ours, frame)
+        self._workers.append(worker)
+        return worker
 
-    def _ready(self, worker: tuple[mp.process.BaseProcess, Connection]) -> None:
-        if not worker[1].poll(START_TIMEOUT_S):
+    def _ready(self, worker: _Worker) -> None:
+        if not worker.connection.poll(START_TIMEOUT_S):
             raise RenderError("a render process did not start")
-        ok, message = worker[1].recv()
+        ok, message = worker.connection.recv()
         if not ok:
             raise RenderError(f"a render process failed to start: {message}")
 
@@ -75,8 +97,11 @@ class RenderPool:
         memory) is replaced, and this frame fails."""
         worker = self._idle.get()
         try:
-            worker[1].send((avatar_id, np.asarray(motion, np.float32)))
-            ok, payload = worker[1].recv()
+            worker.connection.send((avatar_id, np.asarray(motion, np.float32)))
+            ok, payload = worker.connection.recv()
+            if ok and isinstance(payload, tuple):  # a shape: the frame is in the worker's block
+                size = int(np.prod(payload))
+                payload = np.frombuffer(worker.frame.buf, np.uint8, size).reshape(payload).copy()
         except (EOFError, OSError) as exc:
             worker = self._replace(worker)
             raise RenderError(f"a render process died ({exc or type(exc).__name__})") from exc
@@ -86,30 +111,45 @@ class RenderPool:
             raise RenderError(payload)
         return payload
 
-    def _replace(
-        self, dead: tuple[mp.process.BaseProcess, Connection]
-    ) -> tuple[mp.process.BaseProcess, Connection]:
-        dead[1].close()
-        dead[0].join(1.0)
+    def _replace(self, dead: _Worker) -> _Worker:
         self._workers.remove(dead)
-        worker = self._start(dead[0].name)
+        _stop([dead])
+        worker = self._start(dead.process.name)
         self._ready(worker)
         return worker
 
     def close(self) -> None:
-        for _, connection in self._workers:
-            connection.close()  # the worker's recv ends: it exits
-        for process, _ in self._workers:
-            process.join(2.0)
-            if process.is_alive():
-                process.terminate()
+        _stop(self._workers)
+        self._workers = []
 
 
-def _serve(connection: Connection, cache_dir: str, warm_avatar: str | None) -> None:
-    """A render process: answers (avatar_id, motion) with (True, I420) or (False, message)
-    until the server closes its end."""
+def _stop(workers: list[_Worker]) -> None:
+    """End the workers (closing our end of the pipe ends a worker's ``recv``) and free their
+    shared blocks."""
+    for worker in workers:
+        worker.connection.close()
+    for worker in workers:
+        worker.process.join(2.0)
+        if worker.process.is_alive():
+            worker.process.terminate()
+            worker.process.join(1.0)
+        worker.frame.close()
+        with contextlib.suppress(FileNotFoundError):
+            worker.frame.unlink()
+
+
+def _serve(
+    connection: Connection, frame_block: str, cache_dir: str, warm_avatar: str | None
+) -> None:
+    """A render process: answers (avatar_id, motion) with (True, shape), the I420 frame
+    written to the shared block ``frame_block`` (or (True, frame) when it does not fit), or
+    (False, message), until the server closes its end."""
     try:
         import cv2
+
+        # The server's block. Attaching registers it again with the server's resource tracker
+        # (shared with spawned children; a set, so a no-op); the server unlinks it.
+        block = SharedMemory(name=frame_block)
 
         from engines.offline import FrameRenderer
         from engines.renderer_models import create_renderer
@@ -140,7 +180,14 @@ def _serve(connection: Connection, cache_dir: str, warm_avatar: str | None) -> N
             return
         try:
             rgb = renderer(avatar_id).render(motion)[0]
-            answer = (True, cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420))
+            shape = (rgb.shape[0] * 3 // 2, rgb.shape[1])
+            if shape[0] * shape[1] <= block.size:
+                cv2.cvtColor(
+                    rgb, cv2.COLOR_RGB2YUV_I420, dst=np.ndarray(shape, np.uint8, block.buf)
+                )
+                answer: tuple[bool, object] = (True, shape)
+            else:
+                answer = (True, cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420))
         except Exception as exc:  # one bad request must not end the process
             answer = (False, f"{type(exc).__name__}: {exc}")
         try:

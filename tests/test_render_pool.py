@@ -48,6 +48,22 @@ def test_frames_match_rendering_in_process(pool: RenderPool, avatar: tuple[str, 
     np.testing.assert_array_equal(got, expected)
 
 
+def test_a_frame_too_large_for_the_shared_block_comes_through_the_pipe(
+    pool: RenderPool, avatar: tuple[str, Path]
+) -> None:
+    with pool.slots.slot(0.0):
+        expected = pool.render(avatar[0], _talking())
+    small = RenderPool(1, avatar[1], frame_bytes=4096)
+    blocks = [Path("/dev/shm", worker.frame.name) for worker in small._workers]
+    try:
+        assert all(block.exists() for block in blocks)
+        with small.slots.slot(0.0):
+            np.testing.assert_array_equal(small.render(avatar[0], _talking()), expected)
+    finally:
+        small.close()
+    assert not any(block.exists() for block in blocks)  # the shared blocks are freed
+
+
 def test_a_bad_request_is_an_error_and_the_process_serves_on(
     pool: RenderPool, avatar: tuple[str, Path]
 ) -> None:
@@ -57,10 +73,11 @@ def test_a_bad_request_is_an_error_and_the_process_serves_on(
 
 
 def test_a_killed_process_is_replaced(pool: RenderPool, avatar: tuple[str, Path]) -> None:
-    process = pool._workers[0][0]
+    process, block = pool._workers[0].process, Path("/dev/shm", pool._workers[0].frame.name)
     process.kill()
     process.join(5.0)
     with pytest.raises(RenderError, match="died"):
         pool.render(avatar[0], _talking())
     assert pool.render(avatar[0], _talking()).shape == (768, 512)
-    assert pool._workers[0][0] is not process
+    assert pool._workers[0].process is not process
+    assert not block.exists()  # the dead process's shared block is freed
