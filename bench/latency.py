@@ -21,7 +21,9 @@ What is measured (all times are this process's ``time.monotonic``):
   it whose mouth is open. The mouth is measured from the pixels after the call: FaceMesh
   (``bench.lipsync.FaceTracker``, static mode), inner-lip gap (landmarks 13-14) over face
   height (10-152); "open" is above the session's closed level (5th percentile) + 20% of the
-  way to its open level (third highest opening): ~10x FaceMesh's noise on a shut mouth, and
+  way to its open level (99.5th percentile: the third-widest of a 60 s run's ~600 measured
+  frames, and unlike a fixed rank it does not grow with the run's length): ~10x FaceMesh's
+  noise on a shut mouth, and
   reached by every open vowel (a moderate one opens the mouth to only 25-30% of the
   widest). Frames are kept for 1 s after each onset plus every 5th frame, as decoded
   (yuv420p). Besides the server it includes the speech itself (the mouth takes a
@@ -450,12 +452,13 @@ def mouth_openings(frames: dict[int, np.ndarray]) -> dict[int, float]:
 
 
 def mouth_levels(values: np.ndarray) -> tuple[float, float, float]:
-    """(closed, open, threshold) of a session's mouth openings: the 5th percentile, the third
-    highest (speech opens the mouth in few frames; one FaceMesh outlier does not count), and
-    ``OPEN_FRACTION`` of the way between them."""
+    """(closed, open, threshold) of a session's mouth openings: the 5th percentile, the 99.5th
+    (speech opens the mouth in few frames; a FaceMesh outlier or two does not count; a
+    percentile rather than the n-th widest, so that a longer run is not judged against a
+    wider opening), and ``OPEN_FRACTION`` of the way between them."""
     if len(values) < 3:
         return 0.0, 0.0, np.inf
-    closed, opened = float(np.percentile(values, 5)), float(np.sort(values)[-3])
+    closed, opened = float(np.percentile(values, 5)), float(np.percentile(values, 99.5))
     return closed, opened, closed + OPEN_FRACTION * (opened - closed)
 
 

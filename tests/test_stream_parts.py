@@ -84,3 +84,20 @@ def test_bench_margin_needs_its_own_server(capsys) -> None:
 
     assert main(["bench", "--url", "http://127.0.0.1:1", "--margin-ms", "30"]) == 2
     assert "--margin-ms" in capsys.readouterr().err
+
+
+def test_the_bench_judges_a_longer_run_against_the_same_open_mouth() -> None:
+    from bench.latency import OPEN_FRACTION, mouth_levels
+
+    rng = np.random.default_rng(0)
+    closed = np.abs(rng.normal(0.0, 0.001, 400))
+    speech = np.append(rng.uniform(0.01, 0.04, 199), 0.08)  # one burst opened very wide
+    short = np.concatenate([closed, speech])
+    # the same call three times over: a rare wide opening now comes three times, but the
+    # open level (and so the threshold) stays that of the call's speech
+    longer = np.concatenate([short, short + 1e-4, short + 2e-4])
+    levels_short, levels_long = mouth_levels(short), mouth_levels(longer)
+    assert levels_long == pytest.approx(levels_short, abs=1e-3)
+    shut, opened, threshold = levels_short
+    assert 0.035 < opened <= 0.041 and shut < 0.001
+    assert threshold == pytest.approx(shut + OPEN_FRACTION * (opened - shut))
