@@ -16,17 +16,17 @@ What is measured (all times are this process's ``time.monotonic``):
 
 * ``first_frame_ms``: the answer set (``setRemoteDescription`` done) -> the first video frame
   returned by the client's ``recv()``.
-* ``latency_ms`` (glass to glass, per onset): a burst's first 20 ms frame (a loud open
-  vowel starts in it) handed to aiortc (onset sent) -> the first video frame received after
-  it whose mouth is open. The mouth is measured from the pixels after the call: FaceMesh
-  (``bench.lipsync.FaceTracker``, static mode), inner-lip gap (landmarks 13-14) over face
-  height (10-152); "open" is above the session's closed level (5th percentile) + 20% of the
-  way to its open level (99.5th percentile: the third-widest of a 60 s run's ~600 measured
-  frames, and unlike a fixed rank it does not grow with the run's length): ~10x FaceMesh's
-  noise on a shut mouth, and
-  reached by every open vowel (a moderate one opens the mouth to only 25-30% of the
-  widest). Frames are kept for 1 s after each onset plus every 5th frame, as decoded
-  (yuv420p). Besides the server it includes the speech itself (the mouth takes a
+* ``latency_ms`` (glass to glass, per onset): a burst's first 20 ms frame (a loud open vowel
+  starts in it) handed to aiortc (onset sent) -> the first video frame received after it
+  whose mouth is open. The mouth is measured from the pixels after the call: FaceMesh
+  (``bench.lipsync.FaceTracker``, static mode, plain mesh: see ``mouth_openings``), inner-
+  lip gap (landmarks 13-14) over face height (10-152); "open" is above the session's closed
+  level (5th percentile) + 20% of the way to its open level (99.5th percentile: the third-
+  widest of a 60 s run's ~600 measured frames, and unlike a fixed rank it does not grow with
+  the run's length): about jawOpen 0.35 on the rendered face, over twice FaceMesh's reading
+  of a shut mouth, and reached by every open vowel (a moderate one opens the mouth to only
+  25-30% of the widest). Frames are kept for 1 s after each onset plus every 5th frame, as
+  decoded (yuv420p). Besides the server it includes the speech itself (the mouth takes a
   frame or two of the vowel to open past the threshold) and the client's receive side: VP8
   decoding, and its jitter buffer, which releases a frame when its last packet (the RTP
   marker bit) arrives, as a browser's does (aiortc's own holds every frame until the next
@@ -439,10 +439,17 @@ def as_rgb(frame: np.ndarray) -> np.ndarray:
 
 
 def mouth_openings(frames: dict[int, np.ndarray]) -> dict[int, float]:
-    """Inner-lip gap / face height per kept frame (frames without a face are left out)."""
+    """Inner-lip gap / face height per kept frame (frames without a face are left out).
+
+    FaceMesh without its refined lip model (``refine_landmarks=False``): on rendered frames
+    of known opening the refined lips read every jawOpen up to ~0.35 as shut and, at 0.45-0.55
+    (a moderate vowel), anywhere from shut to open with the head's pose, so a visibly open
+    mouth could go unseen; the plain mesh rises steadily with the opening at every pose
+    (docs/benchmarks.md, tests/test_bench_instrument.py). Its reading of a shut mouth is
+    noisier (up to ~0.009 of the face height), well under the open threshold."""
     from bench.lipsync import FaceTracker
 
-    tracker = FaceTracker(static=True)
+    tracker = FaceTracker(static=True, refine=False)
     try:
         keys = sorted(frames)
         mouth = [tracker.track([as_rgb(frames[k])]).mouth[0] for k in keys]
@@ -588,6 +595,16 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
                 "av_offset_ms": None
                 if audio_at is None or opening is None
                 else round((audio_at - vt[opening]) * 1000, 1),
+                # (ms after the onset, % of the way from closed to open) of the frames
+                # received in the first 300 ms: how the mouth rose, to see why one is late
+                "mouth_rise": [
+                    (
+                        round((vt[n] - sent) * 1000),
+                        round(100 * (mouth[n] - closed) / max(opened - closed, 1e-6)),
+                    )
+                    for n in after
+                    if n in mouth and vt[n] <= sent + 0.3
+                ],
                 "_t": (sent, None if opening is None else vt[opening], audio_at),
             }
         )

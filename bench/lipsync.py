@@ -120,13 +120,13 @@ class FaceTrack:
 class FaceTracker:
     """MediaPipe FaceMesh over a sequence of RGB frames (video mode: tracked, fast)."""
 
-    def __init__(self, static: bool = False) -> None:
+    def __init__(self, static: bool = False, refine: bool = True) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         import mediapipe as mp
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,
-            refine_landmarks=True,
+            refine_landmarks=refine,
             max_num_faces=1,
             min_detection_confidence=0.3,
             min_tracking_confidence=0.3,

@@ -81,6 +81,10 @@ class SessionStats:
     frames_dropped: int = 0
     audio_chunks_in: int = 0
     interrupts: int = 0
+    # The input audio fitted to the session clock (Session._append_arrival), in 16 kHz
+    # samples: silence put in for late audio or a stall, and early audio cut.
+    audio_inserted_samples: int = 0
+    audio_trimmed_samples: int = 0
 
     def as_json(self) -> dict[str, int]:
         return dict(vars(self))
@@ -249,6 +253,7 @@ class Session:
             - self._written
         )
         if gap > 0:
+            self.stats.audio_inserted_samples += gap
             self._append(np.zeros(gap, np.float32), np.zeros(gap * 3, np.float32))
 
     def _append_arrival(self, arrival: float, session: np.ndarray, output: np.ndarray) -> None:
@@ -271,7 +276,9 @@ class Session:
         elif -behind > int(JITTER_S * SAMPLE_RATE):  # running ahead: trim the oldest part
             trim = min(len(session), -behind)
             session, output = session[trim:], output[trim * 3 :]
+            self.stats.audio_trimmed_samples += trim
         if insert:
+            self.stats.audio_inserted_samples += insert
             self._append(np.zeros(insert, np.float32), np.zeros(insert * 3, np.float32))
             self._lateness.clear()
         self._need_anchor = False

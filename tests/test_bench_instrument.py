@@ -1,0 +1,54 @@
+"""The latency bench's instrument: FaceMesh's reading of the mouth on rendered frames of known
+opening must rise with the opening at every head pose, and a moderate vowel's opening must
+pass the bench's open threshold (20% of the way from shut to wide open). The refined lip
+model fails this (it reads jawOpen 0.5 as shut at some poses), which is why the bench uses
+the plain mesh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.latency import OPEN_FRACTION, mouth_openings
+from engines.avatar import prepare_avatar
+from engines.offline import FrameRenderer
+from engines.renderer_models import create_renderer
+from export import motion_frame as mf
+from stream_server.avatars import load_rig
+
+PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "portraits" / "mona_lisa.jpg"
+JAWS = (0.0, 0.3, 0.5, 0.65, 0.8)
+POSES = {"front": (0.0, 0.0, 0.0), "turned": (0.08, 0.0, 0.0), "nodding": (0.0, 0.08, 0.0)}
+
+
+def _frame(jaw: float, yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """The dsp generator's mouth at this jaw opening (lips = jaw / JAW_MAX)."""
+    motion = mf.neutral().copy()
+    lips = jaw / 0.8
+    motion[mf.INDEX["jawOpen"]] = jaw
+    for side in ("Left", "Right"):
+        motion[mf.INDEX[f"mouthLowerDown{side}"]] = 0.5 * lips
+        motion[mf.INDEX[f"mouthUpperUp{side}"]] = 0.3 * lips
+    motion[mf.INDEX["headYaw"]], motion[mf.INDEX["headPitch"]] = yaw, pitch
+    motion[mf.INDEX["headRoll"]] = roll
+    return motion
+
+
+@pytest.fixture(scope="module")
+def renderer(tmp_path_factory: pytest.TempPathFactory) -> FrameRenderer:
+    cache = tmp_path_factory.mktemp("instrument-cache")
+    avatar_id = prepare_avatar(PORTRAIT, cache_dir=cache).avatar_id
+    return FrameRenderer(create_renderer("onnxruntime", "cpu", 1), load_rig(avatar_id, cache))
+
+
+@pytest.mark.parametrize("pose", POSES)
+def test_the_mouth_reading_rises_with_the_opening(renderer: FrameRenderer, pose: str) -> None:
+    frames = {i: renderer.render(_frame(jaw, *POSES[pose]))[0] for i, jaw in enumerate(JAWS)}
+    readings = mouth_openings(frames)
+    assert sorted(readings) == list(range(len(JAWS))), "a face is found in every frame"
+    values = np.array([readings[i] for i in range(len(JAWS))])
+    assert np.all(np.diff(values) > 0), dict(zip(JAWS, values.round(4), strict=True))
+    threshold = values[0] + OPEN_FRACTION * (values[-1] - values[0])
+    assert values[JAWS.index(0.5)] > threshold, (values.round(4), threshold)
