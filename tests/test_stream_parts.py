@@ -101,3 +101,28 @@ def test_the_bench_judges_a_longer_run_against_the_same_open_mouth() -> None:
     shut, opened, threshold = levels_short
     assert 0.035 < opened <= 0.041 and shut < 0.001
     assert threshold == pytest.approx(shut + OPEN_FRACTION * (opened - shut))
+
+
+def test_input_audio_is_fitted_to_the_session_clock_and_counted() -> None:
+    from engines.dsp_motion import DspMotionGenerator
+    from stream_server.metrics import Metrics
+    from stream_server.session import JITTER_S, Session
+
+    session = Session(
+        "s", "a", lambda motion: np.zeros((768, 512), np.uint8), DspMotionGenerator(), Metrics()
+    )
+    t0, chunk = session.clock.t0, np.full(320, 0.1, np.float32)  # 20 ms at 16 kHz
+
+    def arrive(at_s: float) -> None:
+        session._append_arrival(t0 + at_s + 1e-6, chunk, np.repeat(chunk, 3))
+
+    arrive(0.100)  # the first chunk lands at its arrival: 80 ms of silence before it
+    assert (session.stats.audio_inserted_samples, session._written) == (1280, 1600)
+    arrive(0.120)  # on time
+    arrive(0.140 + JITTER_S / 2)  # a little late (jitter): left alone
+    assert (session.stats.audio_inserted_samples, session._written) == (1280, 2240)
+    arrive(0.180 + JITTER_S)  # a stall: the gap (60 ms) becomes silence at once
+    assert (session.stats.audio_inserted_samples, session._written) == (1280 + 960, 3520)
+    arrive((3520 + 320 - 800) / 16000)  # 50 ms ahead of the clock: cut
+    assert (session.stats.audio_trimmed_samples, session._written) == (320, 3520)
+    assert session.stats.as_json()["audio_trimmed_samples"] == 320
