@@ -117,10 +117,12 @@ def _check_audio(path: Path) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from engines.heap import keep_freed_memory
     from engines.offline import render_to_mp4
     from engines.renderer_models import create_renderer, renderer_model_for_size
     from engines.rig import rig_for_avatar
 
+    keep_freed_memory()
     if not 1 <= args.fps <= 60:
         raise CliError("--fps must be between 1 and 60")
     audio = Path(args.audio)
@@ -160,6 +162,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from engines.heap import keep_freed_memory
     from stream_server.app import ServerConfig, create_app
     from stream_server.loopback import is_loopback, use_loopback_only
 
@@ -187,6 +190,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError("--render-slots must be at least 1")
         config.render_slots = args.render_slots
     use_loopback_only(is_loopback(args.host))
+    keep_freed_memory()  # the render processes set it for themselves
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("aioice").setLevel(logging.WARNING)
     print(

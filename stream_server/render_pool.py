@@ -147,6 +147,9 @@ def _serve(
     try:
         import cv2
 
+        from engines.heap import keep_freed_memory
+
+        keep_freed_memory()  # ~3 ms of page faults a frame less (engines.heap)
         # The server's block. Attaching registers it again with the server's resource tracker
         # (shared with spawned children; a set, so a no-op); the server unlinks it.
         block = SharedMemory(name=frame_block)
