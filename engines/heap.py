@@ -1,13 +1,12 @@
 """Keep freed memory in the process instead of handing it back to the OS at once.
 
 A render allocates and frees several large arrays per frame (the warp's 2 MB source map,
-remapped planes, the composited windows). glibc's malloc serves blocks above its mmap
-threshold (128 KB, raised dynamically up to 32 MB) with fresh ``mmap`` calls and returns
-free heap tops above its trim threshold to the OS, so every frame paid for fresh pages:
-page faults and zeroing took a server render process from 6.3 ms of CPU a frame to ~9 ms
-(docs/benchmarks.md). Fixed, high thresholds keep those blocks in the heap for reuse; the
-process then holds on to at most its peak working set. Elsewhere than glibc this does
-nothing.
+remapped planes, the composited windows). glibc's malloc serves large blocks with fresh
+``mmap`` calls above its (dynamic) mmap threshold and hands a free heap top above its trim
+threshold back to the OS, so a server render process faulted in ~1600 fresh pages (6 MB) a
+frame: 8.6-9.0 ms of CPU a frame instead of 5.9-6.3 ms (docs/benchmarks.md). Fixed, high
+thresholds keep those blocks in the heap for reuse; the process then holds on to at most
+its peak working set. Elsewhere than glibc this does nothing.
 """
 
 from __future__ import annotations
