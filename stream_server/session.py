@@ -263,20 +263,30 @@ class Session:
         at once beyond ``JITTER_S`` (a stall) or at the first chunk, and when every chunk of
         the last ``LATE_WINDOW`` was more than ``LATE_S`` late (a steady offset, e.g. the
         sender's first packet left early), by the smallest of those delays; single late
-        chunks (jitter) are left alone. Audio running ahead by more than ``JITTER_S`` is
-        trimmed. Each correction is a short silence or cut in the returned audio."""
+        chunks (jitter) are left alone. Audio placed later than its arrival adds delay to
+        everything after it: it is cut at once beyond ``JITTER_S`` (a burst), and when every
+        chunk of the last ``LATE_WINDOW`` was more than ``LATE_S`` early (a steady offset, e.g.
+        the first chunk arrived late and anchored the session late), by the smallest of those
+        leads. Each correction is a short silence or cut in the returned audio."""
         behind = self.clock.samples_due(arrival) - (self._written + len(session))
         self._lateness.append(behind)
-        steady = min(self._lateness) if len(self._lateness) == LATE_WINDOW else 0
-        insert = 0
+        full = len(self._lateness) == LATE_WINDOW
+        steady_late = min(self._lateness) if full else 0
+        steady_early = -max(self._lateness) if full else 0
+        insert = trim = 0
         if behind > int(JITTER_S * SAMPLE_RATE) or (self._need_anchor and behind > 0):
             insert = behind
-        elif steady > int(LATE_S * SAMPLE_RATE):
-            insert = steady
+        elif steady_late > int(LATE_S * SAMPLE_RATE):
+            insert = steady_late
         elif -behind > int(JITTER_S * SAMPLE_RATE):  # running ahead: trim the oldest part
-            trim = min(len(session), -behind)
+            trim = -behind
+        elif steady_early > int(LATE_S * SAMPLE_RATE):
+            trim = steady_early
+        if trim:
+            trim = min(len(session), trim)
             session, output = session[trim:], output[trim * 3 :]
             self.stats.audio_trimmed_samples += trim
+            self._lateness.clear()
         if insert:
             self.stats.audio_inserted_samples += insert
             self._append(np.zeros(insert, np.float32), np.zeros(insert * 3, np.float32))

@@ -126,3 +126,28 @@ def test_input_audio_is_fitted_to_the_session_clock_and_counted() -> None:
     arrive((3520 + 320 - 800) / 16000)  # 50 ms ahead of the clock: cut
     assert (session.stats.audio_trimmed_samples, session._written) == (320, 3520)
     assert session.stats.as_json()["audio_trimmed_samples"] == 320
+
+
+def test_a_session_anchored_late_catches_up_with_its_audio() -> None:
+    from engines.dsp_motion import DspMotionGenerator
+    from stream_server.metrics import Metrics
+    from stream_server.session import LATE_WINDOW, Session
+
+    session = Session(
+        "s", "a", lambda motion: np.zeros((768, 512), np.uint8), DspMotionGenerator(), Metrics()
+    )
+    t0, chunk = session.clock.t0, np.full(320, 0.1, np.float32)
+
+    def arrive(at_s: float) -> None:
+        session._append_arrival(t0 + at_s + 1e-6, chunk, np.repeat(chunk, 3))
+
+    arrive(0.100)  # the first chunk came 10 ms late: the session is anchored 10 ms late
+    for j in range(1, LATE_WINDOW):  # every later chunk is 10 ms early: jitter-sized, left
+        arrive(0.100 + 0.02 * j - 0.01)
+    assert session.stats.audio_trimmed_samples == 0
+    arrive(0.100 + 0.02 * LATE_WINDOW - 0.01)  # half a second of it: a steady lead, cut
+    assert session.stats.audio_trimmed_samples == 160
+    for j in range(LATE_WINDOW + 1, 3 * LATE_WINDOW):  # now on time: nothing more to cut
+        arrive(0.100 + 0.02 * j - 0.01)
+    assert session.stats.audio_trimmed_samples == 160
+    assert session.stats.audio_inserted_samples == 1280
