@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fractions
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -14,7 +15,7 @@ from aiortc.rtp import RtpPacket
 from stream_server import video_codec
 from stream_server.app import AvatarServer, ServerConfig
 from stream_server.jitter import ImmediateJitterBuffer
-from stream_server.session import default_margin_s
+from stream_server.session import Session, default_margin_s
 
 
 def packet(seq: int, timestamp: int, marker: bool = False, payload: bytes = b"x") -> RtpPacket:
@@ -103,10 +104,11 @@ def test_the_bench_judges_a_longer_run_against_the_same_open_mouth() -> None:
     assert threshold == pytest.approx(shut + OPEN_FRACTION * (opened - shut))
 
 
-def test_input_audio_is_fitted_to_the_session_clock_and_counted() -> None:
+def _session_fed_by_hand() -> tuple[Session, Callable[[float], None]]:
+    """A session (worker not started) and ``arrive(t)``: a 20 ms chunk arriving t seconds
+    after the session's t0."""
     from engines.dsp_motion import DspMotionGenerator
     from stream_server.metrics import Metrics
-    from stream_server.session import JITTER_S, Session
 
     session = Session(
         "s", "a", lambda motion: np.zeros((768, 512), np.uint8), DspMotionGenerator(), Metrics()
@@ -115,6 +117,14 @@ def test_input_audio_is_fitted_to_the_session_clock_and_counted() -> None:
 
     def arrive(at_s: float) -> None:
         session._append_arrival(t0 + at_s + 1e-6, chunk, np.repeat(chunk, 3))
+
+    return session, arrive
+
+
+def test_input_audio_is_fitted_to_the_session_clock_and_counted() -> None:
+    from stream_server.session import JITTER_S
+
+    session, arrive = _session_fed_by_hand()
 
     arrive(0.100)  # the first chunk lands at its arrival: 80 ms of silence before it
     assert (session.stats.audio_inserted_samples, session._written) == (1280, 1600)
@@ -129,17 +139,9 @@ def test_input_audio_is_fitted_to_the_session_clock_and_counted() -> None:
 
 
 def test_a_session_anchored_late_catches_up_with_its_audio() -> None:
-    from engines.dsp_motion import DspMotionGenerator
-    from stream_server.metrics import Metrics
-    from stream_server.session import LATE_WINDOW, Session
+    from stream_server.session import LATE_WINDOW
 
-    session = Session(
-        "s", "a", lambda motion: np.zeros((768, 512), np.uint8), DspMotionGenerator(), Metrics()
-    )
-    t0, chunk = session.clock.t0, np.full(320, 0.1, np.float32)
-
-    def arrive(at_s: float) -> None:
-        session._append_arrival(t0 + at_s + 1e-6, chunk, np.repeat(chunk, 3))
+    session, arrive = _session_fed_by_hand()
 
     arrive(0.100)  # the first chunk came 10 ms late: the session is anchored 10 ms late
     for j in range(1, LATE_WINDOW):  # every later chunk is 10 ms early: jitter-sized, left
