@@ -98,6 +98,12 @@ class Metrics:
             "emote_audio_to_frame_ms",
             "From the audio completing a frame's window arriving to the frame being rendered (ms)",
         )
+        self.send_late_ms = Histogram(
+            "emote_send_late_ms",
+            "How late a video frame or 20 ms of audio is handed to aiortc after its send time "
+            "(event-loop wake-up; ms)",
+            (1, 2, 5, 10, 20, 40, 80),
+        )
 
     def render(self) -> str:
         parts = [
@@ -111,5 +117,6 @@ class Metrics:
             self.render_wait_ms,
             self.ready_margin_ms,
             self.audio_to_frame_ms,
+            self.send_late_ms,
         ]
         return "\n".join(line for part in parts for line in part.render()) + "\n"

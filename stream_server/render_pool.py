@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import queue
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ from stream_server.render_slots import RenderSlots
 
 RIGS_PER_PROCESS = 4  # ~60 MB each
 START_TIMEOUT_S = 120.0
+# Render processes yield the CPU to the server's process: its event loop sends every frame
+# and audio packet on time, and a render that can no longer be on time is skipped anyway.
+# At the same priority, four sessions on two cores had the loop wake 3-7 ms late on average
+# (some frames 40-80 ms late); at +5 about half that, with lower jitter and p95 latency
+# (docs/benchmarks.md).
+RENDER_NICE = 5
 FRAME_BYTES = 1024 * 1024 * 3 // 2  # a worker's shared block: I420 frames up to 1024x1024
 
 
@@ -150,6 +157,7 @@ def _serve(
         from engines.heap import keep_freed_memory
 
         keep_freed_memory()  # ~3 ms of page faults a frame less (engines.heap)
+        os.nice(RENDER_NICE)  # the event loop's pacing first (see RENDER_NICE)
         # The server's block. Attaching registers it again with the server's resource tracker
         # (shared with spawned children; a set, so a no-op); the server unlinks it.
         block = SharedMemory(name=frame_block)

@@ -444,6 +444,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             self._session.stats.frames_dropped += skipped
             self._session.metrics.frames_dropped.inc(skipped)
         await asyncio.sleep(max(0.0, clock.frame_due(k) - time.monotonic()))
+        self._session.metrics.send_late_ms.observe((time.monotonic() - clock.frame_due(k)) * 1000)
         yuv, fresh = self._session.frame(k)
         if yuv is None:
             yuv = self._last if self._last is not None else self._placeholder()
@@ -487,6 +488,7 @@ class DelayedAudioTrack(MediaStreamTrack):
             n += int((now - due) * 50)
             due = clock.audio_due(n * SAMPLE_RATE // 50)
         await asyncio.sleep(max(0.0, due - time.monotonic()))
+        self._session.metrics.send_late_ms.observe((time.monotonic() - due) * 1000)
         samples = self._session.output_audio(n * OUTPUT_CHUNK, OUTPUT_CHUNK)
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")

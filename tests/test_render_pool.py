@@ -3,6 +3,7 @@ answered with an error, a killed process replaced."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +101,12 @@ def test_a_render_process_reuses_its_memory(pool: RenderPool, avatar: tuple[str,
         motion[motion_frame.INDEX["jawOpen"]] = i / 40
         pool.render(avatar[0], motion)
     assert (minor_faults() - before) / 20 < 50
+
+
+def test_render_processes_yield_the_cpu_to_the_server(pool: RenderPool) -> None:
+    from stream_server.render_pool import RENDER_NICE
+
+    worker = pool._workers[0].process.pid
+    assert os.getpriority(os.PRIO_PROCESS, worker) == os.getpriority(os.PRIO_PROCESS, 0) + min(
+        RENDER_NICE, 19 - os.getpriority(os.PRIO_PROCESS, 0)
+    )
