@@ -11,12 +11,30 @@ benchmark's client for what it receives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
 
 _ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"  # aiortc has no option for this
 
 
 class ImmediateJitterBuffer(JitterBuffer):
+    def __init__(
+        self,
+        capacity: int,
+        is_video: bool = False,
+        on_frame: Callable[[JitterFrame], None] | None = None,
+    ) -> None:
+        super().__init__(capacity, is_video=is_video)
+        self._on_frame = on_frame  # called with each frame as it is released (before decoding)
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli, frame = super().add(packet)
+        if frame is not None and self._on_frame is not None:
+            self._on_frame(frame)
+        return pli, frame
+
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         packets = []
         timestamp = None
@@ -42,13 +60,13 @@ def _frame(packets: list, timestamp: int) -> JitterFrame:
     return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
 
 
-def release_immediately(receiver) -> None:
+def release_immediately(receiver, on_frame: Callable[[JitterFrame], None] | None = None) -> None:
     """Give an aiortc RTCRtpReceiver the immediate jitter buffer, keeping its kind's
-    capacity (before any packet arrives)."""
+    capacity (before any packet arrives); ``on_frame`` sees each frame as it is released."""
     current = getattr(receiver, _ATTRIBUTE, None)
     if isinstance(current, JitterBuffer):
         setattr(
             receiver,
             _ATTRIBUTE,
-            ImmediateJitterBuffer(capacity=current.capacity, is_video=current._is_video),
+            ImmediateJitterBuffer(current.capacity, current._is_video, on_frame),
         )

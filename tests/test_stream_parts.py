@@ -32,11 +32,13 @@ def test_audio_packets_are_released_as_they_arrive() -> None:
 
 
 def test_a_video_frame_is_released_at_its_marker_packet() -> None:
-    buffer = ImmediateJitterBuffer(capacity=128, is_video=True)
+    seen: list = []
+    buffer = ImmediateJitterBuffer(capacity=128, is_video=True, on_frame=seen.append)
     assert buffer.add(packet(10, 3600, payload=b"a"))[1] is None
     assert buffer.add(packet(11, 3600, payload=b"b"))[1] is None
     _, frame = buffer.add(packet(12, 3600, marker=True, payload=b"c"))
     assert frame is not None and (frame.timestamp, frame.data) == (3600, b"abc")
+    assert seen == [frame]  # the bench times delivery from this
     # A frame whose marker packet was lost still comes out when the next frame begins.
     assert buffer.add(packet(13, 7200, payload=b"d"))[1] is None
     _, frame = buffer.add(packet(15, 10800, payload=b"f"))  # 14 (the marker) lost
