@@ -677,16 +677,17 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
 RIG_VERSION = 11
 
 
+def rig_path(avatar_id: str, cache_root: Path) -> Path:
+    """Where the avatar's rig is cached."""
+    return cache_root / "avatars" / avatar_id / f"rig_v{RIG_VERSION}.npz"
+
+
 def rig_for_avatar(
     avatar_id: str, image: np.ndarray, landmarks: np.ndarray, cache_root: Path | None
 ) -> Rig:
-    """The avatar's rig, from ``<cache_root>/avatars/<id>/rig_v{RIG_VERSION}.npz`` when present
-    (a ~50 ms load instead of a ~0.4 s build), else built and saved there."""
-    path = (
-        None
-        if cache_root is None
-        else cache_root / "avatars" / avatar_id / f"rig_v{RIG_VERSION}.npz"
-    )
+    """The avatar's rig, from ``rig_path`` when present (a ~50 ms load instead of a ~0.4 s
+    build), else built and saved there."""
+    path = None if cache_root is None else rig_path(avatar_id, cache_root)
     if path is not None and path.is_file():
         try:
             with np.load(path) as data:

@@ -225,8 +225,7 @@ class AvatarServer:
     # -- sessions --------------------------------------------------------------------------
 
     async def _connect(self, sdp: str, avatar_id: str) -> tuple[RTCSessionDescription, str]:
-        await asyncio.to_thread(self.avatars.rig, avatar_id)  # unknown: AvatarError; on disk
-        pool = self.pool
+        pool = self.pool  # the avatar is known (offer checked) and its rig on disk (store)
         assert pool is not None
         session_id = uuid.uuid4().hex
         generator = await asyncio.to_thread(

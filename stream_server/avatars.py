@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from engines.avatar import Avatar, AvatarError, load_cached, prepare_avatar, prepare_avatar_bytes
-from engines.rig import Rig, rig_for_avatar
+from engines.rig import Rig, rig_for_avatar, rig_path
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-RIGS_IN_MEMORY = 8  # ~60 MB each; older rigs reload from the disk cache (~0.1 s)
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,6 @@ class AvatarStore:
         self.cache_dir = cache_dir
         self.default_image = default_image
         self._infos: dict[str, AvatarInfo] = {}
-        self._rigs: OrderedDict[str, Rig] = OrderedDict()
         self._lock = threading.Lock()
         self.default_id: str | None = None
 
@@ -45,7 +42,7 @@ class AvatarStore:
         avatar = prepare_avatar(self.default_image, cache_dir=self.cache_dir)
         info = self._register(avatar, self.default_image.stem.replace("_", " "), default=True)
         self.default_id = info.avatar_id
-        self.rig(info.avatar_id)
+        self.ensure_rig(info.avatar_id)
         return info
 
     def _register(self, avatar: Avatar, name: str, default: bool = False) -> AvatarInfo:
@@ -60,7 +57,7 @@ class AvatarStore:
             raise AvatarError("image over 50 MB")
         avatar = await asyncio.to_thread(prepare_avatar_bytes, data, 512, self.cache_dir)
         info = self._register(avatar, name)
-        await asyncio.to_thread(self.rig, info.avatar_id)
+        await asyncio.to_thread(self.ensure_rig, info.avatar_id)
         return info
 
     def list(self) -> list[AvatarInfo]:
@@ -76,18 +73,12 @@ class AvatarStore:
         path = self.cache_dir / "avatars" / avatar_id / "crop.png"
         return path if path.is_file() else None
 
-    def rig(self, avatar_id: str) -> Rig:
-        """The avatar's rig (blocking: call from a worker thread)."""
-        with self._lock:
-            if avatar_id in self._rigs:
-                self._rigs.move_to_end(avatar_id)
-                return self._rigs[avatar_id]
-        rig = load_rig(avatar_id, self.cache_dir)
-        with self._lock:
-            self._rigs[avatar_id] = rig
-            while len(self._rigs) > RIGS_IN_MEMORY:
-                self._rigs.popitem(last=False)
-        return rig
+    def ensure_rig(self, avatar_id: str) -> None:
+        """Build the avatar's rig into the disk cache if it is not there yet (blocking: call
+        from a worker thread). The render processes load it from there (stream_server.
+        render_pool); this process does not keep rigs (~60 MB each)."""
+        if not rig_path(avatar_id, self.cache_dir).is_file():
+            load_rig(avatar_id, self.cache_dir)
 
 
 def load_rig(avatar_id: str, cache_dir: Path) -> Rig:
