@@ -132,7 +132,9 @@ class Session:
         lookahead_s = generator.lookahead_samples / SAMPLE_RATE
         self.clock = SessionClock(1.0 / FPS + lookahead_s + margin_s)
         self._stream = MotionStream(generator, hop_frames=2)
-        self._render = render  # motion frame -> I420 frame (stream_server.render_pool)
+        # motion frame -> I420 frame, as the encoder takes it (converted by the render
+        # process, not in aiortc's encoder thread; stream_server.render_pool)
+        self._render = render
         self._slots = slots if slots is not None else RenderSlots(1)  # shared by the server
         self._input: queue.Queue[tuple[float, np.ndarray, np.ndarray]] = queue.Queue(
             INPUT_QUEUE_CHUNKS
@@ -326,7 +328,7 @@ class Session:
             if start + self._render_estimate > due:
                 return False
             try:
-                yuv = self._render_i420(motion)
+                yuv = self._render(motion)
             except RenderError:  # the pool replaced a dead process: this frame is repeated
                 log.exception("session %s: frame %d not rendered", self.id, k)
                 return False
@@ -345,11 +347,6 @@ class Session:
             for old in [i for i in self._frames if i < k - FRAME_STORE]:
                 del self._frames[old]
         return True
-
-    def _render_i420(self, motion: np.ndarray) -> np.ndarray:
-        """One frame as the encoder takes it (I420, converted by the renderer, not in
-        aiortc's encoder thread)."""
-        return self._render(motion)
 
     def _handle_interrupt(self) -> None:
         self._interrupt.clear()
@@ -389,7 +386,7 @@ class Session:
             closing[MOUTH_FIELDS] *= MOUTH_CLOSE_RATE ** (i + 1)
             k = shown + 1 + i
             with self._slots.slot(self.clock.frame_due(k)):
-                yuv = self._render_i420(closing)
+                yuv = self._render(closing)
             with self._frames_lock:
                 if k > self.video.last_index:
                     self._frames[k] = yuv
