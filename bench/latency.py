@@ -520,6 +520,14 @@ def xcorr_lag(
     return round(float(XCORR_LAGS_S[best]) * 1000, 1), round(float(corrs[best]), 3)
 
 
+def _jitter_p95(times: list[float] | np.ndarray) -> float | None:
+    """p95 of |interval - 40 ms| between successive frame times (s), in ms."""
+    if len(times) < 2:
+        return None
+    intervals = np.diff(np.asarray(times, np.float64)) * 1000
+    return round(float(np.percentile(np.abs(intervals - FRAME_S * 1000), 95)), 1)
+
+
 def _stats(values: list[float]) -> dict[str, float | int | None]:
     if not values:
         return {"p50": None, "p95": None, "max": None, "n": 0}
@@ -582,6 +590,8 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
     closed, opened, threshold = mouth_levels(np.asarray(list(mouth.values())))
     if opened - closed < MIN_MOUTH_RANGE:  # the mouth never opened: nothing to time
         threshold = np.inf
+    # each measured frame's opening as a fraction of the way from closed to open
+    fraction = {n: (m - closed) / max(opened - closed, 1e-6) for n, m in mouth.items()}
     onsets = []
     for burst, sent in client.track.onset_times():
         after = [n for n in range(len(vt)) if sent < vt[n] <= sent + OPENING_WITHIN_S]
@@ -606,26 +616,19 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
                 # (ms after the onset, % of the way from closed to open) of the frames
                 # received in the first 300 ms: how the mouth rose, to see why one is late
                 "mouth_rise": [
-                    (
-                        round((vt[n] - sent) * 1000),
-                        round(100 * (mouth[n] - closed) / max(opened - closed, 1e-6)),
-                    )
+                    (round((vt[n] - sent) * 1000), round(100 * fraction[n]))
                     for n in after
-                    if n in mouth and vt[n] <= sent + 0.3
+                    if n in fraction and vt[n] <= sent + 0.3
                 ],
                 "_t": (sent, None if opening is None else vt[opening], audio_at),
             }
         )
-    frames = sorted(mouth)
-    normalized = (np.asarray([mouth[n] for n in frames]) - closed) / max(opened - closed, 1e-6)
-    track = (vt[frames], normalized)
+    frames = sorted(fraction)
+    track = (vt[frames], np.asarray([fraction[n] for n in frames]))
     follows = (*track, *sent_envelope(client.track))
     against_returned = (*track, *returned_envelope(got))
     lag, corr = xcorr_lag([follows])
     av_lag, av_corr = xcorr_lag([against_returned])
-    intervals = np.diff(vt) * 1000 if len(vt) > 1 else np.zeros(0)
-    delivered = np.diff(got.video_complete_t) * 1000 if len(got.video_complete_t) > 1 else []
-    delivered = np.asarray(delivered, np.float64)
     pts_steps = np.diff(np.asarray(got.video_pts)) / (VIDEO_CLOCK * FRAME_S)
     gaps = int(np.clip(np.round(pts_steps) - 1, 0, None).sum()) if len(pts_steps) else 0
     server_dropped = int(server_stats["frames_dropped"]) if server_stats else 0
@@ -649,12 +652,8 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
         "frames_received": len(vt),
         "frame_size": got.video_size,
         "fps": round(len(vt) / (vt[-1] - vt[0]), 2) if len(vt) > 1 else 0.0,
-        "jitter_ms_p95": round(float(np.percentile(np.abs(intervals - 40), 95)), 1)
-        if len(intervals)
-        else None,
-        "delivery_jitter_ms_p95": round(float(np.percentile(np.abs(delivered - 40), 95)), 1)
-        if len(delivered)
-        else None,
+        "jitter_ms_p95": _jitter_p95(vt),
+        "delivery_jitter_ms_p95": _jitter_p95(got.video_complete_t),
         "dropped": server_dropped + gaps,
         "dropped_server": server_dropped,
         "missing_pts": gaps,
@@ -676,6 +675,11 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
         "mouth": list(zip(*track, strict=True)),
     }
     return SessionResult(index, report, timeline, follows, against_returned)
+
+
+def _worst(reports: list[dict], key: str) -> float | None:
+    """The largest of the sessions' ``key`` (sessions without one left out)."""
+    return max((r[key] for r in reports if r[key] is not None), default=None)
 
 
 def summarize(results: list[SessionResult]) -> dict:
@@ -705,17 +709,8 @@ def summarize(results: list[SessionResult]) -> dict:
         "onsets_missed": len(onsets) - len(latencies),
         "fps": round(float(np.mean([r["fps"] for r in reports])), 2),
         "fps_min": min(r["fps"] for r in reports),
-        "jitter_ms_p95": max(
-            (r["jitter_ms_p95"] for r in reports if r["jitter_ms_p95"] is not None), default=None
-        ),
-        "delivery_jitter_ms_p95": max(
-            (
-                r["delivery_jitter_ms_p95"]
-                for r in reports
-                if r["delivery_jitter_ms_p95"] is not None
-            ),
-            default=None,
-        ),
+        "jitter_ms_p95": _worst(reports, "jitter_ms_p95"),
+        "delivery_jitter_ms_p95": _worst(reports, "delivery_jitter_ms_p95"),
         "dropped": sum(r["dropped"] for r in reports),
         "sessions": reports,
     }
