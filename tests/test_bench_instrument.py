@@ -12,28 +12,15 @@ import numpy as np
 import pytest
 
 from bench.latency import OPEN_FRACTION, mouth_openings
+from bench.mouth_instrument import dsp_mouth
 from engines.avatar import prepare_avatar
 from engines.offline import FrameRenderer
 from engines.renderer_models import create_renderer
-from export import motion_frame as mf
 from stream_server.avatars import load_rig
 
 PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "portraits" / "mona_lisa.jpg"
 JAWS = (0.0, 0.3, 0.5, 0.65, 0.8)
 POSES = {"front": (0.0, 0.0, 0.0), "turned": (0.08, 0.0, 0.0), "nodding": (0.0, 0.08, 0.0)}
-
-
-def _frame(jaw: float, yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """The dsp generator's mouth at this jaw opening (lips = jaw / JAW_MAX)."""
-    motion = mf.neutral().copy()
-    lips = jaw / 0.8
-    motion[mf.INDEX["jawOpen"]] = jaw
-    for side in ("Left", "Right"):
-        motion[mf.INDEX[f"mouthLowerDown{side}"]] = 0.5 * lips
-        motion[mf.INDEX[f"mouthUpperUp{side}"]] = 0.3 * lips
-    motion[mf.INDEX["headYaw"]], motion[mf.INDEX["headPitch"]] = yaw, pitch
-    motion[mf.INDEX["headRoll"]] = roll
-    return motion
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +32,7 @@ def renderer(tmp_path_factory: pytest.TempPathFactory) -> FrameRenderer:
 
 @pytest.mark.parametrize("pose", POSES)
 def test_the_mouth_reading_rises_with_the_opening(renderer: FrameRenderer, pose: str) -> None:
-    frames = {i: renderer.render(_frame(jaw, *POSES[pose]))[0] for i, jaw in enumerate(JAWS)}
+    frames = {i: renderer.render(dsp_mouth(jaw, *POSES[pose]))[0] for i, jaw in enumerate(JAWS)}
     readings = mouth_openings(frames)
     assert sorted(readings) == list(range(len(JAWS))), "a face is found in every frame"
     values = np.array([readings[i] for i in range(len(JAWS))])

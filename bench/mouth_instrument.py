@@ -1,0 +1,96 @@
+"""FaceMesh's mouth reading on rendered frames of known opening: refined lips vs plain mesh.
+
+    python -m bench.mouth_instrument [--json OUT.json]
+
+The bundled portrait rendered with the dsp generator's mouth (jawOpen j, lips j / 0.8:
+mouthLowerDown 0.5 and mouthUpperUp 0.3 of the lips) at jawOpen 0-0.8 and six head poses,
+each frame read by FaceMesh (static mode) with and without ``refine_landmarks``: inner-lip
+gap (landmarks 13-14) over face height (10-152). Why bench/latency.py reads the mouth with
+the plain mesh (tests/test_bench_instrument.py asserts the plain mesh's response).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PORTRAIT = REPO / "assets" / "portraits" / "mona_lisa.jpg"
+JAWS = (0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
+POSES = {  # (yaw, pitch, roll), radians
+    "front": (0.0, 0.0, 0.0),
+    "left": (0.08, 0.0, 0.0),
+    "right": (-0.08, 0.0, 0.0),
+    "down": (0.0, 0.08, 0.0),
+    "up": (0.0, -0.08, 0.0),
+    "tilted": (0.0, 0.0, 0.06),
+}
+
+
+def dsp_mouth(jaw: float, yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """A motion frame with the dsp generator's mouth at ``jaw`` and the head turned."""
+    from export import motion_frame as mf
+
+    motion = mf.neutral().copy()
+    lips = jaw / 0.8
+    motion[mf.INDEX["jawOpen"]] = jaw
+    for side in ("Left", "Right"):
+        motion[mf.INDEX[f"mouthLowerDown{side}"]] = 0.5 * lips
+        motion[mf.INDEX[f"mouthUpperUp{side}"]] = 0.3 * lips
+    motion[mf.INDEX["headYaw"]], motion[mf.INDEX["headPitch"]] = yaw, pitch
+    motion[mf.INDEX["headRoll"]] = roll
+    return motion
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    from bench.lipsync import FaceTracker
+    from engines.avatar import prepare_avatar
+    from engines.offline import FrameRenderer
+    from engines.renderer_models import create_renderer
+    from stream_server.avatars import load_rig
+
+    with tempfile.TemporaryDirectory(prefix="emote-mouth-") as tmp:
+        cache = Path(tmp)
+        avatar_id = prepare_avatar(PORTRAIT, cache_dir=cache).avatar_id
+        renderer = FrameRenderer(
+            create_renderer("onnxruntime", "cpu", 1), load_rig(avatar_id, cache)
+        )
+        frames = {
+            (jaw, pose): renderer.render(dsp_mouth(jaw, *POSES[pose]))[0]
+            for jaw in JAWS
+            for pose in POSES
+        }
+    result: dict[str, dict[str, list[float | None]]] = {}
+    for name, refine in (("refined", True), ("plain", False)):
+        tracker = FaceTracker(static=True, refine=refine)
+        try:
+            result[name] = {
+                pose: [
+                    None
+                    if not np.isfinite(m := float(tracker.track([frames[jaw, pose]]).mouth[0]))
+                    else round(m, 4)
+                    for jaw in JAWS
+                ]
+                for pose in POSES
+            }
+        finally:
+            tracker.close()
+    for name, table in result.items():
+        print(f"{name}: inner-lip gap / face height at jawOpen {', '.join(map(str, JAWS))}")
+        for pose, values in table.items():
+            print(f"  {pose:7s} " + " ".join("  -   " if v is None else f"{v:.4f}" for v in values))
+    if args.json:
+        args.json.write_text(json.dumps({"jaw_open": JAWS, **result}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
