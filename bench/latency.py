@@ -54,13 +54,16 @@ What is measured (all times are this process's ``time.monotonic``):
   packets' origins); its change from the first to the last third of the call is the drift.
   ``video_transit_ms`` / ``audio_transit_ms``: each stream's arrival - pts time over the call
   (p50, p95, relative to its minimum): arrival jitter against the server's own clock.
-* ``fps``: frames received / time between the first and last; ``jitter_ms_p95``: p95 of
-  |inter-arrival - 40 ms| (frames as ``recv()`` returns them, decoded: this process's own
-  scheduling and VP8 decoding included, as a player's); ``delivery_jitter_ms_p95``: the same
-  for the moments each frame's last packet arrived (before decoding: what the server and
-  the network deliver); ``dropped``: the server's ``frames_dropped`` (late frames skipped
-  or repeated, from ``GET /api/sessions/{id}`` before closing) plus frames missing from the
-  received pts sequence (a frame the server's pacer skipped counts in both).
+* ``fps``: frames received / time between the first and last (a frame the server could not
+  make in time is not sent, so this counts new frames); ``jitter_ms_p95``: p95 of
+  |inter-arrival - pts interval| (RFC 3550's transit-time difference; 40 ms between
+  successive frames, 80 ms across a dropped one) for frames as ``recv()`` returns them,
+  decoded: this process's own scheduling and VP8 decoding included, as a player's;
+  ``delivery_jitter_ms_p95``: the same for the moments each frame's last packet arrived
+  (before decoding: what the server and the network deliver); ``dropped``: frames missing
+  from the received pts sequence (``missing_pts``: not sent, or lost on the way), at least
+  the server's ``frames_dropped`` (``dropped_server``: frames it could not make in time,
+  from ``GET /api/sessions/{id}`` before closing).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ from urllib.parse import urlparse
 import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 
 from stream_server.jitter import release_immediately
@@ -272,6 +276,7 @@ class Received:
     video_t: list[float] = field(default_factory=list)
     video_pts: list[int] = field(default_factory=list)
     video_complete_t: list[float] = field(default_factory=list)  # last packet in, before decoding
+    video_complete_rtp: list[int] = field(default_factory=list)  # those frames' RTP timestamps
     video_size: tuple[int, int] | None = None
     kept: dict[int, np.ndarray] = field(default_factory=dict)  # frame number -> yuv420p
     audio_t: list[float] = field(default_factory=list)
@@ -332,8 +337,9 @@ class Client:
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
         self.answer_set = time.monotonic()
 
-    def _video_complete(self, frame: object) -> None:
+    def _video_complete(self, frame: JitterFrame) -> None:
         self.received.video_complete_t.append(time.monotonic())
+        self.received.video_complete_rtp.append(frame.timestamp)
 
     async def _read_video(self, track) -> None:
         got = self.received
@@ -520,12 +526,15 @@ def xcorr_lag(
     return round(float(XCORR_LAGS_S[best]) * 1000, 1), round(float(corrs[best]), 3)
 
 
-def _jitter_p95(times: list[float] | np.ndarray) -> float | None:
-    """p95 of |interval - 40 ms| between successive frame times (s), in ms."""
+def _jitter_p95(times: list[float] | np.ndarray, stamps: list[int] | np.ndarray) -> float | None:
+    """p95 of |arrival interval - timestamp interval| between successive frames (times in
+    s, 90 kHz RTP timestamps or pts), in ms: RFC 3550's transit-time difference. A frame the
+    server did not send is a drop, not jitter: the next one is due 80 ms later."""
     if len(times) < 2:
         return None
     intervals = np.diff(np.asarray(times, np.float64)) * 1000
-    return round(float(np.percentile(np.abs(intervals - FRAME_S * 1000), 95)), 1)
+    steps = (np.diff(np.asarray(stamps, np.int64)) % 2**32) / (VIDEO_CLOCK / 1000)
+    return round(float(np.percentile(np.abs(intervals - steps), 95)), 1)
 
 
 def _stats(values: list[float]) -> dict[str, float | int | None]:
@@ -652,9 +661,9 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
         "frames_received": len(vt),
         "frame_size": got.video_size,
         "fps": round(len(vt) / (vt[-1] - vt[0]), 2) if len(vt) > 1 else 0.0,
-        "jitter_ms_p95": _jitter_p95(vt),
-        "delivery_jitter_ms_p95": _jitter_p95(got.video_complete_t),
-        "dropped": server_dropped + gaps,
+        "jitter_ms_p95": _jitter_p95(vt, got.video_pts),
+        "delivery_jitter_ms_p95": _jitter_p95(got.video_complete_t, got.video_complete_rtp),
+        "dropped": max(server_dropped, gaps),
         "dropped_server": server_dropped,
         "missing_pts": gaps,
         "server": server_stats,
@@ -914,8 +923,9 @@ def format_summary(s: dict) -> str:
         lines.append(
             f"  session {i}: first frame {r['first_frame_ms']} ms, latency "
             f"{stats(r['latency_ms'])}, xcorr {r['latency_xcorr_ms']} ms, "
-            f"A/V {r['av_offset_ms']} ms, {r['fps']:.2f} fps, dropped {r['dropped_server']} "
-            f"(server) + {r['missing_pts']} (pts gaps), drift {r.get('av_drift_ms')} ms"
+            f"A/V {r['av_offset_ms']} ms, {r['fps']:.2f} fps, dropped {r['dropped']} "
+            f"({r['dropped_server']} not sent by the server, {r['missing_pts']} pts gaps), "
+            f"drift {r.get('av_drift_ms')} ms"
         )
     return "\n".join(lines)
 

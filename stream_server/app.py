@@ -263,17 +263,22 @@ class AvatarServer:
                     await self.close_session(session_id)
 
         try:
+            # The video track yields VP8 frames it encoded itself (stream_server.video_codec).
+            video = pc.addTransceiver(session.video, direction="sendonly")
+            video.setCodecPreferences(video_codec.vp8_only())
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:  # aiortc raises many types for bad SDP
-                raise ValueError(str(exc) or exc.__class__.__name__) from exc
-            kinds = {t.kind for t in pc.getTransceivers()}
-            if "video" not in kinds:
+                reason = str(exc) or exc.__class__.__name__
+                if "video description" in reason:
+                    reason = "the offer's video must accept VP8"
+                raise ValueError(reason) from exc
+            if video.mid is None:
                 raise ValueError("the offer must receive video (add a recvonly video transceiver)")
+            kinds = {t.kind for t in pc.getTransceivers()}
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "audio":
                     release_immediately(transceiver.receiver)
-            pc.addTrack(session.video)
             if "audio" in kinds:
                 pc.addTrack(session.audio)
             answer = await pc.createAnswer()

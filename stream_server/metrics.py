@@ -82,10 +82,13 @@ class Metrics:
         self.rejected = Counter("emote_sessions_rejected_total", "Offers refused (capacity)")
         self.frames_delivered = Counter("emote_frames_delivered_total", "Video frames sent")
         self.frames_dropped = Counter(
-            "emote_frames_dropped_total", "Video frames skipped or repeated because they were late"
+            "emote_frames_dropped_total", "Video frames not sent: they could not be ready in time"
         )
         self.motion_ms = Histogram("emote_motion_ms", "Motion generation per hop (ms)")
         self.render_ms = Histogram("emote_render_ms", "Renderer call per frame (ms)")
+        self.encode_ms = Histogram(
+            "emote_encode_ms", "VP8 encoding per frame, ahead of its send time (ms)"
+        )
         self.render_wait_ms = Histogram(
             "emote_render_wait_ms", "Wait for a render slot (shared by all sessions) (ms)"
         )
@@ -114,6 +117,7 @@ class Metrics:
             self.frames_dropped,
             self.motion_ms,
             self.render_ms,
+            self.encode_ms,
             self.render_wait_ms,
             self.ready_margin_ms,
             self.audio_to_frame_ms,

@@ -5,17 +5,20 @@ Timing (all on one clock, ``time.monotonic``): session sample i (16 kHz) belongs
 ``t0 + k / 25 + latency`` and the returned audio sample i at ``t0 + (i - 320) / 16000 +
 latency``, so each frame goes out with the middle of its own audio: the two tracks are
 aligned by construction, whatever the session's length. ``latency`` = one frame of audio +
-the motion generator's lookahead + a compute margin. Arriving audio is placed at its arrival
-time: a gap (session start, a stall, a slow sender clock, a steady offset) is filled with
-silence, audio running ahead (a burst, a fast sender clock) is trimmed, each beyond a
-tolerance (see ``Session._append_arrival``), so queues cannot grow and the delay stays what
-it was at the start.
+the motion generator's lookahead + one input packet (the audio completing a frame's
+lookahead comes with the 20 ms packet that holds it, up to 20 ms later) + a compute margin.
+Arriving audio is placed at its arrival time: a gap (session start, a stall, a slow sender
+clock, a steady offset) is filled with silence, audio running ahead (a burst, a fast sender
+clock) is trimmed, each beyond a tolerance (see ``Session._append_arrival``), so queues
+cannot grow and the delay stays what it was at the start.
 
 Threads: the event loop receives and sends media; one worker thread per session runs the
-motion generator and hands frames to the server's render processes (stream_server.render_pool)
-through shared render slots. Queues are bounded; a frame
-whose display time has passed is dropped, never queued; missing audio becomes silence (idle
-animation) so the clock never stalls.
+motion generator, hands frames to the server's render processes (stream_server.render_pool)
+through shared render slots, and encodes each rendered frame (VP8, stream_server.video_codec)
+ahead of its send time, so the video track only hands the encoded frame to aiortc when it is
+due. Queues are bounded; a frame that cannot be ready by its send time is not rendered or
+not encoded, never queued late (the receiver shows the one before); missing audio becomes
+silence (idle animation) so the clock never stalls.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
-import cv2
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
@@ -44,9 +46,11 @@ from engines.audio_ring import AudioRing
 from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from engines.motion_stream import MotionGenerator, MotionStream
 from export import motion_frame as mf
+from stream_server.encoded_frames import EncodedFrames
 from stream_server.metrics import Metrics
 from stream_server.render_pool import RenderError
 from stream_server.render_slots import RenderSlots
+from stream_server.video_codec import EncodedVideoFrame, Vp8Stream
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ OUTPUT_CHUNK = OUTPUT_RATE // 50  # 20 ms, as WebRTC packetizes Opus
 # Render (~10 ms on the CPU path) + wake-up + slack, for one session per core. Sessions that
 # share a core stretch each other's render wall time, so the default scales with the load.
 MARGIN_PER_LOAD_S = 0.03
+INPUT_PACKET_S = 0.02  # WebRTC's Opus packets (browsers and aiortc send 20 ms)
 
 
 def default_margin_s(max_sessions: int, cpus: int | None = None) -> float:
@@ -63,16 +68,19 @@ def default_margin_s(max_sessions: int, cpus: int | None = None) -> float:
     return MARGIN_PER_LOAD_S * math.ceil(max(1, max_sessions) / cpus)
 
 
-STALL_FILL_S = 0.10  # with no audio at all, the clock goes on in silence this far behind
+# Audio late by up to STALL_FILL_S is waited for; after that much time without any, the
+# clock goes on in silence up to the present (idle frames on time), the worker checking
+# every IDLE_POLL_S, and the next audio lands at its arrival time.
+STALL_FILL_S = 0.10
+IDLE_POLL_S = 0.01
 JITTER_S = 0.04  # arrivals up to this much early are left alone; later ones are a stall
 LATE_S = 0.005  # audio persistently this much late (over LATE_WINDOW chunks) is re-anchored
 LATE_WINDOW = 25  # 0.5 s of 20 ms chunks
 INPUT_QUEUE_CHUNKS = 100  # 2 s of 20 ms chunks; beyond that the oldest are dropped
-FRAME_STORE = 12
+FRAME_STORE = 12  # rendered frames kept until the video track starts; encoded frames queued
 MOUTH_FIELDS = [i for i, n in enumerate(mf.BLENDSHAPES) if n.startswith(("jaw", "mouth"))]
 MOUTH_CLOSE_RATE = 0.15  # mouth openness left after each frame of closing (dsp: 1 - 0.85)
 CLOSE_FRAMES = 3  # closing frames rendered past the screen on an interrupt (0.15^3: shut)
-VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 
 
 @dataclass
@@ -130,25 +138,28 @@ class Session:
         self.stats = SessionStats()
         self.created = time.monotonic()
         lookahead_s = generator.lookahead_samples / SAMPLE_RATE
-        self.clock = SessionClock(1.0 / FPS + lookahead_s + margin_s)
+        self.clock = SessionClock(1.0 / FPS + lookahead_s + INPUT_PACKET_S + margin_s)
         self._stream = MotionStream(generator, hop_frames=2)
-        # motion frame -> I420 frame, as the encoder takes it (converted by the render
-        # process, not in aiortc's encoder thread; stream_server.render_pool)
+        # motion frame -> I420 frame, as the encoder takes it (stream_server.render_pool)
         self._render = render
         self._slots = slots if slots is not None else RenderSlots(1)  # shared by the server
+        self._vp8 = Vp8Stream()
+        self._encoded: EncodedFrames[EncodedVideoFrame] = EncodedFrames(FRAME_STORE)
+        self._last_encoded = -1  # index of the newest frame encoded (worker thread)
         self._input: queue.Queue[tuple[float, np.ndarray, np.ndarray]] = queue.Queue(
             INPUT_QUEUE_CHUNKS
         )
-        self._frames: dict[int, np.ndarray] = {}
-        self._frames_lock = threading.Lock()
+        self._frames: dict[int, np.ndarray] = {}  # rendered before the video track started
         self._out_audio = AudioRing(capacity_seconds=3.0 * OUTPUT_RATE / SAMPLE_RATE)
         self._out_lock = threading.Lock()
         self._muted_before = 0  # output samples (48 kHz) silenced by an interrupt
         self._written = 0  # session samples handed to the motion stream
         self._pending: list[tuple[int, np.ndarray]] = []  # generated, not yet rendered
         self._need_anchor = True  # the first audio lands exactly at its arrival time
+        self._last_arrival = -math.inf  # monotonic time of the newest input chunk
         self._lateness: deque[int] = deque(maxlen=LATE_WINDOW)  # samples, per chunk
         self._render_estimate = 0.01  # running mean of render time (s)
+        self._encode_estimate = 0.003  # running mean of encoding time (s)
         self._interrupt = threading.Event()
         self._interrupted_at = -1.0  # monotonic time of the last interrupt
         self._sender_offset: float | None = None  # our clock - the sender's audio clock
@@ -231,7 +242,7 @@ class Session:
             while not self._stop.is_set():
                 try:
                     item: tuple[float, np.ndarray, np.ndarray] | None = self._input.get(
-                        timeout=0.02
+                        timeout=IDLE_POLL_S
                     )
                 except queue.Empty:
                     item = None
@@ -243,17 +254,19 @@ class Session:
                 else:
                     self._append_arrival(*item)
                 self._render_ready()
+                self._encode_stored()
         except Exception:  # a broken session must not take the server down
             log.exception("session %s worker failed", self.id)
             self._stop.set()
 
     def _fill_silence(self) -> None:
-        """No audio (muted mic, lost packets, no mic at all): the clock goes on in silence."""
-        gap = (
-            self.clock.samples_due(time.monotonic())
-            - int(STALL_FILL_S * SAMPLE_RATE)
-            - self._written
-        )
+        """No audio (lost packets, a stalled or silent sender, no mic at all): the clock goes
+        on in silence, ``STALL_FILL_S`` behind while audio may still come, then up to now."""
+        now = time.monotonic()
+        stalled = now - self._last_arrival > STALL_FILL_S
+        gap = self.clock.samples_due(now if stalled else now - STALL_FILL_S) - self._written
+        if stalled:
+            self._need_anchor = True  # the next audio lands at its arrival, not after this
         if gap > 0:
             self.stats.audio_inserted_samples += gap
             self._append(np.zeros(gap, np.float32), np.zeros(gap * 3, np.float32))
@@ -261,8 +274,10 @@ class Session:
     def _append_arrival(self, arrival: float, session: np.ndarray, output: np.ndarray) -> None:
         """Place a chunk so that its end belongs to its arrival time, within tolerances.
 
-        Late audio makes late frames (the compute margin is small), so lateness is corrected:
-        at once beyond ``JITTER_S`` (a stall) or at the first chunk, and when every chunk of
+        The first chunk, and the first after a stall, lands exactly at its arrival: silence
+        before it, or the part overlapping the silence filled during the stall cut. Late
+        audio makes late frames (the compute margin is small), so lateness is corrected:
+        at once beyond ``JITTER_S`` (a stall), and when every chunk of
         the last ``LATE_WINDOW`` was more than ``LATE_S`` late (a steady offset, e.g. the
         sender's first packet left early), by the smallest of those delays; single late
         chunks (jitter) are left alone. Audio placed later than its arrival adds delay to
@@ -270,6 +285,7 @@ class Session:
         chunk of the last ``LATE_WINDOW`` was more than ``LATE_S`` early (a steady offset, e.g.
         the first chunk arrived late and anchored the session late), by the smallest of those
         leads. Each correction is a short silence or cut in the returned audio."""
+        self._last_arrival = arrival
         behind = self.clock.samples_due(arrival) - (self._written + len(session))
         self._lateness.append(behind)
         full = len(self._lateness) == LATE_WINDOW
@@ -278,6 +294,8 @@ class Session:
         insert = trim = 0
         if behind > int(JITTER_S * SAMPLE_RATE) or (self._need_anchor and behind > 0):
             insert = behind
+        elif self._need_anchor and behind < 0:  # overlaps the silence filled in a stall
+            trim = -behind
         elif steady_late > int(LATE_S * SAMPLE_RATE):
             insert = steady_late
         elif -behind > int(JITTER_S * SAMPLE_RATE):  # running ahead: trim the oldest part
@@ -319,13 +337,14 @@ class Session:
     def _render_in_time(self, k: int, motion: np.ndarray, due: float) -> bool:
         """Render frame k in a render slot unless it cannot be ready by ``due`` (checked
         before queueing for the slot and again once it is ours); whether it was rendered."""
-        if time.monotonic() + self._render_estimate > due:
+        needed = self._render_estimate + self._encode_estimate
+        if time.monotonic() + needed > due:
             return False
         queued = time.monotonic()
         with self._slots.slot(due):
             start = time.monotonic()
             self.metrics.render_wait_ms.observe((start - queued) * 1000)
-            if start + self._render_estimate > due:
+            if start + needed > due:
                 return False
             try:
                 yuv = self._render(motion)
@@ -341,11 +360,45 @@ class Session:
             + ((k + 1) * SAMPLES_PER_FRAME + self._stream.generator.lookahead_samples) / SAMPLE_RATE
         )
         self.metrics.audio_to_frame_ms.observe(max(0.0, done - complete) * 1000)
-        self.metrics.ready_margin_ms.observe((due - done) * 1000)
-        with self._frames_lock:
-            self._frames[k] = yuv
+        return self._store(k, yuv)
+
+    def _store(self, k: int, yuv: np.ndarray) -> bool:
+        """Encode and queue rendered frame k for the video track, or keep it until the track
+        starts; False if it came too late to be sent."""
+        start = self._encoded.start_index
+        if start is None:
+            self._frames[k] = yuv  # a later frame of the same index replaces it
             for old in [i for i in self._frames if i < k - FRAME_STORE]:
                 del self._frames[old]
+            return True
+        return k >= start and self._encode(k, yuv)
+
+    def _encode_stored(self) -> None:
+        """Once the video track has started, send it the frames rendered before."""
+        if self._frames and self._encoded.start_index is not None:
+            frames, self._frames = self._frames, {}
+            for k in sorted(frames):
+                self._store(k, frames[k])
+
+    def _encode(self, k: int, yuv: np.ndarray) -> bool:
+        """Encode frame k and queue it, unless a frame of its index was queued already (a
+        closing frame of an interrupt); False if it would be late, or the track stopped."""
+        due = self.clock.frame_due(k)
+        if k <= self._last_encoded:
+            return True
+        if time.monotonic() + self._encode_estimate > due:
+            return False
+        start = time.perf_counter()
+        encoded = self._vp8.encode(yuv, k)
+        spent = time.perf_counter() - start
+        self.metrics.encode_ms.observe(spent * 1000)
+        self._encode_estimate += 0.1 * (spent - self._encode_estimate)
+        self.metrics.ready_margin_ms.observe((due - time.monotonic()) * 1000)
+        self._last_encoded = k
+        if not self._encoded.put(k, encoded):  # the track stopped taking frames
+            self._encoded.discard_unsent()
+            self._vp8.request_keyframe()  # the dropped frames were the references
+            return False
         return True
 
     def _handle_interrupt(self) -> None:
@@ -357,10 +410,14 @@ class Session:
                 break
         self._stream.generator.reset()
         self._pending = []
-        shown = self.video.last_index
-        with self._frames_lock:
-            for k in [i for i in self._frames if i > shown]:
-                del self._frames[k]
+        # The frames past the one sent last belong to the interrupted speech; those already
+        # encoded were the references of what follows, so the next frame is a keyframe.
+        shown = self._encoded.discard_unsent()
+        if self._last_encoded > shown:
+            self._vp8.request_keyframe()
+            self._last_encoded = shown
+        for k in [i for i in self._frames if i > shown]:
+            del self._frames[k]
         with self._out_lock:
             self._muted_before = self._out_audio.end
         # The audio dropped above (and in ``consume``) leaves a gap: the next chunk lands at
@@ -370,12 +427,12 @@ class Session:
         self._close_mouth_after(shown)
 
     def _close_mouth_after(self, shown: int) -> None:
-        """The frames past the one on screen belong to the interrupted speech: re-render the
+        """The frames past the one sent last belong to the interrupted speech: re-render the
         ones already generated, and at least ``CLOSE_FRAMES``, with the mouth closing (as
-        fast as the generators close it). Frames the reset generator makes in time replace
-        the extra ones; if it cannot (the first frames after the gap), the track repeats a
-        closed mouth, not the open one on screen. The generator then eases on from the
-        closed mouth."""
+        fast as the generators close it); the reset generator's frames follow them. If the
+        generator cannot make its first frames in time (the gap), the receiver keeps a closed
+        mouth, not the open one on screen. The generator then eases on from the closed
+        mouth."""
         ahead = max(0, self._stream.next_frame - shown - 1)
         latest = self._stream.buffer.latest()
         motions = list(self._stream.buffer.last(min(ahead, len(self._stream.buffer))))
@@ -387,20 +444,10 @@ class Session:
             k = shown + 1 + i
             with self._slots.slot(self.clock.frame_due(k)):
                 yuv = self._render(closing)
-            with self._frames_lock:
-                if k > self.video.last_index:
-                    self._frames[k] = yuv
+            self._store(k, yuv)
         self._stream.buffer.clear_to(closing)
 
     # -- output (event loop) ------------------------------------------------------------------
-
-    def frame(self, k: int) -> tuple[np.ndarray | None, bool]:
-        """Frame k (I420) if rendered, else the newest earlier one (``False``: a repeat)."""
-        with self._frames_lock:
-            if k in self._frames:
-                return self._frames[k], True
-            earlier = [i for i in self._frames if i < k]
-            return (self._frames[max(earlier)] if earlier else None), False
 
     def output_audio(self, start: int, count: int) -> np.ndarray:
         """Output samples [start, start + count) at 48 kHz; silence where there are none."""
@@ -415,51 +462,48 @@ class Session:
 
 
 class AvatarVideoTrack(MediaStreamTrack):
-    """The avatar's frames, paced at 25 fps on the session clock."""
+    """The avatar's encoded frames, each handed to aiortc at its send time (25 fps on the
+    session clock); aiortc only packetizes them (stream_server.video_codec)."""
 
     kind = "video"
 
     def __init__(self, session: Session) -> None:
         super().__init__()
         self._session = session
-        self._next: int | None = None
         self.last_index = -1
-        self._last: np.ndarray | None = None
 
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        clock = self._session.clock
-        now = time.monotonic()
-        if self._next is None:  # start at the next frame due
-            self._next = max(0, int(np.ceil((now - clock.t0 - clock.latency_s) * FPS)))
-        k = self._next
-        late = now - clock.frame_due(k)
-        if late > 1.0 / FPS:  # the pacer fell behind (loop stall): skip to the current frame
-            skipped = int(late * FPS)
-            k += skipped
-            self._session.stats.frames_dropped += skipped
-            self._session.metrics.frames_dropped.inc(skipped)
-        await asyncio.sleep(max(0.0, clock.frame_due(k) - time.monotonic()))
-        self._session.metrics.send_late_ms.observe((time.monotonic() - clock.frame_due(k)) * 1000)
-        yuv, fresh = self._session.frame(k)
-        if yuv is None:
-            yuv = self._last if self._last is not None else self._placeholder()
-        if not fresh:
-            self._session.stats.frames_dropped += 1
-            self._session.metrics.frames_dropped.inc()
-        self._last = yuv
+    def request_keyframe(self) -> None:
+        """The receiver lost a frame (PLI/FIR): the next one encoded is a keyframe."""
+        self._session._vp8.request_keyframe()
+
+    async def recv(self) -> EncodedVideoFrame:  # type: ignore[override]
+        session, frames = self._session, self._session._encoded
+        clock = session.clock
+        if frames.start_index is None:  # the next frame due is the first
+            since = time.monotonic() - clock.t0 - clock.latency_s
+            frames.start(max(0, int(np.ceil(since * FPS))))
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            k = frames.peek_index()
+            if k is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(frames.wait(), 0.1)
+                continue
+            await asyncio.sleep(max(0.0, clock.frame_due(k) - time.monotonic()))
+            previous = frames.last_taken  # only this track takes frames
+            item = frames.pop_due(k)  # None: an interrupt discarded it meanwhile
+            if item is not None:
+                break
+        k, encoded = item
+        session.metrics.send_late_ms.observe((time.monotonic() - clock.frame_due(k)) * 1000)
+        if k - previous > 1:  # frames that could not be ready in time
+            session.stats.frames_dropped += k - previous - 1
+            session.metrics.frames_dropped.inc(k - previous - 1)
         self.last_index = k
-        self._next = k + 1
-        self._session.stats.frames_sent += 1
-        self._session.metrics.frames_delivered.inc()
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts = k * (90_000 // FPS)
-        frame.time_base = VIDEO_TIME_BASE
-        return frame
-
-    def _placeholder(self) -> np.ndarray:
-        return cv2.cvtColor(np.zeros((512, 512, 3), np.uint8), cv2.COLOR_RGB2YUV_I420)
+        session.stats.frames_sent += 1
+        session.metrics.frames_delivered.inc()
+        return encoded
 
 
 class DelayedAudioTrack(MediaStreamTrack):

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCRtpSender
 from PIL import Image
 
 from bench.latency import Client, serve
@@ -62,22 +62,28 @@ def upload(url: str, data: bytes, filename: str, content_type: str) -> Reply:
     return request("POST", f"{url}/api/avatars", data=form)
 
 
-async def _offer_sdp(video: bool = True, audio: bool = True) -> str:
-    """A real aiortc offer (the connection is closed again at once)."""
+async def _offer_sdp(video: bool = True, audio: bool = True, video_codec: str = "") -> str:
+    """A real aiortc offer (the connection is closed again at once); ``video_codec``: the
+    only video codec it accepts (default: all aiortc's)."""
     use_loopback_only()
     pc = RTCPeerConnection()
     if audio:
         pc.addTransceiver("audio", direction="sendrecv")
     if video:
-        pc.addTransceiver("video", direction="recvonly")
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        if video_codec:
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences(
+                [c for c in codecs if c.mimeType.lower() == f"video/{video_codec}"]
+            )
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     await pc.close()
     return sdp
 
 
-def offer_sdp(video: bool = True, audio: bool = True) -> str:
-    return asyncio.run(_offer_sdp(video, audio))
+def offer_sdp(video: bool = True, audio: bool = True, video_codec: str = "") -> str:
+    return asyncio.run(_offer_sdp(video, audio, video_codec))
 
 
 def sessions_open(url: str) -> int:
@@ -236,6 +242,7 @@ def test_uploads_that_are_not_multipart_or_lack_the_image_field_are_refused(serv
 
 def bad_offers() -> list[tuple[str, dict[str, Any], int]]:
     audio_only = offer_sdp(video=False)
+    h264_only = offer_sdp(video_codec="h264")  # the server sends VP8 (encoded ahead)
     good = offer_sdp()
     return [
         (
@@ -251,6 +258,7 @@ def bad_offers() -> list[tuple[str, dict[str, Any], int]]:
         ("garbage-sdp", {"json": {"sdp": "hello there", "type": "offer"}}, 400),
         ("broken-sdp", {"json": {"sdp": "v=0\r\nm=video x y z\r\na=junk", "type": "offer"}}, 400),
         ("no-video", {"json": {"sdp": audio_only, "type": "offer"}}, 400),
+        ("no-vp8", {"json": {"sdp": h264_only, "type": "offer"}}, 400),
         ("unknown-avatar", {"json": {"sdp": good, "type": "offer", "avatar": "nobody"}}, 404),
         ("too-large", {"json": {"sdp": good + "a=x\r\n" * 20_000, "type": "offer"}}, 413),
     ]
@@ -260,7 +268,9 @@ def test_bad_offers_are_refused_with_a_message_and_leave_nothing_open(server: st
     for name, kwargs, status in bad_offers():
         reply = request("POST", f"{server}/offer", **kwargs)
         assert reply.status == status, (name, reply.status, reply.body)
-        reply.error()
+        message = reply.error()
+        if name == "no-vp8":
+            assert "VP8" in message
     assert sessions_open(server) == 0
 
 
