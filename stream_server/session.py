@@ -114,6 +114,10 @@ class SessionClock:
     def frame_due(self, k: int) -> float:
         return self.t0 + k / FPS + self.latency_s
 
+    def next_frame(self, now: float) -> int:
+        """The first frame due at or after ``now``."""
+        return max(0, int(np.ceil((now - self.t0 - self.latency_s) * FPS)))
+
     def audio_due(self, sample: int) -> float:
         """Sample i goes out with the frame whose audio it is the middle of."""
         return self.t0 + (sample - SAMPLES_PER_FRAME // 2) / SAMPLE_RATE + self.latency_s
@@ -480,8 +484,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         session, frames = self._session, self._session._encoded
         clock = session.clock
         if frames.start_index is None:  # the next frame due is the first
-            since = time.monotonic() - clock.t0 - clock.latency_s
-            frames.start(max(0, int(np.ceil(since * FPS))))
+            frames.start(clock.next_frame(time.monotonic()))
         while True:
             if self.readyState != "live":
                 raise MediaStreamError

@@ -147,7 +147,7 @@ def test_the_track_sends_each_frame_at_its_time_and_counts_the_ones_never_made()
     clock = session.clock
 
     async def scenario() -> list[tuple[int, float]]:
-        first = max(0, int(np.ceil((time.monotonic() - clock.t0 - clock.latency_s) * FPS))) + 2
+        first = clock.next_frame(time.monotonic()) + 2
         session._encoded.start(first)
         stream = Vp8Stream()
         for k in (first, first + 1, first + 3):  # first + 2 could not be made in time
@@ -171,7 +171,7 @@ def test_an_idle_session_makes_its_frames_in_time_without_any_audio() -> None:
     try:
         time.sleep(0.3)
         clock = session.clock
-        start = int(np.ceil((time.monotonic() - clock.t0 - clock.latency_s) * FPS))
+        start = clock.next_frame(time.monotonic())
         session._encoded.start(start)
         queued = []
         for _ in range(25):  # one second, taking what is due as the track does
