@@ -4,9 +4,11 @@ Timing (all on one clock, ``time.monotonic``): session sample i (16 kHz) belongs
 ``t0 + i / 16000``; video frame k (made from samples 640k..640k+639) is sent at
 ``t0 + k / 25 + latency`` and the returned audio sample i at ``t0 + (i - 320) / 16000 +
 latency``, so each frame goes out with the middle of its own audio: the two tracks are
-aligned by construction, whatever the session's length. ``latency`` = one frame of audio +
-the motion generator's lookahead + one input packet (the audio completing a frame's
-lookahead comes with the 20 ms packet that holds it, up to 20 ms later) + a compute margin.
+aligned by construction, whatever the session's length (the audio as the receiver decodes
+it: each packet holds its sound 6.5 ms early, Opus's own delay, see ``OPUS_DELAY``).
+``latency`` = one frame of audio + the motion generator's lookahead + one input packet (the
+audio completing a frame's lookahead comes with the 20 ms packet that holds it, up to 20 ms
+later) + a compute margin.
 Arriving audio is placed at its arrival time: a gap (session start, a stall, a slow sender
 clock, a steady offset) is filled with silence, audio running ahead (a burst, a fast sender
 clock) is trimmed, each beyond a tolerance (see ``Session._append_arrival``), so queues
@@ -59,6 +61,9 @@ OUTPUT_CHUNK = OUTPUT_RATE // 50  # 20 ms, as WebRTC packetizes Opus
 # share a core stretch each other's render wall time, so the default scales with the load.
 MARGIN_PER_LOAD_S = 0.03
 INPUT_PACKET_S = 0.02  # WebRTC's Opus packets (browsers and aiortc send 20 ms)
+# libopus delays the sound it encodes by 6.5 ms at 48 kHz (2.5 ms lookahead + 4 ms delay
+# compensation; aiortc's encoder, as browsers'); the returned audio is sent that much early.
+OPUS_DELAY = 312
 
 
 def default_margin_s(max_sessions: int, cpus: int | None = None) -> float:
@@ -510,7 +515,11 @@ class AvatarVideoTrack(MediaStreamTrack):
 
 
 class DelayedAudioTrack(MediaStreamTrack):
-    """The client's audio, returned at the same delay as the video (48 kHz, 20 ms frames)."""
+    """The client's audio, returned at the same delay as the video (48 kHz, 20 ms frames).
+
+    Packet n (pts 960 n) is sent when its first sample is due (``SessionClock.audio_due``)
+    and holds the output samples from ``OPUS_DELAY`` on: Opus delays what it encodes by that
+    much and RTP does not say so (no pre-skip), so the receiver's decoded sound is on time."""
 
     kind = "audio"
 
@@ -519,6 +528,20 @@ class DelayedAudioTrack(MediaStreamTrack):
         self._session = session
         self._next: int | None = None  # output chunk index (20 ms)
 
+    def due(self, n: int) -> float:
+        """When packet ``n`` is sent."""
+        return self._session.clock.audio_due(n * SAMPLE_RATE // 50)
+
+    def packet(self, n: int) -> av.AudioFrame:
+        """Packet ``n``: its 20 ms of output audio, advanced by Opus's delay."""
+        samples = self._session.output_audio(n * OUTPUT_CHUNK + OPUS_DELAY, OUTPUT_CHUNK)
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = OUTPUT_RATE
+        frame.pts = n * OUTPUT_CHUNK
+        frame.time_base = fractions.Fraction(1, OUTPUT_RATE)
+        return frame
+
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
@@ -526,18 +549,10 @@ class DelayedAudioTrack(MediaStreamTrack):
         if self._next is None:
             self._next = max(0, int(np.ceil((time.monotonic() - clock.t0 - clock.latency_s) * 50)))
         n = self._next
-        due = clock.audio_due(n * SAMPLE_RATE // 50)
         now = time.monotonic()
-        if now - due > 0.1:  # fell behind: skip ahead rather than queue delay
-            n += int((now - due) * 50)
-            due = clock.audio_due(n * SAMPLE_RATE // 50)
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        self._session.metrics.send_late_ms.observe((time.monotonic() - due) * 1000)
-        samples = self._session.output_audio(n * OUTPUT_CHUNK, OUTPUT_CHUNK)
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = OUTPUT_RATE
-        frame.pts = n * OUTPUT_CHUNK
-        frame.time_base = fractions.Fraction(1, OUTPUT_RATE)
+        if now - self.due(n) > 0.1:  # fell behind: skip ahead rather than queue delay
+            n += int((now - self.due(n)) * 50)
+        await asyncio.sleep(max(0.0, self.due(n) - time.monotonic()))
+        self._session.metrics.send_late_ms.observe((time.monotonic() - self.due(n)) * 1000)
         self._next = n + 1
-        return frame
+        return self.packet(n)

@@ -155,3 +155,60 @@ def test_a_session_anchored_late_catches_up_with_its_audio() -> None:
         arrive(0.100 + 0.02 * j - 0.01)
     assert session.stats.audio_trimmed_samples == 160
     assert session.stats.audio_inserted_samples == 1280
+
+
+def _opus_round_trip(frames: list[av.AudioFrame]) -> np.ndarray:
+    """``frames`` (mono s16 48 kHz, consecutive) through aiortc's Opus encoder and decoder,
+    as a WebRTC receiver hears them: one channel of the decoded samples."""
+    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+    from aiortc.jitterbuffer import JitterFrame
+
+    encoder, decoder = OpusEncoder(), OpusDecoder()
+    out = []
+    for frame in frames:
+        payloads, timestamp = encoder.encode(frame)
+        for payload in payloads:
+            for decoded in decoder.decode(JitterFrame(data=payload, timestamp=timestamp)):
+                out.append(decoded.to_ndarray().reshape(-1)[:: len(decoded.layout.channels)])
+    return np.concatenate(out).astype(np.float64)
+
+
+def _s16_frame(samples: np.ndarray, pts: int) -> av.AudioFrame:
+    frame = av.AudioFrame.from_ndarray(samples.astype(np.int16).reshape(1, -1), "s16", "mono")
+    frame.sample_rate, frame.pts, frame.time_base = 48_000, pts, fractions.Fraction(1, 48_000)
+    return frame
+
+
+def test_opus_delays_the_decoded_sound_by_the_servers_opus_delay() -> None:
+    from stream_server.session import OPUS_DELAY
+
+    sound = np.zeros(48_000, np.int16)
+    sound[24_000:24_048] = 20_000  # a 1 ms click at 0.5 s
+    heard = _opus_round_trip([_s16_frame(sound[i : i + 960], i) for i in range(0, 48_000, 960)])
+    assert abs(int(np.argmax(np.abs(heard))) - 24_000 - OPUS_DELAY) <= 4
+
+
+def test_the_returned_sound_is_heard_at_its_frames_time() -> None:
+    """A click in the input comes back, decoded as a receiver decodes it, at the time the
+    video frame holding its audio is sent (the middle of a frame's audio goes out with it):
+    the returned audio is aligned with the video after Opus's delay, not only by pts."""
+    from engines.dsp_motion import DspMotionGenerator
+    from stream_server.metrics import Metrics
+
+    session = Session("s", "a", lambda motion: np.zeros(1), DspMotionGenerator(), Metrics())
+    click = 640 * 20 + 123  # a session sample (16 kHz), in frame 20
+    audio16 = np.zeros(640 * 40, np.float32)
+    audio16[click] = 0.6
+    audio48 = np.zeros(len(audio16) * 3, np.float32)
+    audio48[3 * click : 3 * click + 48] = 0.6
+    session._append(audio16, audio48)
+    track = session.audio
+    packets = [track.packet(n) for n in range(len(audio48) // 960)]
+    assert all(p.pts == n * 960 and p.samples == 960 for n, p in enumerate(packets))
+    heard = _opus_round_trip(packets)
+    at = int(np.argmax(np.abs(heard)))  # samples from the start of packet 0
+    heard_s = track.due(at // 960) + (at % 960) / 48_000
+    clock = session.clock
+    assert abs(heard_s - clock.audio_due(click)) < 0.0005, heard_s - clock.audio_due(click)
+    # ... which is the send time of frame 20 plus the click's place after its middle
+    assert clock.audio_due(click) == pytest.approx(clock.frame_due(20) + (123 - 320) / 16_000)
