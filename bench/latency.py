@@ -39,15 +39,19 @@ What is measured (all times are this process's ``time.monotonic``):
   (RMS over a quarter of the sent onset frame's). The client's audio receive buffer releases
   packets as they arrive (aiortc's default holds 4 packets and one more, ~80 ms), so this is
   when the server's audio arrives, not when a player would play it.
-* ``av_offset_ms``: how far the mouth is ahead of the returned audio: minus the delay at
-  which the mouth best correlates with the level of the audio received back (both by
-  arrival). The server sends video frame k with audio sample 640 k (16 kHz), and rendered
-  offline its "dsp" generator puts the lips ~10 ms ahead of the sound (docs/benchmarks.md,
-  lip-sync lag), so an aligned server reads about +10 ms here (both streams are released as
-  they arrive); one whose returned audio is not delayed to match the video reads about
-  -200 ms. ``av_offset_onsets_ms``: the same per onset from the events
-  above (returned audio onset arrival - mouth-opening frame arrival); it also carries the
-  threshold and the vowel timing, so it reads lower.
+* ``av_offset_ms``: how far the video is ahead of the returned audio (+: the picture first),
+  measured from the content: ``mouth_vs_sound_ms`` less ``generator_lead_ms``.
+  ``mouth_vs_sound_ms`` is minus the delay at which the mouth (by arrival) best correlates
+  with the level of the audio received back (by arrival, a 20 ms packet's level at its
+  middle), refined between the 5 ms steps. It also holds the generator's own timing (dsp
+  opens the lips ahead of the sound, as speakers do), so ``generator_lead_ms`` measures that
+  alone: the session's program rendered offline by the server's generator for its avatar,
+  each frame at the middle of its own audio, read and correlated the same way against the
+  program's level (bench.mouth_reference; the first 60 s of each program; the generator and
+  avatar as ``GET /api/sessions/{id}`` reports them, else none). A server whose returned
+  audio is not delayed to match the video reads about -200 ms. ``mouth_vs_sound_onsets_ms``:
+  per onset from the events above (returned audio onset arrival - mouth-opening frame
+  arrival); it also carries the threshold and the vowel timing.
 * ``av_drift_ms``: the streams' own timestamps: for each stream, arrival - pts time (video
   pts at 90 kHz, audio at 48 kHz, each counted by aiortc from its first packet); the lower
   envelope per second of (audio - video) is the A/V skew up to a constant (the two first
@@ -302,6 +306,7 @@ class Client:
         self.avatar = avatar
         self.received = Received()
         self.session_id: str | None = None
+        self.avatar_png: bytes | None = None  # the session's avatar, as the server framed it
         self.answer_set: float | None = None
         self.pc: RTCPeerConnection | None = None
         self._tasks: list[asyncio.Task] = []
@@ -373,6 +378,12 @@ class Client:
     async def stats(self, http) -> dict | None:
         async with http.get(f"{self.url}/api/sessions/{self.session_id}") as response:
             return await response.json() if response.status == 200 else None
+
+    async def fetch_avatar(self, http, avatar_id: str) -> None:
+        """Keep the avatar's framed image (for the offline reference: bench.mouth_reference)."""
+        async with http.get(f"{self.url}/api/avatars/{avatar_id}/image") as response:
+            if response.status == 200:
+                self.avatar_png = await response.read()
 
     async def close(self, http=None) -> None:
         """DELETE the session (when ``http`` is given), then close the peer connection."""
@@ -483,15 +494,18 @@ def mouth_levels(values: np.ndarray) -> tuple[float, float, float]:
     return closed, opened, closed + OPEN_FRACTION * (opened - closed)
 
 
-def sent_envelope(track: ProgramTrack) -> tuple[np.ndarray, np.ndarray]:
-    """(time, level) of the audio sent: each 20 ms frame's RMS at the middle of its content
-    (it starts when the frame is handed to aiortc), smoothed over 3 frames."""
-    n = len(track.sent)
+def program_levels(program: Program, n: int) -> np.ndarray:
+    """The level of the program's first ``n`` 20 ms frames: RMS, smoothed over 3 frames."""
     samples = np.zeros(n * CHUNK, np.float32)
-    head = track.program.samples[: n * CHUNK]
+    head = program.samples[: n * CHUNK]
     samples[: len(head)] = head
-    rms = np.sqrt((samples.reshape(n, CHUNK) ** 2).mean(1))
-    return np.asarray(track.sent) + CHUNK_S / 2, _smooth(rms)
+    return _smooth(np.sqrt((samples.reshape(n, CHUNK) ** 2).mean(1)))
+
+
+def sent_envelope(track: ProgramTrack) -> tuple[np.ndarray, np.ndarray]:
+    """(time, level) of the audio sent: each 20 ms frame's level at the middle of its content
+    (it starts when the frame is handed to aiortc)."""
+    return np.asarray(track.sent) + CHUNK_S / 2, program_levels(track.program, len(track.sent))
 
 
 def returned_envelope(got: Received) -> tuple[np.ndarray, np.ndarray]:
@@ -523,7 +537,12 @@ def xcorr_lag(
         level = np.concatenate([np.interp(t - lag, te, e) for t, _, te, e in parts])
         corrs.append(np.corrcoef(mouth, level)[0, 1] if level.std() > 1e-9 else -1.0)
     best = int(np.nanargmax(corrs))
-    return round(float(XCORR_LAGS_S[best]) * 1000, 1), round(float(corrs[best]), 3)
+    lag = float(XCORR_LAGS_S[best])
+    if 0 < best < len(corrs) - 1:  # between steps: the peak of a parabola through 3 points
+        a, b, c = corrs[best - 1], corrs[best], corrs[best + 1]
+        if a - 2 * b + c < 0:
+            lag += 0.5 * (a - c) / (a - 2 * b + c) * float(XCORR_LAGS_S[1] - XCORR_LAGS_S[0])
+    return round(lag * 1000, 1), round(float(corrs[best]), 3)
 
 
 def _jitter_p95(times: list[float] | np.ndarray, stamps: list[int] | np.ndarray) -> float | None:
@@ -587,6 +606,7 @@ class SessionResult:
     timeline: dict  # for the plot
     follows: tuple  # (frame times, openings, sent level times, levels) for the pooled lag
     against_returned: tuple  # the same against the returned audio
+    reference: tuple | None  # the same rendered offline from the program (mouth_reference)
 
 
 def analyse(index: int, client: Client, server_stats: dict | None) -> SessionResult:
@@ -619,7 +639,7 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
                 "audio_latency_ms": None
                 if audio_at is None
                 else round((audio_at - sent) * 1000, 1),
-                "av_offset_ms": None
+                "mouth_vs_sound_ms": None
                 if audio_at is None or opening is None
                 else round((audio_at - vt[opening]) * 1000, 1),
                 # (ms after the onset, % of the way from closed to open) of the frames
@@ -638,6 +658,8 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
     against_returned = (*track, *returned_envelope(got))
     lag, corr = xcorr_lag([follows])
     av_lag, av_corr = xcorr_lag([against_returned])
+    reference = reference_track(client, server_stats, lag)
+    lead_lag, lead_corr = xcorr_lag([reference]) if reference is not None else (None, None)
     pts_steps = np.diff(np.asarray(got.video_pts)) / (VIDEO_CLOCK * FRAME_S)
     gaps = int(np.clip(np.round(pts_steps) - 1, 0, None).sum()) if len(pts_steps) else 0
     server_dropped = int(server_stats["frames_dropped"]) if server_stats else 0
@@ -651,10 +673,9 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
         "audio_latency_ms": _stats(
             [o["audio_latency_ms"] for o in onsets if o["audio_latency_ms"] is not None]
         ),
-        "av_offset_ms": None if av_lag is None else -av_lag,
-        "av_offset_corr": av_corr,
-        "av_offset_onsets_ms": _stats(
-            [o["av_offset_ms"] for o in onsets if o["av_offset_ms"] is not None]
+        **av_offset(av_lag, av_corr, lead_lag, lead_corr),
+        "mouth_vs_sound_onsets_ms": _stats(
+            [o["mouth_vs_sound_ms"] for o in onsets if o["mouth_vs_sound_ms"] is not None]
         ),
         "onsets_sent": len(onsets),
         "onsets_missed": len(onsets) - len(latencies),
@@ -683,7 +704,44 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
         "onsets": [o["_t"] for o in onsets],
         "mouth": list(zip(*track, strict=True)),
     }
-    return SessionResult(index, report, timeline, follows, against_returned)
+    return SessionResult(index, report, timeline, follows, against_returned, reference)
+
+
+def reference_track(
+    client: Client, server_stats: dict | None, lag_ms: float | None
+) -> tuple | None:
+    """(frame times, openings, level times, levels) of the session's program rendered
+    offline by the server's generator for its avatar (``bench.mouth_reference``), on the
+    program's own time; None when the server did not say which generator or avatar."""
+    from bench.mouth_reference import Generator, reference_mouth
+
+    generator = Generator.from_stats(server_stats)
+    if generator is None or client.avatar_png is None or client.track is None or lag_ms is None:
+        return None
+    program = client.track.program
+    onsets = [j * CHUNK_S for j in program.onset_frames]
+    times, mouth = reference_mouth(
+        program.samples, onsets, client.avatar_png, generator, lag_ms / 1000
+    )
+    n = len(program.samples) // CHUNK
+    return times, mouth, np.arange(n) * CHUNK_S + CHUNK_S / 2, program_levels(program, n)
+
+
+def av_offset(
+    av_lag: float | None, av_corr: float | None, lead_lag: float | None, lead_corr: float | None
+) -> dict[str, float | None]:
+    """The A/V offset: how far the mouth is ahead of the returned sound, less the
+    generator's own lead measured the same way offline (bench.mouth_reference)."""
+    mouth_vs_sound = None if av_lag is None else -av_lag
+    lead = None if lead_lag is None else -lead_lag
+    offset = None if mouth_vs_sound is None or lead is None else round(mouth_vs_sound - lead, 1)
+    return {
+        "av_offset_ms": offset,
+        "mouth_vs_sound_ms": mouth_vs_sound,
+        "mouth_vs_sound_corr": av_corr,
+        "generator_lead_ms": lead,
+        "generator_lead_corr": lead_corr,
+    }
 
 
 def _worst(reports: list[dict], key: str) -> float | None:
@@ -695,11 +753,13 @@ def summarize(results: list[SessionResult]) -> dict:
     reports = [r.report for r in results]
     onsets = [o for r in reports for o in r["onsets"]]
     latencies = [o["latency_ms"] for o in onsets if o["latency_ms"] is not None]
-    offsets = [o["av_offset_ms"] for o in onsets if o["av_offset_ms"] is not None]
+    offsets = [o["mouth_vs_sound_ms"] for o in onsets if o["mouth_vs_sound_ms"] is not None]
     first = [r["first_frame_ms"] for r in reports if r["first_frame_ms"] is not None]
     drifts = [r["av_drift_ms"] for r in reports if r.get("av_drift_ms") is not None]
     lag, corr = xcorr_lag([r.follows for r in results])
     av_lag, av_corr = xcorr_lag([r.against_returned for r in results])
+    references = [r.reference for r in results if r.reference is not None]
+    lead_lag, lead_corr = xcorr_lag(references) if references else (None, None)
     return {
         "sessions_run": len(reports),
         "first_frame_ms": round(float(np.median(first)), 1) if first else None,
@@ -710,9 +770,8 @@ def summarize(results: list[SessionResult]) -> dict:
         "audio_latency_ms": _stats(
             [o["audio_latency_ms"] for o in onsets if o["audio_latency_ms"] is not None]
         ),
-        "av_offset_ms": None if av_lag is None else -av_lag,
-        "av_offset_corr": av_corr,
-        "av_offset_onsets_ms": _stats(offsets),
+        **av_offset(av_lag, av_corr, lead_lag, lead_corr),
+        "mouth_vs_sound_onsets_ms": _stats(offsets),
         "av_drift_ms_max_abs": max((abs(d) for d in drifts), default=None),
         "onsets_sent": len(onsets),
         "onsets_missed": len(onsets) - len(latencies),
@@ -834,6 +893,8 @@ async def run_sessions(
                 await asyncio.sleep(0.05)
             await asyncio.sleep(max(0.0, client.track.start + duration_s - time.monotonic()))
             stats = await client.stats(http)
+            if stats and isinstance(stats.get("avatar"), str):
+                await client.fetch_avatar(http, stats["avatar"])
         finally:
             await client.close(http)
         return client, stats
@@ -879,7 +940,7 @@ def run(
             url = stack.enter_context(serve(sessions, cache_dir, margin_ms=margin_ms))
         print(f"{sessions} session(s) x {duration_s:.0f} s against {url}", file=sys.stderr)
         clients = asyncio.run(run_sessions(url, sessions, duration_s, bursts))
-    print("measuring mouth openings with FaceMesh ...", file=sys.stderr)
+    print("measuring mouth openings with FaceMesh (and the offline reference) ...", file=sys.stderr)
     results = [analyse(i, c, stats) for i, (c, stats) in enumerate(clients)]
     summary = {
         "url": url,
@@ -912,8 +973,10 @@ def format_summary(s: dict) -> str:
         f"  (cross-corr.)   mouth follows the sent speech by {s['latency_xcorr_ms']} ms "
         f"(r={s['latency_xcorr_corr']})",
         f"audio back        {stats(s['audio_latency_ms'])}",
-        f"A/V offset        {s['av_offset_ms']} ms (mouth ahead of the returned sound, cross-corr. "
-        f"r={s['av_offset_corr']}); per onset {stats(s['av_offset_onsets_ms'])}",
+        f"A/V offset        {s['av_offset_ms']} ms (video ahead of audio: the mouth ahead of the "
+        f"returned sound by {s['mouth_vs_sound_ms']} ms, cross-corr. r={s['mouth_vs_sound_corr']}"
+        f", per onset {stats(s['mouth_vs_sound_onsets_ms'])}; less the generator's own lead, "
+        f"{s['generator_lead_ms']} ms offline, r={s['generator_lead_corr']})",
         f"A/V drift         <= {s['av_drift_ms_max_abs']} ms over the call (pts vs arrival)",
         f"video             {s['fps']:.2f} fps mean (min {s['fps_min']:.2f}), "
         f"jitter p95 {s['jitter_ms_p95']} ms (as delivered, before decoding: "
@@ -923,7 +986,8 @@ def format_summary(s: dict) -> str:
         lines.append(
             f"  session {i}: first frame {r['first_frame_ms']} ms, latency "
             f"{stats(r['latency_ms'])}, xcorr {r['latency_xcorr_ms']} ms, "
-            f"A/V {r['av_offset_ms']} ms, {r['fps']:.2f} fps, dropped {r['dropped']} "
+            f"A/V {r['av_offset_ms']} ms (mouth vs sound {r['mouth_vs_sound_ms']}), "
+            f"{r['fps']:.2f} fps, dropped {r['dropped']} "
             f"({r['dropped_server']} not sent by the server, {r['missing_pts']} pts gaps), "
             f"drift {r.get('av_drift_ms')} ms"
         )

@@ -203,6 +203,9 @@ class AvatarServer:
                 "session_id": s.id,
                 "avatar": s.avatar_id,
                 "latency_ms": round(s.clock.latency_s * 1000, 1),
+                "motion": self.config.motion,
+                "motion_seed": self.config.seed,
+                "motion_steps": self.config.steps,
                 "age_s": round(time.monotonic() - s.created, 1),
                 **s.stats.as_json(),
             }

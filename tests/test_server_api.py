@@ -197,6 +197,8 @@ def test_uploaded_portrait_becomes_an_avatar_with_an_image_and_sessions(server: 
     session_id = answer.json()["session_id"]
     stats = request("GET", f"{server}/api/sessions/{session_id}").json()
     assert stats["avatar"] == info["id"]
+    # the generator, for the bench's offline reference (bench.mouth_reference)
+    assert (stats["motion"], stats["motion_seed"], stats["motion_steps"]) == ("dsp", 0, None)
     assert request("DELETE", f"{server}/api/sessions/{session_id}").status == 200
     wait_for_sessions(server, 0)
 

@@ -1,0 +1,62 @@
+"""`emote bench` (bench.latency): its cross-correlation, the offline reference that separates
+the generator's own lip timing from the streams' A/V offset (bench.mouth_reference), and a
+whole run against its own server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.latency import DEFAULT_SPEECH, av_offset, run, xcorr_lag
+from bench.mouth_reference import Generator, kept_frames
+
+
+def test_the_cross_correlation_finds_a_delay_between_its_steps() -> None:
+    rng = np.random.default_rng(0)
+    level_t = np.arange(1000) * 0.02 + 0.01  # 20 ms packets, level at the middle
+    level = np.convolve(rng.random(1000), np.ones(8) / 8, mode="same")
+    frame_t = np.arange(480) * 0.04 + 0.02  # 25 fps
+    for delay in (0.0, 0.037, 0.1124):
+        mouth = np.interp(frame_t - delay, level_t, level)
+        lag, corr = xcorr_lag([(frame_t, mouth, level_t, level)])
+        assert lag == pytest.approx(delay * 1000, abs=1.5) and corr > 0.95
+
+
+def test_the_av_offset_is_the_mouth_vs_sound_less_the_generators_own_lead() -> None:
+    # lags are "the mouth follows the sound by": -20 ms live, -18 ms offline
+    got = av_offset(-20.0, 0.5, -18.0, 0.6)
+    assert got["av_offset_ms"] == 2.0 and got["mouth_vs_sound_ms"] == 20.0
+    assert got["generator_lead_ms"] == 18.0 and got["generator_lead_corr"] == 0.6
+    assert av_offset(-20.0, 0.5, None, None)["av_offset_ms"] is None  # no reference: unknown
+
+
+def test_the_reference_needs_the_servers_generator() -> None:
+    assert Generator.from_stats(None) is None
+    assert Generator.from_stats({"session_id": "x"}) is None  # a server that does not say
+    stats = {"motion": "learned", "motion_seed": 3, "motion_steps": 2}
+    assert Generator.from_stats(stats) == Generator("learned", 3, 2)
+
+
+def test_the_reference_keeps_the_frames_the_live_bench_measures() -> None:
+    # every 5th, and the second after an onset at 2.0 s arrived back 0.12 s later
+    kept = kept_frames(100, [2.0], 0.12)
+    window = [k for k in range(100) if 1.88 < (k + 0.5) / 25 <= 2.88]
+    assert kept == sorted(set(range(0, 100, 5)) | set(window))
+
+
+@pytest.mark.slow
+def test_a_bench_run_reports_every_number_with_the_streams_in_sync(tmp_path: Path) -> None:
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    run(None, 1, 16.0, DEFAULT_SPEECH, out, png, cache_dir=tmp_path / "cache")
+    summary = json.loads(out.read_text())
+    for key in ("first_frame_ms", "av_offset_ms", "fps", "jitter_ms_p95", "dropped"):
+        assert summary[key] is not None, key
+    assert set(summary["latency_ms"]) >= {"p50", "p95", "max"}
+    assert summary["latency_ms"]["n"] >= 4 and len(summary["sessions"]) == 1
+    # dsp opens the lips before the sound; the streams add no offset of their own
+    assert 0.0 < summary["generator_lead_ms"] < 60.0, summary["generator_lead_ms"]
+    assert abs(summary["av_offset_ms"]) <= 20.0, summary
+    assert png.stat().st_size > 10_000
