@@ -412,9 +412,11 @@ def serve(
     cache_dir: Path | None = None,
     timeout_s: float = 120.0,
     margin_ms: float | None = None,
+    options: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """Run ``emote serve`` on a free loopback port until the block ends; yields its URL.
-    ``margin_ms``: its ``--margin-ms`` (None: the server's default)."""
+    ``margin_ms``: its ``--margin-ms`` (None: the server's default); ``options``: more of
+    its command-line options (e.g. ``("--motion", "learned")``)."""
     import urllib.request
 
     port = free_port()
@@ -427,6 +429,7 @@ def serve(
         command += ["--cache-dir", str(cache_dir)]
         if margin_ms is not None:
             command += ["--margin-ms", str(margin_ms)]
+        command += list(options)
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -14,8 +14,9 @@ from engines.motion_stream import MotionGenerator
 MOTION_CHOICES: tuple[str, ...] = ("dsp", "learned", "teacher")
 # Which generator is used when none is named. Offline (`render`, `eval`): the learned student,
 # which wins on rendered frames (docs/benchmarks.md, "Learned motion vs dsp"). Live (`serve`):
-# still dsp, because the learned model fails the barge-in test (the mouth opens again ~300 ms
-# after an interrupt: tests/test_server_loopback.py), which dsp passes.
+# still dsp, because the learned model fails the barge-in test (tests/test_server_loopback.py),
+# which dsp passes: its head turns past what the renderer draws cleanly and the artifacts
+# read as an open mouth (docs/benchmarks.md, "The learned model live").
 DEFAULT_MOTION = "learned"
 DEFAULT_LIVE_MOTION = "dsp"
 
