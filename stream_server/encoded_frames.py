@@ -19,8 +19,8 @@ T = TypeVar("T")
 
 
 class EncodedFrames(Generic[T]):
-    """Thread-safe: ``put`` and ``discard_unsent`` from the session's thread, ``take`` and
-    ``start`` from the event loop."""
+    """Thread-safe: ``put`` and ``discard_unsent`` from the session's thread, ``start``,
+    ``peek_index``, ``pop_due`` and ``wait`` from the event loop."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity

@@ -336,9 +336,9 @@ class Session:
     def _render_ready(self) -> None:
         pending, self._pending = self._pending, []
         for k, motion in pending:
-            # A frame that cannot be ready in time is not rendered (the video track repeats the
-            # previous one and counts it): under overload the renderer catches up instead of
-            # falling further behind.
+            # A frame that cannot be ready in time is not rendered (not sent; the video track
+            # counts it): under overload the renderer catches up instead of falling further
+            # behind.
             if not self._render_in_time(k, motion, self.clock.frame_due(k)):
                 # Relax the estimate while skipping, so a slow spell cannot lock rendering out.
                 self._render_estimate *= 0.8
@@ -357,7 +357,7 @@ class Session:
                 return False
             try:
                 yuv = self._render(motion)
-            except RenderError:  # the pool replaced a dead process: this frame is repeated
+            except RenderError:  # the pool replaced a dead process: this frame is not sent
                 log.exception("session %s: frame %d not rendered", self.id, k)
                 return False
             done = time.monotonic()
@@ -479,7 +479,6 @@ class AvatarVideoTrack(MediaStreamTrack):
     def __init__(self, session: Session) -> None:
         super().__init__()
         self._session = session
-        self.last_index = -1
 
     def request_keyframe(self) -> None:
         """The receiver lost a frame (PLI/FIR): the next one encoded is a keyframe."""
@@ -508,7 +507,6 @@ class AvatarVideoTrack(MediaStreamTrack):
         if k - previous > 1:  # frames that could not be ready in time
             session.stats.frames_dropped += k - previous - 1
             session.metrics.frames_dropped.inc(k - previous - 1)
-        self.last_index = k
         session.stats.frames_sent += 1
         session.metrics.frames_delivered.inc()
         return encoded
