@@ -32,6 +32,18 @@ POSES = {  # (yaw, pitch, roll), radians
 }
 
 
+def portrait_renderer(image: Path, cache: Path):
+    """A one-thread CPU ``FrameRenderer`` for the portrait in ``image``, prepared into
+    ``cache`` (an ``engines.offline.FrameRenderer``)."""
+    from engines.avatar import prepare_avatar
+    from engines.offline import FrameRenderer
+    from engines.renderer_models import create_renderer
+    from stream_server.avatars import load_rig
+
+    avatar_id = prepare_avatar(image, cache_dir=cache).avatar_id
+    return FrameRenderer(create_renderer("onnxruntime", "cpu", 1), load_rig(avatar_id, cache))
+
+
 def dsp_mouth(jaw: float, yaw: float, pitch: float, roll: float) -> np.ndarray:
     """A motion frame with the dsp generator's mouth at ``jaw`` and the head turned."""
     from export import motion_frame as mf
@@ -52,17 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     from bench.lipsync import FaceTracker
-    from engines.avatar import prepare_avatar
-    from engines.offline import FrameRenderer
-    from engines.renderer_models import create_renderer
-    from stream_server.avatars import load_rig
 
     with tempfile.TemporaryDirectory(prefix="emote-mouth-") as tmp:
-        cache = Path(tmp)
-        avatar_id = prepare_avatar(PORTRAIT, cache_dir=cache).avatar_id
-        renderer = FrameRenderer(
-            create_renderer("onnxruntime", "cpu", 1), load_rig(avatar_id, cache)
-        )
+        renderer = portrait_renderer(PORTRAIT, Path(tmp))
         frames = {
             (jaw, pose): renderer.render(dsp_mouth(jaw, *POSES[pose]))[0]
             for jaw in JAWS

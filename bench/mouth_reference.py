@@ -87,19 +87,14 @@ def reference_mouth(
     """(frame centre times in s from the program's start, mouth openings) of the program's
     first ``limit_s`` rendered offline for the avatar in ``avatar_png`` (kept frames only)."""
     from bench.latency import mouth_openings
-    from engines.avatar import prepare_avatar
-    from engines.offline import FrameRenderer
-    from engines.renderer_models import create_renderer
-    from stream_server.avatars import load_rig
+    from bench.mouth_instrument import portrait_renderer
 
     samples = samples[: int(limit_s * 48_000)]
     motion = program_motion(samples, generator)
     with tempfile.TemporaryDirectory(prefix="emote-reference-") as tmp:
         image = Path(tmp) / "avatar.png"
         image.write_bytes(avatar_png)
-        cache = Path(tmp)
-        avatar_id = prepare_avatar(image, cache_dir=cache).avatar_id
-        render = FrameRenderer(create_renderer("onnxruntime", "cpu", 1), load_rig(avatar_id, cache))
+        render = portrait_renderer(image, Path(tmp))
         keep = kept_frames(len(motion), [t for t in onsets_s if t < limit_s], shift_s)
         frames = {k: render.render(motion[k])[0] for k in keep}
     mouth = mouth_openings(frames)
