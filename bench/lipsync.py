@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from contracts.phones import Phone, load_phones
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SPEECH = REPO.parent / "shared" / "assets" / "speech"
@@ -32,23 +33,6 @@ SILENCES = frozenset({"SIL", "SP", "<SIL>"})
 
 
 PAD_SECONDS = 1.0  # room tone added around each clip so every clip has pauses >= 300 ms
-
-
-@dataclass(frozen=True)
-class Phone:
-    begin: float
-    duration: float
-    label: str
-
-    @property
-    def end(self) -> float:
-        return self.begin + self.duration
-
-
-def load_phones(path: Path) -> list[Phone]:
-    """Reference phone alignment (JSON: words with phones; b = begin s, d = duration s)."""
-    words = json.loads(path.read_text())["w"]
-    return [Phone(p["b"], p["d"], p["t"].upper()) for w in words for p in w["w"]]
 
 
 def pad_with_room_tone(audio: np.ndarray, phones: list[Phone]) -> tuple[np.ndarray, list[Phone]]:
@@ -61,17 +45,18 @@ def pad_with_room_tone(audio: np.ndarray, phones: list[Phone]) -> tuple[np.ndarr
     tone = audio[: max(int(lead * SAMPLE_RATE) - 160, 160)]
     n = round(PAD_SECONDS * SAMPLE_RATE)
     pad = np.resize(np.concatenate([tone, tone[::-1]]), n)
-    shifted = [Phone(p.begin + PAD_SECONDS, p.duration, p.label) for p in phones]
-    tail = Phone(PAD_SECONDS + len(audio) / SAMPLE_RATE, PAD_SECONDS, "SIL")
-    return np.concatenate([pad, audio, pad]), [Phone(0.0, PAD_SECONDS, "SIL"), *shifted, tail]
+    shifted = [Phone(p.label, p.start + PAD_SECONDS, p.end + PAD_SECONDS) for p in phones]
+    end = PAD_SECONDS + len(audio) / SAMPLE_RATE
+    tail = Phone("SIL", end, end + PAD_SECONDS)
+    return np.concatenate([pad, audio, pad]), [Phone("SIL", 0.0, PAD_SECONDS), *shifted, tail]
 
 
 def phone_frames(phone: Phone, n_frames: int) -> np.ndarray:
     """Frames whose centre lies inside the phone (at least the nearest one)."""
     centres = (np.arange(n_frames) + 0.5) / FPS
-    inside = np.flatnonzero((centres >= phone.begin) & (centres < phone.end))
+    inside = np.flatnonzero((centres >= phone.start) & (centres < phone.end))
     if len(inside) == 0:
-        inside = np.array([min(n_frames - 1, round((phone.begin + phone.end) / 2 * FPS - 0.5))])
+        inside = np.array([min(n_frames - 1, round((phone.start + phone.end) / 2 * FPS - 0.5))])
     return inside
 
 
@@ -217,7 +202,7 @@ def lipsync_report(track: FaceTrack, audio: np.ndarray, phones: list[Phone]) -> 
     envelope = speech_envelope(audio, n)
     lag, corr = best_lag(mouth, envelope)
     closed = closed_threshold(mouth)
-    bilabials = [p for p in phones if p.label in BILABIALS and p.end - p.begin >= 0.03]
+    bilabials = [p for p in phones if p.label in BILABIALS and p.end - p.start >= 0.03]
     closures = [mouth[phone_frames(p, n)].min() <= closed for p in bilabials]
     vowels = [p for p in phones if p.label in OPEN_VOWELS]
     vowel_open = np.mean([mouth[phone_frames(p, n)].mean() for p in vowels]) if vowels else np.nan
@@ -226,7 +211,7 @@ def lipsync_report(track: FaceTrack, audio: np.ndarray, phones: list[Phone]) -> 
     )
     silent = np.zeros(n, bool)
     for p in phones:
-        if p.label in SILENCES and p.end - p.begin >= 0.3:
+        if p.label in SILENCES and p.end - p.start >= 0.3:
             silent[phone_frames(p, n)] = True
     speech_frames = np.zeros(n, bool)
     for p in phones:

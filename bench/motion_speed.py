@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.clock import SAMPLES_PER_FRAME
+from contracts import motion_spec as spec
+from contracts.clock import SAMPLES_PER_FRAME
 from engines.engine import MODELS_DIR
 from engines.learned_motion import LearnedMotionGenerator
-from export import motion_spec as spec
 
 CASES = (("student", 1), ("student", 2), ("student", 4), ("teacher", 24))
 

@@ -46,7 +46,7 @@ def portrait_renderer(image: Path, cache: Path):
 
 def dsp_mouth(jaw: float, yaw: float, pitch: float, roll: float) -> np.ndarray:
     """A motion frame with the dsp generator's mouth at ``jaw`` and the head turned."""
-    from export import motion_frame as mf
+    from contracts import motion_frame as mf
 
     motion = mf.neutral().copy()
     lips = jaw / 0.8

@@ -23,7 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from engines.clock import FPS
+from contracts.clock import FPS
 
 REFERENCE_S = 60.0  # of each session's program: enough onsets, bounded time (~10 s a minute)
 KEEP_EVERY = 5  # as the live bench: every 5th frame, plus the second after each onset ...

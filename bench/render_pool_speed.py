@@ -33,7 +33,7 @@ def _process_stat(pid: int) -> tuple[float, int]:
 
 
 def measure(cache: Path, avatar_id: str, frames: int, frame_bytes: int) -> dict[str, float]:
-    from export import motion_frame as mf
+    from contracts import motion_frame as mf
     from stream_server.render_pool import RenderPool
 
     pool = RenderPool(1, cache, warm_avatar=avatar_id, frame_bytes=frame_bytes)

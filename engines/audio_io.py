@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from engines.clock import SAMPLE_RATE
+from contracts.clock import SAMPLE_RATE
 
 OUTPUT_RATE = 48_000
 MAX_AUDIO_SECONDS = 3600.0

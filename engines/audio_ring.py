@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engines.clock import SAMPLE_RATE
+from contracts.clock import SAMPLE_RATE
 
 
 class AudioRing:

@@ -5,7 +5,7 @@ source map over the frame and the jaw layer's inside the mouth window. Sampling 
 compositing, the per-pixel work that dominates the full graph on a CPU, happen here: OpenCV's
 ``remap`` samples the portrait and the rig's masks (bilinear, border replicated like the
 graph's clamped sampling; ~1 ms for a 512x512 frame on one core), and the windows are
-composited by the same formulas the graph uses (``export.composite``). ``remap`` rounds
+composited by the same formulas the graph uses (``contracts.composite``). ``remap`` rounds
 sampling positions to 1/32 pixel, so frames differ from the full graph's by a level or two
 on sharp edges (tests/test_renderer.py bounds it).
 """
@@ -15,10 +15,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from contracts import composite
+from contracts import motion_frame as mf
+from contracts.render_spec import EYE_WINDOW, MOUTH_WINDOW, crop, window_pixels
 from engines.rig import Rig
-from export import composite
-from export import motion_frame as mf
-from export.render_spec import EYE_WINDOW, MOUTH_WINDOW, crop, window_pixels
 
 # Sessions render in parallel, one worker thread each: OpenCV's own thread pool would only
 # oversubscribe the cores.

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from export import motion_frame
+from contracts import motion_frame
+from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 # --- analysis grid -----------------------------------------------------------------------
 HOP = 160  # 10 ms analysis frames

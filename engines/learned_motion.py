@@ -1,6 +1,6 @@
 """The learned motion generator: a distilled flow model samples each hop in 1-4 steps.
 
-Per hop (export/motion_spec.py): log-mel of the audio window, the encoder graph (audio +
+Per hop (contracts/motion_spec.py): log-mel of the audio window, the encoder graph (audio +
 history -> conditioning; noise -> the prior), then the sampler loop (engines/sampler.py)
 over the denoiser graph, then clipping to the motion-frame limits. The student runs
 ``steps`` flow-map jumps (default 2); the teacher runs Heun over ``steps`` uniform steps
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.clock import SAMPLES_PER_FRAME
+from contracts import audio_features, motion_frame
+from contracts import motion_spec as spec
+from contracts.clock import SAMPLES_PER_FRAME
 from engines.engine import MODELS_DIR, Engine, EngineError, OnnxRuntimeEngine
 from engines.sampler import SAMPLERS, schedule_uniform
-from export import audio_features, motion_frame
-from export import motion_spec as spec
 
 DEFAULT_STEPS = {"student": 2, "teacher": 24}
 DEFAULT_SAMPLER = {"student": "flow_map", "teacher": "heun"}

@@ -6,7 +6,7 @@ from collections import deque
 
 import numpy as np
 
-from export import motion_frame
+from contracts import motion_frame
 
 
 class MotionBuffer:

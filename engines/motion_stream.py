@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from contracts.clock import SAMPLES_PER_FRAME
 from engines.audio_ring import AudioRing
-from engines.clock import SAMPLES_PER_FRAME
 from engines.motion_buffer import MotionBuffer
 
 

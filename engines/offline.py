@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.clock import FPS, SAMPLE_RATE
 from engines.audio_io import iter_audio
 from engines.avatar import Avatar
-from engines.clock import FPS, SAMPLE_RATE
 from engines.compose import Compositor
 from engines.engine import Engine
 from engines.motion_stream import MotionGenerator, MotionStream

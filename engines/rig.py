@@ -24,9 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines import facemesh_topology as topo
-from export import motion_frame as mf
-from export.render_spec import (
+from contracts import motion_frame as mf
+from contracts.render_spec import (
     EYE_CHANNELS,
     GRID,
     JAW_MOUTH_CHANNELS,
@@ -34,6 +33,7 @@ from export.render_spec import (
     NUM_CONTROLS,
     SKULL_MOUTH_CHANNELS,
 )
+from engines import facemesh_topology as topo
 
 TPS_REGULARIZATION = 2e-5
 # Basis rows: the blendshapes in motion-frame order, then gaze x and y.

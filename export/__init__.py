@@ -1,5 +1,6 @@
-"""Model definitions (torch), their ONNX export and the motion-frame contract.
+"""What needs torch: the renderer and motion-model definitions, their ONNX export, the
+torch reference engines and TensorRT's operator check.
 
-Only ``export.motion_frame`` is imported by the runtime; the torch modules are imported
-explicitly (``export.renderer``) so that the CPU runtime runs without torch installed.
+No runtime module (engines, stream_server) imports this package; exporting on demand is
+the command line's job (``emote``). The contracts it exports against live in ``contracts``.
 """

@@ -14,7 +14,7 @@ velocity between t and s, so 1-4 steps follow the teacher's path (training/disti
 * ``MotionDenoiser``: an MLP over the flattened hop with adaptive LayerNorm blocks
   (scale and shift from ``cond`` + time embeddings, as in DiT).
 
-Graph I/O is in motion units; the normalisation lives in buffers (export/motion_spec.py
+Graph I/O is in motion units; the normalisation lives in buffers (contracts/motion_spec.py
 documents the two graphs per model).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export import motion_spec as spec
+from contracts import motion_spec as spec
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class MotionModelConfig:
     blocks: int = 3
     time_features: int = 32
     flow_map: bool = False  # student: the velocity also depends on the target time s
-    # Fixed by the contract (export/motion_spec.py); stored so a checkpoint says what it is.
+    # Fixed by the contract (contracts/motion_spec.py); stored so a checkpoint says what it is.
     mel_frames: int = spec.MEL_FRAMES
     n_mels: int = spec.N_MELS
     hop_frames: int = spec.HOP_FRAMES

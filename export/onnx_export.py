@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from export import motion_frame as mf
-from export.render_spec import (
+from contracts import motion_frame as mf
+from contracts.render_spec import (
     EYE_CHANNELS,
     IMAGE_CHANNELS,
     INPUT_NAMES,

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export import composite
-from export import motion_frame as mf
-from export.render_spec import (
+from contracts import composite
+from contracts import motion_frame as mf
+from contracts.render_spec import (
     EYE_WINDOW,
     GRID,
     INPUT_NAMES,
@@ -109,7 +109,7 @@ class Renderer(nn.Module):
 
     ``split=True`` stops at the source maps (the skull layer's over the frame, the jaw
     layer's in the mouth window) and leaves sampling and compositing to engines.compose,
-    which does them on the CPU with OpenCV's ``remap`` and the same ``export.composite``
+    which does them on the CPU with OpenCV's ``remap`` and the same ``contracts.composite``
     formulas: Gather-based sampling is most of the graph's cost on a CPU. The full graph
     serves GPUs and is the reference."""
 

@@ -43,11 +43,11 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from contracts import motion_frame as mf
+from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from engines.audio_io import OUTPUT_RATE, mono_resampler, resample_mono
 from engines.audio_ring import AudioRing
-from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from engines.motion_stream import MotionGenerator, MotionStream
-from export import motion_frame as mf
 from stream_server.encoded_frames import EncodedFrames
 from stream_server.metrics import Metrics
 from stream_server.render_pool import RenderError

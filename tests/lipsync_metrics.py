@@ -14,10 +14,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bench.lipsync import Phone, load_phones
-from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from contracts import motion_frame
+from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from contracts.phones import Phone, load_phones
 from engines.motion_stream import MotionGenerator, MotionStream
-from export import motion_frame
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH_DIRS = (REPO / "assets" / "speech", REPO.parent / "shared" / "assets" / "speech")
@@ -94,10 +94,10 @@ def opening(frames: np.ndarray) -> np.ndarray:
 def frames_of(phone: Phone, n_frames: int) -> np.ndarray:
     """Frames whose time (centre) lies inside the phone; the nearest one if none does."""
     centres = (np.arange(n_frames) + 0.5) / FPS
-    inside = np.nonzero((centres >= phone.begin) & (centres < phone.end))[0]
+    inside = np.nonzero((centres >= phone.start) & (centres < phone.end))[0]
     if inside.size:
         return inside
-    nearest = round((phone.begin + phone.end) / 2 * FPS - 0.5)
+    nearest = round((phone.start + phone.end) / 2 * FPS - 0.5)
     return np.array([min(max(nearest, 0), n_frames - 1)])
 
 
@@ -142,8 +142,8 @@ def long_silences(phones: list[Phone], min_seconds: float = 0.3) -> list[Phone]:
     current: Phone | None = None
     for p in phones:
         if p.label in SILENCE:
-            if current is not None and abs(current.end - p.begin) < 1e-3:
-                current = Phone(current.begin, p.end - current.begin, "SIL")
+            if current is not None and abs(current.end - p.start) < 1e-3:
+                current = Phone("SIL", current.start, p.end)
             else:
                 if current is not None:
                     runs.append(current)
@@ -238,5 +238,5 @@ def speech_files(aligned_only: bool = True) -> list[tuple[str, np.ndarray, list[
         if phones_path.exists():
             out.append((name, audio, load_phones(phones_path)))
         elif not aligned_only:
-            out.append((name, audio, [Phone(0.0, len(audio) / SAMPLE_RATE, "SPEECH")]))
+            out.append((name, audio, [Phone("SPEECH", 0.0, len(audio) / SAMPLE_RATE)]))
     return out

@@ -15,8 +15,8 @@ import av
 import numpy as np
 import pytest
 
+from contracts.clock import SAMPLE_RATE
 from engines.audio_io import OUTPUT_RATE, AudioError, decode_audio, iter_audio
-from engines.clock import SAMPLE_RATE
 
 SPEECH = Path(__file__).resolve().parent.parent / "assets" / "speech" / "librivox_ss01_0870.wav"
 CLIP_START, CLIP_SECONDS = 1.0, 1.5

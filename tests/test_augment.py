@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from contracts.phones import Phone
 from training import augment
-from training.utterance import SAMPLE_RATE, Phone, Utterance
+from training.utterance import SAMPLE_RATE, Utterance
 
 
 def voice(seconds: float, f0: float, seed: int) -> np.ndarray:

@@ -23,11 +23,12 @@ from lipsync_metrics import (
     speech_files,
 )
 
-from bench.lipsync import PAD_SECONDS, Phone, pad_with_room_tone
-from engines.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from bench.lipsync import PAD_SECONDS, pad_with_room_tone
+from contracts import motion_frame
+from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from contracts.phones import Phone
 from engines.dsp_motion import DspMotionGenerator
 from engines.motion_stream import MotionStream
-from export import motion_frame
 
 _I = motion_frame.INDEX
 FILES = speech_files(aligned_only=False)
@@ -133,7 +134,7 @@ def _class_mean(field: str, labels: set[str]) -> float:
         centres = (np.arange(len(frames)) + 0.5) / FPS
         for p in padded(name)[1]:
             if p.label in labels:
-                inside = (centres >= p.begin) & (centres < p.end)
+                inside = (centres >= p.start) & (centres < p.end)
                 values.extend(frames[inside, _I[field]])
     return float(np.mean(values))
 
@@ -161,7 +162,7 @@ def test_jaw_keeps_its_scale() -> None:
         frames = frames_of_file(name)
         centres = (np.arange(len(frames)) + 0.5) / FPS
         for p in padded(name)[1]:
-            inside = (centres >= p.begin) & (centres < p.end)
+            inside = (centres >= p.start) & (centres < p.end)
             if p.label in {"AA", "AO", "AW"} and inside.any():
                 peaks.append(frames[inside, _I["jawOpen"]].max())
         assert frames[:, _I["jawOpen"]].max() <= 0.85

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.clock import FPS
+from contracts.clock import FPS
 from stream_server import video_codec
 from stream_server.encoded_frames import EncodedFrames
 from stream_server.video_codec import EncodedVideoFrame, FastVp8Encoder, Vp8Stream

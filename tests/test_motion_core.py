@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from engines import clock
+from contracts import clock
+from contracts import motion_frame as mf
 from engines.audio_ring import AudioRing
 from engines.motion_buffer import MotionBuffer
 from engines.motion_stream import MotionStream
-from export import motion_frame as mf
 
 
 def test_motion_frame_layout_uses_arkit_names_and_unique_fields() -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.clock import SAMPLES_PER_FRAME
+from contracts import audio_features, motion_frame
+from contracts import motion_spec as spec
+from contracts.clock import SAMPLES_PER_FRAME
 from engines.engine import EngineError
 from engines.learned_motion import LearnedMotionGenerator
 from engines.motion_buffer import MotionBuffer
@@ -22,8 +24,6 @@ from engines.sampler import (
     schedule_shifted,
     schedule_uniform,
 )
-from export import audio_features, motion_frame
-from export import motion_spec as spec
 from export.trt_compat import check_graph
 from training.corpus_format import frames_for, write_manifest, write_shard
 from training.dataset import (

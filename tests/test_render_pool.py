@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from contracts import motion_frame
 from engines.avatar import prepare_avatar
 from engines.offline import FrameRenderer
 from engines.renderer_models import create_renderer
-from export import motion_frame
 from stream_server.avatars import load_rig
 from stream_server.render_pool import RenderError, RenderPool
 

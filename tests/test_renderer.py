@@ -11,14 +11,14 @@ import pytest
 from PIL import Image
 
 from bench.lipsync import FaceTracker
+from contracts import motion_frame as mf
+from contracts.render_spec import EYE_WINDOW, MOUTH_WINDOW, NUM_CONTROLS, window_pixels
 from engines.avatar import prepare_avatar
 from engines.compose import Compositor
 from engines.engine import create_engine
 from engines.offline import FrameRenderer
 from engines.renderer_models import create_renderer, renderer_name
 from engines.rig import build_rig
-from export import motion_frame as mf
-from export.render_spec import EYE_WINDOW, MOUTH_WINDOW, NUM_CONTROLS, window_pixels
 
 torch = pytest.importorskip("torch")
 

@@ -66,7 +66,7 @@ def test_cache_key_changes_with_what_the_plan_depends_on(change: dict[str, Any])
 def _renderer_inputs(batch: int) -> dict[str, np.ndarray]:
     """The exporter's example inputs, made to move: smooth images (so that a nearest-sample
     index off by one changes a pixel by well under 1), a local warp and a turned head."""
-    from export import motion_frame as mf
+    from contracts import motion_frame as mf
     from export.onnx_export import renderer_example_inputs
 
     inputs = {}

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts import motion_frame
 from engines.motion_generators import make_generator
 from engines.motion_stream import MotionStream
-from export import motion_frame
 from export.trt_compat import check_graph
 from stream_server.cli import main as emote
 from training.corpus_format import iter_examples, read_manifest

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfilt
 
+from contracts.phones import ARPABET, Phone
 from training.phoneset import UnknownPhoneError, espeak_ipa, to_arpabet
 from training.sentences import sentences
 from training.tts import ENGINES, TtsEngine, aligner, available_engines, engine_for
@@ -19,7 +20,7 @@ from training.tts.measure import energy_lag_ms, start_errors_ms
 from training.tts.pho import PhoLine, format_pho, parse_pho, sing
 from training.tts.text import speakable
 from training.tts.timeline import VOWELS, phones_from_segments
-from training.utterance import ARPABET, SAMPLE_RATE, Phone, Utterance
+from training.utterance import SAMPLE_RATE, Utterance
 
 SENTENCE = "Bob and Pam bought a map, a blue balloon and a pumpkin in Boston."
 VOICES = {

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from export import motion_frame
+from contracts import motion_frame
+from contracts.phones import ARPABET, Phone
 from training import prosody, visemes
-from training.utterance import ARPABET, SAMPLE_RATE, Phone
+from training.utterance import SAMPLE_RATE
 
 I = motion_frame.INDEX  # noqa: E741
 FRAME = 0.04

@@ -24,7 +24,8 @@ import av
 import numpy as np
 from scipy import signal
 
-from training.utterance import SAMPLE_RATE, Phone, Utterance
+from contracts.phones import Phone
+from training.utterance import SAMPLE_RATE, Utterance
 
 PEAK = 0.99  # every operation leaves the audio below this (no clipping downstream)
 NOISE_KINDS = ("white", "pink", "brown", "babble")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from export import motion_frame
+from contracts import motion_frame
 from training.corpus_format import frames_for, shard_name, write_manifest, write_shard
 from training.utterance import SAMPLE_RATE
 

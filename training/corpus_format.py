@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import motion_frame
+from contracts import motion_frame
 
 SAMPLES_PER_FRAME = 640
 MANIFEST = "manifest.json"

@@ -5,7 +5,7 @@ For an utterance and a hop start k (frames k .. k + H - 1, H = motion_spec.HOP_F
 * audio: samples [640 k - past, 640 (k + H) + lookahead), zeros outside the utterance (the
   runtime's audio ring reads zeros before the session start), as log-mel features. Each
   utterance's features are computed once on the 10 ms grid and windows are slices of them:
-  a window's features depend only on its samples (export/audio_features.py), so they equal
+  a window's features depend only on its samples (contracts/audio_features.py), so they equal
   what the runtime computes from the same samples;
 * history: frames k - K .. k - 1 as ``MotionBuffer.last(K)`` returns them in a session that
   started with the utterance: the oldest available frame repeated in front, neutral frames
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from export import audio_features, motion_frame
-from export import motion_spec as spec
+from contracts import audio_features, motion_frame
+from contracts import motion_spec as spec
 from training.corpus_format import Example, iter_examples
 
 FRAME = spec.SAMPLES_PER_FRAME

@@ -49,9 +49,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from contracts import motion_frame
+from contracts import motion_spec as spec
 from engines.sampler import SAMPLERS, sample_heun, schedule_uniform
-from export import motion_frame
-from export import motion_spec as spec
 from export.motion_model import Checkpoint, MotionModel
 from training.dataset import AugmentConfig, WindowSampler, hop_windows, load_utterances
 from training.train_teacher import (

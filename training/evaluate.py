@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.clock import FPS, SAMPLE_RATE
+from contracts import motion_frame
+from contracts.clock import FPS, SAMPLE_RATE
+from contracts.phones import Phone
 from engines.motion_stream import MotionGenerator, MotionStream
-from export import motion_frame
-from training.utterance import Phone
 
 MOUTH = slice(0, 16)  # jawOpen .. mouthLowerDownRight: the lip-sync blendshapes
 HOP = 2
@@ -188,7 +188,7 @@ def _mean_dicts(items: list[dict]) -> dict:
 
 
 def _real_speech(speech_dir: Path) -> list[tuple[str, np.ndarray, list]]:
-    from bench.lipsync import load_phones
+    from contracts.phones import load_phones
     from engines.audio_io import decode_audio
 
     clips = []
@@ -206,7 +206,7 @@ def _to_training_phones(phones: list) -> list[Phone]:
         label = p.label.upper().rstrip("012")
         label = label if label in ARPABET else "SIL"
         if p.duration > 0:
-            out.append(Phone(label, p.begin, p.begin + p.duration))
+            out.append(Phone(label, p.start, p.end))
     return out
 
 

@@ -4,7 +4,7 @@
                                      [--student runs/motion/student.pt] [--out assets/models]
     python -m training.export_motion --pipeline --corpus CORPUS [--tiny]   # all three stages
 
-Each model becomes two graphs (export/motion_spec.py): the encoder, run once per hop, and
+Each model becomes two graphs (contracts/motion_spec.py): the encoder, run once per hop, and
 the denoiser step, run once per sampler step by engines/sampler.py. Keeping the loop outside
 the graphs means the step count and the sampler are data at run time (the same student file
 serves 1-4 steps, the teacher any schedule, Euler or Heun), the audio encoder is not
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export import motion_spec as spec
+from contracts import motion_spec as spec
 from export import trt_compat
 from export.motion_model import Checkpoint, DenoiserGraph, EncoderGraph, parameter_count
 from export.onnx_export import DEFAULT_MODELS_DIR, export_graph, file_digest

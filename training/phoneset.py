@@ -26,7 +26,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 
-from training.utterance import ARPABET
+from contracts.phones import ARPABET
 
 Labels = tuple[str, ...]
 

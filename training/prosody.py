@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
-from export import motion_frame
-from training.utterance import SAMPLE_RATE, Phone
+from contracts import motion_frame
+from contracts.phones import Phone
+from training.utterance import SAMPLE_RATE
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS

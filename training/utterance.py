@@ -13,27 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from contracts.phones import ARPABET, Phone, check_phone
+
+__all__ = ["ARPABET", "SAMPLE_RATE", "Phone", "Utterance"]
+
 SAMPLE_RATE = 16_000
-
-# The 39 CMU/ARPAbet phones plus silence.
-ARPABET: tuple[str, ...] = (
-    "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
-    "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
-    "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH", "SIL",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Phone:
-    label: str  # one of ARPABET
-    start: float  # seconds from the start of the audio
-    end: float
-
-    def __post_init__(self) -> None:
-        if self.label not in ARPABET:
-            raise ValueError(f"unknown phone {self.label!r}")
-        if not self.end > self.start >= 0.0:
-            raise ValueError(f"bad phone timing {self.start}..{self.end}")
 
 
 @dataclass
@@ -44,6 +28,10 @@ class Utterance:
     engine: str  # "espeak-ng", "mbrola", "festival", "flite", "pico"
     voice: str  # engine-qualified voice name, e.g. "espeak-ng/en-us+m3"
     meta: dict[str, object] = field(default_factory=dict)  # augmentation applied, etc.
+
+    def __post_init__(self) -> None:
+        for phone in self.phones:  # every engine's phones are ARPAbet with positive length
+            check_phone(phone)
 
     @property
     def seconds(self) -> float:

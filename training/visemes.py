@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from export import motion_frame
+from contracts import motion_frame
+from contracts.phones import ARPABET, Phone
 from training import prosody
-from training.utterance import ARPABET, Phone
 
 FPS = 25
 FRAME_S = 1.0 / FPS

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from contracts.phones import Phone
 from training.phoneset import Labels
 from training.tts.base import TtsError
-from training.utterance import SAMPLE_RATE, Phone
+from training.utterance import SAMPLE_RATE
 
 VOWELS = frozenset(
     ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW")

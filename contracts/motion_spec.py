@@ -6,12 +6,12 @@ audio window and the history from here; export/motion_model.py builds the networ
 Per hop of ``HOP_FRAMES`` frames starting at frame k the model reads:
 
 * audio samples [640 k - PAST_SAMPLES, 640 (k + HOP_FRAMES) + LOOKAHEAD_SAMPLES) as
-  ``MEL_FRAMES`` log-mel frames (export/audio_features.py);
+  ``MEL_FRAMES`` log-mel frames (contracts/audio_features.py);
 * the last ``HISTORY_FRAMES`` motion frames (k - HISTORY_FRAMES .. k - 1) of the rolling
   buffer, with engines.motion_buffer.MotionBuffer.last's padding at the session start.
 
 Each model (teacher, student) is two ONNX graphs, batch dimension first (dynamic), all other
-dimensions static, everything in motion units (export/motion_frame.py):
+dimensions static, everything in motion units (contracts/motion_frame.py):
 
 * encoder ``motion_<which>_encoder.onnx``: ``mel`` (B, MEL_FRAMES, N_MELS), ``history``
   (B, HISTORY_FRAMES, DIM), ``noise`` (B, HOP_FRAMES, DIM) standard normal ->
@@ -29,7 +29,7 @@ Time runs from t = 1 (noise) to t = 0 (motion); engines/sampler.py holds the loo
 
 from __future__ import annotations
 
-from export import audio_features, motion_frame
+from contracts import audio_features, motion_frame
 
 SAMPLES_PER_FRAME = 640
 HOP_FRAMES = 2
