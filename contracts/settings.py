@@ -2,10 +2,10 @@
 
 | variable | default | what it sets |
 |---|---|---|
-| ``EMOTE_CACHE_DIR`` | ``~/.cache/emote`` | avatars, rigs and exported renderers (``--cache-dir`` wins) |
+| ``EMOTE_CACHE_DIR`` | ``~/.cache/emote`` | avatars, rigs, exported renderers (--cache-dir wins) |
 | ``EMOTE_ORT_THREADS`` | 1 | onnxruntime intra-op threads per engine |
 | ``EMOTE_ORT_OPT`` | ``all`` | onnxruntime graph optimization: disable, basic, extended, all |
-| ``EMOTE_TRT_CACHE`` | ``~/.cache/emote/trt`` | built TensorRT engines (native and onnxruntime's provider) |
+| ``EMOTE_TRT_CACHE`` | ``~/.cache/emote/trt`` | built TensorRT engines |
 | ``EMOTE_TRT_PRECISION`` | ``fp32`` | native TensorRT precision: fp32, fp16 |
 | ``EMOTE_RENDER_WORKERS`` | cores + 1 | render threads of ``emote render`` |
 | ``EMOTE_RENDER_BATCH`` | 1 | frames per engine call in ``emote render`` |
