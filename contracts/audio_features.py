@@ -40,7 +40,7 @@ _WINDOW = np.hanning(WIN + 2)[1:-1]
 _POWER_NORM = float(_WINDOW.sum() / 2.0) ** 2
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_mel(hz: float | np.ndarray) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + hz / 700.0)
 
 

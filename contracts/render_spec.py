@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound=Any)  # a numpy array or a torch tensor
+
 INPUT_NAMES: tuple[str, ...] = (
     "image_quads",
     "eye_quads",
@@ -52,7 +56,7 @@ def window_pixels(
     return round(top * size), round(bottom * size), round(left * size), round(right * size)
 
 
-def crop(maps, window: tuple[int, int, int, int]):
+def crop(maps: T, window: tuple[int, int, int, int]) -> T:
     """The window (top, bottom, left, right) of (..., H, W) maps: a numpy array or a torch
     tensor (the renderer and engines.compose cut the same windows)."""
     top, bottom, left, right = window

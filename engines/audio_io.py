@@ -3,7 +3,7 @@ plus the same audio at 48 kHz for the output track."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def resample_mono(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> 
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
 
 
-def iter_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[AudioChunk]:
+def iter_audio(path: str | Path, chunk_seconds: float = 0.02) -> Generator[AudioChunk]:
     """Decode ``path`` incrementally, yielding ~``chunk_seconds`` pieces in both formats.
 
     This is the offline twin of the live server's audio input: the motion generator sees the

@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from contracts import settings
+
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 50 * 2**20
@@ -80,9 +82,8 @@ class Avatar:
 
 
 def default_cache_dir() -> Path:
-    """$EMOTE_CACHE_DIR if set, else ~/.cache/emote."""
-    env = os.environ.get("EMOTE_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "emote"
+    """$EMOTE_CACHE_DIR if set, else ~/.cache/emote (contracts/settings.py)."""
+    return settings.current().cache_dir
 
 
 def prepare_avatar(path: str | Path, size: int = 512, cache_dir: Path | None = None) -> Avatar:

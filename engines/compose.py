@@ -121,7 +121,7 @@ def _remap(
 
 def _planes(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
     """``image`` (S, S, C) sampled at (x, y), as C planes (h, w)."""
-    return cv2.split(_remap(image, x, y))
+    return tuple(cv2.split(_remap(image, x, y)))
 
 
 def _rgb(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -400,7 +400,8 @@ class DspMotionGenerator:
             # Start on 30 of 40 ms clearly voiced and 10 dB over the background: room tone
             # and hum can look periodic for a moment, but not loud and periodic together.
             voiced_levels = [level for level, v in zip(mid, clear, strict=True) if v]
-            if len(voiced_levels) < 3 or max(voiced_levels) < spk.floor_db + 10.0:
+            floor_db = spk.floor_db  # set above whenever there were rows
+            if len(voiced_levels) < 3 or floor_db is None or max(voiced_levels) < floor_db + 10:
                 return
             spk.ref_db = max(voiced_levels) + 3.0
             voiced_f0 = feats.f0_st[rows][feats.voicing[rows] > CLEAR_VOICING]

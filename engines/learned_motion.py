@@ -6,7 +6,8 @@ over the denoiser graph, then clipping to the motion-frame limits. The student r
 ``steps`` flow-map jumps (default 2); the teacher runs Heun over ``steps`` uniform steps
 (default 24, 47 network calls) and is the quality reference. Backends: onnxruntime (CPU by
 default, one intra-op thread; ``device`` cuda/tensorrt for its GPU providers), native
-TensorRT, or torch over the training checkpoints (the reference; needs torch).
+TensorRT, or any pair of engines passed as ``graphs`` (the torch reference over a training
+checkpoint: export.torch_engines.motion_engines; needs torch).
 
 Hops: the model generates ``HOP_FRAMES`` (2) frames at a time. A call for fewer frames
 (a live stream usually asks for one: its audio arrives in 20 ms pieces) reads the missing
@@ -29,7 +30,6 @@ pose over ``RESET_EASE_FRAMES`` frames, so the face eases back to idle.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,9 @@ import numpy as np
 from contracts import audio_features, motion_frame
 from contracts import motion_spec as spec
 from contracts.clock import SAMPLES_PER_FRAME
-from engines.engine import MODELS_DIR, Engine, EngineError, OnnxRuntimeEngine
+from contracts.paths import MODELS_DIR
+from engines.engine import Engine, EngineError
+from engines.onnxruntime_engine import OnnxRuntimeEngine
 from engines.sampler import SAMPLERS, schedule_uniform
 
 DEFAULT_STEPS = {"student": 2, "teacher": 24}
@@ -45,7 +47,6 @@ DEFAULT_SAMPLER = {"student": "flow_map", "teacher": "heun"}
 STUDENT_MAX_STEPS = 4  # what distillation trained (training/distill.py)
 DEFAULT_TEMPERATURE = 0.5  # swept 0.5/0.8/1.0 on rendered frames: docs/benchmarks.md
 RESET_EASE_FRAMES = 5  # 200 ms
-CHECKPOINTS_DIR = Path("runs") / "motion"
 TRAIN_HINT = (
     "run `emote train motion` (or: python -m training.export_motion --pipeline --corpus DIR)"
 )
@@ -68,8 +69,8 @@ class LearnedMotionGenerator:
         backend: str = "onnxruntime",
         device: str = "cpu",
         threads: int = 1,
-        checkpoint: Path | None = None,
         temperature: float = DEFAULT_TEMPERATURE,
+        graphs: tuple[Engine, Engine] | None = None,
     ) -> None:
         if which not in spec.WHICH:
             raise ValueError(f"unknown motion model {which!r}; choose from {spec.WHICH}")
@@ -85,10 +86,8 @@ class LearnedMotionGenerator:
         self.schedule = schedule_uniform(self.steps)
         self.seed = int(seed)
         self.temperature = float(temperature)
-        if backend == "torch":
-            self.encoder, self.denoiser = torch_engines(
-                checkpoint or CHECKPOINTS_DIR / f"{which}.pt", which
-            )
+        if graphs is not None:  # e.g. the torch reference (export.torch_engines.motion_engines)
+            self.encoder, self.denoiser = graphs
         elif backend in ("onnxruntime", "tensorrt"):
             self.encoder, self.denoiser = graph_engines(
                 models_dir or MODELS_DIR, which, backend, device, threads
@@ -220,6 +219,8 @@ def graph_engines(
     if missing:
         raise EngineError(f"motion model files missing: {', '.join(missing)}; {TRAIN_HINT}")
     names = [f"motion_{which}_{part}" for part in ("encoder", "denoiser")]
+    encoder: Engine
+    denoiser: Engine
     if backend == "tensorrt":
         from engines.tensorrt_engine import TensorRTEngine
 
@@ -229,49 +230,3 @@ def graph_engines(
             OnnxRuntimeEngine(n, p, device, threads) for n, p in zip(names, paths, strict=True)
         )
     return encoder, denoiser
-
-
-class _TorchGraph:
-    """The torch reference of one exported graph, behind the Engine interface."""
-
-    def __init__(self, name: str, module, input_names, output_names) -> None:
-        import torch
-
-        self._torch = torch
-        self.name = name
-        self.module = module.eval()
-        self.input_names = tuple(input_names)
-        self.output_names = tuple(output_names)
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self._torch
-        with torch.no_grad():
-            args = [torch.as_tensor(np.asarray(inputs[n], np.float32)) for n in self.input_names]
-            out = self.module(*args)
-        outs = out if isinstance(out, tuple) else (out,)
-        return {n: o.numpy() for n, o in zip(self.output_names, outs, strict=True)}
-
-
-def torch_engines(checkpoint: Path, which: str) -> tuple[Engine, Engine]:
-    """Engines over a training checkpoint (export/motion_model.py; needs torch)."""
-    try:
-        from export.motion_model import Checkpoint, DenoiserGraph, EncoderGraph
-    except ImportError as exc:
-        raise EngineError("the torch backend needs the 'train' extra (torch)") from exc
-    if not Path(checkpoint).is_file():
-        raise EngineError(f"motion checkpoint missing: {checkpoint}; {TRAIN_HINT}")
-    model = Checkpoint.load(checkpoint).model
-    return (
-        _TorchGraph(
-            f"motion_{which}_encoder",
-            EncoderGraph(model),
-            spec.ENCODER_INPUTS,
-            spec.ENCODER_OUTPUTS,
-        ),
-        _TorchGraph(
-            f"motion_{which}_denoiser",
-            DenoiserGraph(model),
-            spec.DENOISER_INPUTS,
-            spec.DENOISER_OUTPUTS,
-        ),
-    )

@@ -8,7 +8,6 @@ call) and encode on another thread, so a 2-core machine keeps both cores busy.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -20,20 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts import settings
 from contracts.clock import FPS, SAMPLE_RATE
 from engines.audio_io import iter_audio
 from engines.avatar import Avatar
-from engines.compose import Compositor
 from engines.engine import Engine
+from engines.frame_renderer import FrameRenderer
 from engines.motion_stream import MotionGenerator, MotionStream
 from engines.mp4_writer import Mp4Writer
 from engines.rig import Rig
 
 ENCODE_QUEUE = 16
-# One more worker than cores keeps both cores rendering while the others wait on the encoder.
-RENDER_WORKERS = int(os.environ.get("EMOTE_RENDER_WORKERS", (os.cpu_count() or 1) + 1))
-# Frames per engine call; batches of 2 measured no faster on 2 cores (docs/benchmarks.md).
-RENDER_BATCH = int(os.environ.get("EMOTE_RENDER_BATCH", 1))
+# Render threads: cores + 1 by default ($EMOTE_RENDER_WORKERS) keeps both cores rendering while
+# the others wait on the encoder; frames per engine call: 1 ($EMOTE_RENDER_BATCH), batches of
+# 2 measured no faster on 2 cores (docs/benchmarks.md). contracts/settings.py reads both.
 
 
 @dataclass
@@ -60,33 +59,6 @@ class RenderResult:
     @property
     def realtime_factor(self) -> float:
         return self.wall_seconds / max(self.audio_seconds, 1e-9)
-
-
-class FrameRenderer:
-    """Motion frames -> uint8 RGB frames through a renderer engine, for one avatar.
-
-    Either renderer graph works: the full one returns frames; the split one (CPU engines)
-    returns the warp's source maps, sampled and composited by ``engines.compose``."""
-
-    def __init__(self, engine: Engine, rig: Rig) -> None:
-        self.engine = engine
-        self.inputs = rig.inputs()
-        self._batched: dict[int, dict[str, np.ndarray]] = {1: self.inputs}
-        self._compositor = Compositor(rig) if "source_map" in engine.output_names else None
-
-    def render(self, motion: np.ndarray) -> np.ndarray:
-        """(n, DIM) motion -> (n, S, S, 3) uint8 RGB in one engine call (batch n)."""
-        motion = motion.reshape(-1, motion.shape[-1]).astype(np.float32)
-        n = len(motion)
-        if n not in self._batched:  # the rig repeated n times, built once per batch size
-            self._batched[n] = {
-                k: np.ascontiguousarray(np.repeat(v, n, 0)) for k, v in self.inputs.items()
-            }
-        inputs = {**self._batched[n], "motion": motion}  # a new dict: thread-safe
-        out = self.engine.run(inputs)
-        if self._compositor is None:
-            return out["frame"]
-        return self._compositor.frames(out["source_map"], out["jaw_map"], motion)
 
 
 def _retime(frames: Iterator[tuple[int, np.ndarray]], fps: int) -> Iterator[np.ndarray]:
@@ -119,6 +91,7 @@ def render_to_mp4(
 ) -> RenderResult:
     """Render ``audio_path`` spoken by ``avatar`` into ``output`` (H.264 + AAC MP4)."""
     start = time.perf_counter()
+    workers, batch_size = settings.current().render_workers, settings.current().render_batch
     stages = StageTimes()
     stream = MotionStream(generator)
     renderer = FrameRenderer(engine, rig)
@@ -178,16 +151,16 @@ def render_to_mp4(
 
     in_flight: deque[Future[np.ndarray]] = deque()
     batch: list[np.ndarray] = []
-    with Mp4Writer(output, fps, size) as writer, ThreadPoolExecutor(RENDER_WORKERS) as pool:
+    with Mp4Writer(output, fps, size) as writer, ThreadPoolExecutor(workers) as pool:
         thread = threading.Thread(target=encoder, args=(writer,), name="mp4-encoder", daemon=True)
         thread.start()
         try:
             for motion in _retime(motion_frames(), fps):
                 batch.append(motion)
-                if len(batch) == RENDER_BATCH:
+                if len(batch) == batch_size:
                     in_flight.append(pool.submit(render_batch, batch))
                     batch = []
-                if len(in_flight) > 2 * RENDER_WORKERS:  # bounded: frames leave in order
+                if len(in_flight) > 2 * workers:  # bounded: frames leave in order
                     deliver(in_flight.popleft())
             if batch:
                 in_flight.append(pool.submit(render_batch, batch))

@@ -175,7 +175,7 @@ def _interp_curve(contour_a: np.ndarray, contour_b: np.ndarray, a: np.ndarray) -
 
 def _eye_geometry(
     lm: np.ndarray, frame: _FaceFrame, upper: tuple[int, ...], lower: tuple[int, ...]
-):
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]:
     ua, ub = frame.local(lm[list(upper)])
     la, lb = frame.local(lm[list(lower)])
     width = float(ua.max() - ua.min())
@@ -301,8 +301,8 @@ def _blendshape_basis(lm: np.ndarray, frame: _FaceFrame) -> dict[str, np.ndarray
         )
 
     # Brows: inner/outer halves by distance from the midline.
-    for side, brow in (("Right", topo.RIGHT_BROW), ("Left", topo.LEFT_BROW)):
-        brow = list(brow)
+    for side, brow_ids in (("Right", topo.RIGHT_BROW), ("Left", topo.LEFT_BROW)):
+        brow = list(brow_ids)
         ba, _ = frame.local(lm[brow])
         dist_mid = np.abs(ba - a[topo.NOSE_TIP])
         inner = [i for i, d in zip(brow, dist_mid, strict=True) if d <= np.median(dist_mid)]
@@ -329,12 +329,12 @@ def _blendshape_basis(lm: np.ndarray, frame: _FaceFrame) -> dict[str, np.ndarray
     )
 
     # Gaze: the irises shift within the eye opening.
-    iris = list(topo.RIGHT_IRIS + topo.LEFT_IRIS)
+    irises = list(topo.RIGHT_IRIS + topo.LEFT_IRIS)
     _, _, _, _, eye_w, eye_h = _eye_geometry(lm, frame, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER)
     gaze_x = np.zeros((n, 3))
-    gaze_x[iris] = frame.vector(0.22 * eye_w, 0.0)
+    gaze_x[irises] = frame.vector(0.22 * eye_w, 0.0)
     gaze_y = np.zeros((n, 3))
-    gaze_y[iris] = frame.vector(0.0, 0.25 * eye_h)
+    gaze_y[irises] = frame.vector(0.0, 0.25 * eye_h)
     basis["gazeX"] = gaze_x
     basis["gazeY"] = gaze_y
     return basis
@@ -452,7 +452,7 @@ def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
         .astype(np.int32)
         .reshape(-1, 1, 2)
     )
-    cv2.fillPoly(mask, [pts], 1.0, lineType=cv2.LINE_AA, shift=4)
+    cv2.fillPoly(mask, [pts], (1.0,), lineType=cv2.LINE_AA, shift=4)
     return mask
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts import settings
 from engines.engine import EngineError
 
 PRECISIONS = ("fp32", "fp16")
@@ -42,7 +43,7 @@ _DTYPES: dict[str, tuple[type[np.generic], str]] = {
 
 
 def trt_cache_dir() -> Path:
-    return Path(os.environ.get("EMOTE_TRT_CACHE", Path.home() / ".cache" / "emote" / "trt"))
+    return settings.current().trt_cache
 
 
 def engine_cache_key(
@@ -87,7 +88,7 @@ class TensorRTEngine:
     ) -> None:
         trt = _import_tensorrt()
         torch = _import_torch_cuda()
-        precision = precision or os.environ.get("EMOTE_TRT_PRECISION", "fp32")
+        precision = precision or settings.current().trt_precision
         if precision not in PRECISIONS:
             raise EngineError(f"unknown TensorRT precision {precision!r}; choose from {PRECISIONS}")
         if not onnx_path.is_file():

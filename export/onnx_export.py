@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from contracts import motion_frame as mf
+from contracts.paths import MODELS_DIR
 from contracts.render_spec import (
     EYE_CHANNELS,
     IMAGE_CHANNELS,
@@ -21,7 +22,7 @@ from contracts.render_spec import (
 from export.renderer import Renderer, split_renderer
 
 OPSET = 17
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+DEFAULT_MODELS_DIR = MODELS_DIR
 
 
 def renderer_example_inputs(

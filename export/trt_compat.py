@@ -21,7 +21,9 @@ from typing import Any
 import onnx
 from onnx import TensorProto, helper
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+from contracts.paths import MODELS_DIR
+
+DEFAULT_MODELS_DIR = MODELS_DIR
 
 # What the "tensorrt>=10" requirement (pyproject's gpu extra) guarantees: the oldest release,
 # 10.0, parses opsets 9 to 20 (onnx-tensorrt docs/operators.md for 10.0; 10.15 reads 9 to 24).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
@@ -60,7 +61,9 @@ def _frame(packets: list, timestamp: int) -> JitterFrame:
     return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
 
 
-def release_immediately(receiver, on_frame: Callable[[JitterFrame], None] | None = None) -> None:
+def release_immediately(
+    receiver: RTCRtpReceiver, on_frame: Callable[[JitterFrame], None] | None = None
+) -> None:
     """Give an aiortc RTCRtpReceiver the immediate jitter buffer, keeping its kind's
     capacity (before any packet arrives); ``on_frame`` sees each frame as it is released."""
     current = getattr(receiver, _ATTRIBUTE, None)

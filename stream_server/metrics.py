@@ -109,7 +109,7 @@ class Metrics:
         )
 
     def render(self) -> str:
-        parts = [
+        parts: list[Histogram | Counter | Gauge] = [
             self.sessions,
             self.sessions_total,
             self.rejected,

@@ -108,7 +108,9 @@ class RenderPool:
             ok, payload = worker.connection.recv()
             if ok and isinstance(payload, tuple):  # a shape: the frame is in the worker's block
                 size = int(np.prod(payload))
-                payload = np.frombuffer(worker.frame.buf, np.uint8, size).reshape(payload).copy()
+                block = worker.frame.buf
+                assert block is not None  # a live worker's block is open
+                payload = np.frombuffer(block, np.uint8, size).reshape(payload).copy()
         except (EOFError, OSError) as exc:
             worker = self._replace(worker)
             raise RenderError(f"a render process died ({exc or type(exc).__name__})") from exc
@@ -162,7 +164,7 @@ def _serve(
         # (shared with spawned children; a set, so a no-op); the server unlinks it.
         block = SharedMemory(name=frame_block)
 
-        from engines.offline import FrameRenderer
+        from engines.frame_renderer import FrameRenderer
         from engines.renderer_models import create_renderer
         from stream_server.avatars import load_rig
 

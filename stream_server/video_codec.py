@@ -29,6 +29,10 @@ import av
 import numpy as np
 from aiortc import rtcrtpsender
 from aiortc.codecs import vpx
+from aiortc.codecs.base import Encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from av.packet import Packet
+from av.video.codeccontext import VideoCodecContext
 
 CPU_USED = "-16"  # libvpx real time: -16 (fastest) .. -1; aiortc uses -6
 MAX_BITRATE = 1_000_000  # b/s; aiortc allows 1.5 Mb/s
@@ -37,9 +41,10 @@ VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 PTS_PER_FRAME = 90_000 // 25
 
 
-def open_vp8(width: int, height: int, bitrate: int) -> av.CodecContext:
+def open_vp8(width: int, height: int, bitrate: int) -> VideoCodecContext:
     """A libvpx encoder as aiortc opens it (constant bitrate, no lag), but ``CPU_USED``."""
     codec = av.CodecContext.create("libvpx", "w")
+    assert isinstance(codec, VideoCodecContext)
     codec.width, codec.height = width, height
     codec.bit_rate = bitrate
     codec.pix_fmt = "yuv420p"
@@ -62,11 +67,12 @@ def open_vp8(width: int, height: int, bitrate: int) -> av.CodecContext:
     return codec
 
 
-def _needs_reopen(codec: av.CodecContext | None, width: int, height: int, bitrate: int) -> bool:
+def _needs_reopen(codec: VideoCodecContext | None, width: int, height: int, bitrate: int) -> bool:
     """aiortc's rule: a new codec when the size changes or the bitrate by more than 10%."""
     return (
         codec is None
         or (width, height) != (codec.width, codec.height)
+        or not codec.bit_rate
         or abs(bitrate - codec.bit_rate) / codec.bit_rate > 0.1
     )
 
@@ -94,7 +100,7 @@ class Vp8Stream:
     makes it one."""
 
     def __init__(self) -> None:
-        self._codec: av.CodecContext | None = None
+        self._codec: VideoCodecContext | None = None
         self._keyframe = threading.Event()
         self._bitrate = START_BITRATE
 
@@ -114,12 +120,13 @@ class Vp8Stream:
         pts = index * PTS_PER_FRAME
         frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
         frame.pts, frame.time_base = pts, VIDEO_TIME_BASE  # the encoder rescales them
-        if _needs_reopen(self._codec, frame.width, frame.height, self._bitrate):
-            self._codec = open_vp8(frame.width, frame.height, self._bitrate)
+        codec = self._codec
+        if codec is None or _needs_reopen(codec, frame.width, frame.height, self._bitrate):
+            codec = self._codec = open_vp8(frame.width, frame.height, self._bitrate)
         if self._keyframe.is_set():
             self._keyframe.clear()
             frame.pict_type = av.video.frame.PictureType.I
-        packets = self._codec.encode(frame)
+        packets = codec.encode(frame)
         data = b"".join(bytes(p) for p in packets)
         keyframe = any(p.is_keyframe for p in packets)
         return EncodedVideoFrame(data, pts, keyframe, self)
@@ -137,14 +144,16 @@ class FastVp8Encoder(vpx.Vp8Encoder):
     def target_bitrate(self, bitrate: int) -> None:
         vpx.Vp8Encoder.target_bitrate.fset(self, min(bitrate, MAX_BITRATE))  # type: ignore[attr-defined]
 
-    def encode(self, frame, force_keyframe: bool = False):
+    def encode(  # type: ignore[override]  # aiortc hands a video encoder video frames
+        self, frame: av.VideoFrame, force_keyframe: bool = False
+    ) -> tuple[list[bytes], int]:
         # Open the codec here with our options: aiortc's encode() keeps an open codec until
         # the frame size or the target bitrate (by > 10%) changes.
         if _needs_reopen(self.codec, frame.width, frame.height, self.target_bitrate):
             self.codec = open_vp8(frame.width, frame.height, self.target_bitrate)
         return super().encode(frame, force_keyframe)
 
-    def pack(self, packet):
+    def pack(self, packet: Packet) -> tuple[list[bytes], int]:
         if isinstance(packet, EncodedVideoFrame):
             packet.stream.target_bitrate = self.target_bitrate
         return super().pack(packet)
@@ -156,7 +165,7 @@ _aiortc_send_keyframe: Callable[[rtcrtpsender.RTCRtpSender], None] = (
 )
 
 
-def _get_encoder(codec):
+def _get_encoder(codec: RTCRtpCodecParameters) -> Encoder:
     if codec.mimeType.lower() == "video/vp8":
         return FastVp8Encoder()
     return _aiortc_get_encoder(codec)
@@ -179,4 +188,4 @@ def install() -> None:
     """Use ``FastVp8Encoder`` for every VP8 sender this process creates from now on, and
     pass keyframe requests to tracks that encode their own frames."""
     rtcrtpsender.get_encoder = _get_encoder
-    rtcrtpsender.RTCRtpSender._send_keyframe = _send_keyframe  # type: ignore[method-assign]
+    rtcrtpsender.RTCRtpSender._send_keyframe = _send_keyframe  # type: ignore[method-assign, assignment]

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from contracts import settings
+from contracts.paths import PORTRAIT_DIRS, REPO
 from engines import avatar as avatar_mod
 from engines.avatar import (
     Avatar,
@@ -26,8 +28,6 @@ from engines.avatar import (
     prepare_avatar_bytes,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-PORTRAIT_DIRS = (REPO / "assets" / "portraits", REPO.parent / "shared" / "assets" / "portraits")
 PAINTINGS = ("mona_lisa.jpg", "girl_with_a_pearl_earring.jpg", "gogol.png")
 
 # FaceMesh landmark indices.
@@ -402,6 +402,11 @@ def test_load_cached_misses(tmp_path: Path) -> None:
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("EMOTE_CACHE_DIR", str(tmp_path / "c"))
-    assert default_cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("EMOTE_CACHE_DIR")
-    assert default_cache_dir() == Path.home() / ".cache" / "emote"
+    settings.current.cache_clear()  # the process reads its settings once
+    try:
+        assert default_cache_dir() == tmp_path / "c"
+        monkeypatch.delenv("EMOTE_CACHE_DIR")
+        settings.current.cache_clear()
+        assert default_cache_dir() == Path.home() / ".cache" / "emote"
+    finally:
+        settings.current.cache_clear()

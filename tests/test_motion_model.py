@@ -24,6 +24,7 @@ from engines.sampler import (
     schedule_shifted,
     schedule_uniform,
 )
+from export.torch_engines import motion_engines
 from export.trt_compat import check_graph
 from training.corpus_format import frames_for, write_manifest, write_shard
 from training.dataset import (
@@ -257,7 +258,7 @@ def test_torch_and_onnxruntime_generators_agree(trained: Trained) -> None:
     audio, _ = held_out(seed=6, count=1)[0]
     for which, checkpoint in (("teacher", trained.teacher), ("student", trained.student)):
         ort = run_stream(LearnedMotionGenerator(which, models_dir=trained.models), audio)
-        ref = LearnedMotionGenerator(which, backend="torch", checkpoint=checkpoint)
+        ref = LearnedMotionGenerator(which, graphs=motion_engines(checkpoint, which))
         np.testing.assert_allclose(ort, run_stream(ref, audio), atol=2e-4)
 
 

@@ -1,7 +1,7 @@
 """The ``emote`` CLI end to end: render (portrait + audio file -> MP4) and prepare.
 
 Renders are 2 s clips of real speech (assets/speech/librivox_ss01_0870.wav) at 512x512, driven
-through ``stream_server.cli.main`` in-process, and once through the installed ``emote`` script
+through ``emote.cli.main`` in-process, and once through the installed ``emote`` script
 for the exit status and stderr a shell sees. Every output is decoded with PyAV and checked:
 streams, frame count and rate, audio length, and A/V alignment on the decoded timeline (after
 the MP4 edit list that hides the AAC encoder's priming). Bad inputs must end with status 2 and
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stream_server.cli import main
+from emote.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTRAIT = ROOT / "assets" / "portraits" / "mona_lisa.jpg"
@@ -227,6 +227,43 @@ def test_fps_30(inputs: Path, cache: Path, tmp_path: Path) -> None:
     assert abs(len(mp4.frames) - math.ceil(CLIP_SECONDS * 30)) <= 1
     np.testing.assert_allclose(mp4.frame_times, np.arange(len(mp4.frames)) / 30, atol=1e-6)
     assert abs(mp4.audio_seconds - mp4.video_seconds) <= 0.04
+
+
+def test_another_size_is_exported_by_the_command_line_on_first_use(
+    inputs: Path, tmp_path: Path
+) -> None:
+    """The runtime never exports: it names the missing graphs; `emote render --size`
+    exports them into the cache (torch) and renders at that size."""
+    from engines.renderer_models import RendererNotExported, renderer_model_for_size
+
+    cache = tmp_path / "cache"
+    with pytest.raises(RendererNotExported) as missing:
+        renderer_model_for_size(256, cache)
+    assert missing.value.folder == cache / "models" / "256"
+    assert not missing.value.folder.exists()  # the runtime wrote nothing
+
+    out = tmp_path / "small.mp4"
+    assert render(cache, inputs / "speech.wav", out, "--size", "256", "--motion", "dsp") == 0
+    assert sorted(p.name for p in missing.value.folder.iterdir()) == [
+        "renderer.onnx",
+        "renderer_split.onnx",
+    ]
+    assert renderer_model_for_size(256, cache) == missing.value.folder
+    assert Decoded(out).size == (256, 256)
+
+
+def test_torch_backend_renders_the_reference(inputs: Path, cache: Path, tmp_path: Path) -> None:
+    ort_out, torch_out = tmp_path / "ort.mp4", tmp_path / "torch.mp4"
+    assert render(cache, inputs / "speech.wav", ort_out, "--motion", "dsp") == 0
+    assert (
+        render(cache, inputs / "speech.wav", torch_out, "--motion", "dsp", "--backend", "torch")
+        == 0
+    )
+    a, b = Decoded(ort_out), Decoded(torch_out)
+    assert len(a.frames) == len(b.frames)
+    # The same motion through the CPU path and the torch module: equal up to H.264's losses.
+    diff = np.abs(a.frames[len(a.frames) // 2].astype(int) - b.frames[len(b.frames) // 2])
+    assert diff.mean() < 2.0
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 
 from contracts import motion_frame
 from engines.avatar import prepare_avatar
-from engines.offline import FrameRenderer
+from engines.frame_renderer import FrameRenderer
 from engines.renderer_models import create_renderer
 from stream_server.avatars import load_rig
 from stream_server.render_pool import RenderError, RenderPool

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.lipsync import FaceTracker
 from contracts import motion_frame as mf
 from contracts.render_spec import EYE_WINDOW, MOUTH_WINDOW, NUM_CONTROLS, window_pixels
 from engines.avatar import prepare_avatar
+from engines.backends import create_engine
 from engines.compose import Compositor
-from engines.engine import create_engine
-from engines.offline import FrameRenderer
+from engines.frame_renderer import FrameRenderer
 from engines.renderer_models import create_renderer, renderer_name
 from engines.rig import build_rig
+from measure.facemesh import FaceTracker
 
 torch = pytest.importorskip("torch")
 
@@ -170,7 +170,9 @@ MOTIONS = [
 
 
 def test_onnxruntime_matches_torch_reference(full_engine, mona_rig) -> None:
-    reference = create_engine("renderer", backend="torch")
+    from export.torch_engines import create_torch_engine
+
+    reference = create_torch_engine("renderer")
     for motion in MOTIONS:
         inputs = {**mona_rig.inputs(), "motion": mf.from_dict(motion)[None]}
         a = full_engine.run(inputs)["frame"].astype(int)
@@ -184,8 +186,10 @@ def test_the_cpu_path_matches_the_whole_frame_reference(ort_engine, mona_rig) ->
     few more on a handful of pixels where the lid's lift (x64 px) amplifies it."""
     assert renderer_name("onnxruntime", "cpu") == "renderer_split"
     assert renderer_name("onnxruntime", "cuda") == renderer_name("tensorrt", "cpu") == "renderer"
-    reference = create_engine("renderer", backend="torch")
-    split_torch = FrameRenderer(create_engine("renderer_split", backend="torch"), mona_rig)
+    from export.torch_engines import create_torch_engine
+
+    reference = create_torch_engine("renderer")
+    split_torch = FrameRenderer(create_torch_engine("renderer_split"), mona_rig)
     cpu = FrameRenderer(ort_engine, mona_rig)
     for motion in [*MOTIONS, {"eyeBlinkLeft": 0.4, "jawOpen": 0.6, "mouthFunnel": 0.5}]:
         m = mf.from_dict(motion)[None]

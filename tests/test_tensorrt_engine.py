@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engines.engine import BACKENDS, MODELS_DIR, EngineError, OnnxRuntimeEngine, create_engine
+from contracts.paths import MODELS_DIR
+from engines.backends import create_engine
+from engines.engine import BACKENDS, EngineError
+from engines.onnxruntime_engine import OnnxRuntimeEngine
 from engines.tensorrt_engine import engine_cache_key
 
 

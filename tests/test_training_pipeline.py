@@ -20,7 +20,7 @@ from contracts import motion_frame
 from engines.motion_generators import make_generator
 from engines.motion_stream import MotionStream
 from export.trt_compat import check_graph
-from stream_server.cli import main as emote
+from emote.cli import main as emote
 from training.corpus_format import iter_examples, read_manifest
 
 SPEECH = Path(__file__).resolve().parents[1] / "assets" / "speech" / "librivox_ss01_0870.wav"

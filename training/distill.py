@@ -315,14 +315,14 @@ def compare_rollouts(config: CompareConfig) -> dict[str, dict[str, float]]:
     from engines.dsp_motion import DspMotionGenerator
     from engines.learned_motion import LearnedMotionGenerator
     from engines.motion_stream import MotionStream
+    from export.torch_engines import motion_engines
 
     torch.set_num_threads(config.threads)
     factories = {
         f"teacher heun{config.teacher_steps}": lambda seed: LearnedMotionGenerator(
             "teacher",
             config.teacher_steps,
-            backend="torch",
-            checkpoint=config.teacher,
+            graphs=motion_engines(config.teacher, "teacher"),
             seed=seed,
             temperature=config.temperature,
         )
@@ -331,8 +331,7 @@ def compare_rollouts(config: CompareConfig) -> dict[str, dict[str, float]]:
         factories[f"student {n} step"] = lambda seed, n=n: LearnedMotionGenerator(
             "student",
             n,
-            backend="torch",
-            checkpoint=config.student,
+            graphs=motion_engines(config.student, "student"),
             seed=seed,
             temperature=config.temperature,
         )

@@ -1,0 +1,182 @@
+"""``emote prepare``, ``emote render`` and ``emote export``: avatars, MP4s and ONNX graphs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from contracts.paths import DEFAULT_PORTRAIT, DEFAULT_SPEECH, MODELS_DIR
+from emote.errors import CliError
+from emote.options import add_motion_arguments, cache_dir, make_generator
+from engines.avatar import Avatar
+from engines.engine import Engine
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from engines.motion_generators import DEFAULT_MOTION
+
+    prep = sub.add_parser(
+        "prepare", parents=[common], help="prepare and cache an avatar from a portrait"
+    )
+    prep.add_argument("image", type=Path)
+    prep.add_argument("--size", type=int, default=512)
+    prep.set_defaults(func=cmd_prepare)
+
+    render = sub.add_parser(
+        "render", parents=[common], help="render a portrait speaking an audio file to MP4"
+    )
+    render.add_argument("--image", type=Path, default=DEFAULT_PORTRAIT)
+    render.add_argument("--audio", type=Path, default=DEFAULT_SPEECH)
+    render.add_argument("--output", type=Path, required=True)
+    render.add_argument("--fps", type=int, default=25)
+    render.add_argument("--size", type=int, default=512)
+    render.add_argument("--seed", type=int, default=0)
+    add_motion_arguments(render, DEFAULT_MOTION)
+    render.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
+    render.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(func=cmd_render)
+
+
+def register_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    export = sub.add_parser(
+        "export", parents=[common], help="export the torch models to ONNX (needs torch)"
+    )
+    export.add_argument("--out", type=Path, default=MODELS_DIR)
+    export.add_argument("--size", type=int, default=512)
+    export.set_defaults(func=cmd_export)
+
+
+def _print_warnings(avatar: Avatar) -> None:
+    for warning in avatar.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from engines.avatar import prepare_avatar
+    from engines.rig import rig_for_avatar
+
+    t0 = time.perf_counter()
+    cache = cache_dir(args)
+    avatar = prepare_avatar(args.image, size=args.size, cache_dir=cache)
+    _print_warnings(avatar)
+    rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache)
+    folder = cache / "avatars" / avatar.avatar_id
+    print(
+        f"avatar {avatar.avatar_id} ({args.size}x{args.size}, 478 landmarks) cached in {folder} "
+        f"[{time.perf_counter() - t0:.2f} s]"
+    )
+    return 0
+
+
+def _audio_duration(path: Path) -> float | None:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return float(container.duration) / 1_000_000
+    except (av.FFmpegError, OSError):
+        return None
+    return None
+
+
+def _check_audio(path: Path) -> None:
+    from engines.audio_io import iter_audio
+
+    chunks = iter_audio(path)
+    try:
+        next(chunks, None)
+    finally:
+        chunks.close()
+
+
+def ensure_renderer(size: int, cache: Path) -> None:
+    """Export the renderer graphs for ``size`` into the cache unless they are there (sizes
+    other than the shipped 512; needs torch)."""
+    from engines.renderer_models import RendererNotExported, renderer_model_for_size
+
+    try:
+        renderer_model_for_size(size, cache)
+    except RendererNotExported as missing:
+        try:
+            from export.onnx_export import export_renderers
+        except ImportError:
+            raise CliError(str(missing)) from None
+        export_renderers(missing.folder, size)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engines.heap import keep_freed_memory
+    from engines.pipeline import render_file
+
+    keep_freed_memory()
+    if not 1 <= args.fps <= 60:
+        raise CliError("--fps must be between 1 and 60")
+    audio = Path(args.audio)
+    if not audio.is_file():
+        raise CliError(f"audio file not found: {audio}")
+    _check_audio(audio)  # before any avatar work: a bad file must change nothing
+    generator = make_generator(args)
+    cache = cache_dir(args)
+    ensure_renderer(args.size, cache)
+    engine = None
+    if args.backend == "torch":
+        engine = _torch_renderer(args.device)
+    duration = _audio_duration(audio)
+    with tqdm(
+        total=round(duration, 2) if duration else None,
+        unit="s",
+        desc="render",
+        disable=args.quiet,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s audio [{elapsed}<{remaining}]",
+    ) as bar:
+
+        def progress(seconds: float) -> None:
+            bar.update(seconds - bar.n)
+
+        result = render_file(
+            args.image,
+            audio,
+            args.output,
+            generator,
+            size=args.size,
+            fps=args.fps,
+            cache_dir=cache,
+            backend=args.backend,
+            device=args.device,
+            engine=engine,
+            progress=progress,
+            on_avatar=_print_warnings,
+        )
+    per_frame = result.stages.per_frame(result.frames)
+    stages = ", ".join(f"{k.removesuffix('_ms')} {v:.1f}" for k, v in per_frame.items())
+    print(
+        f"wrote {args.output}: {result.frames} frames, {result.audio_seconds:.2f} s of audio in "
+        f"{result.wall_seconds:.2f} s (real-time factor {result.realtime_factor:.2f}; "
+        f"per frame ms: {stages})"
+    )
+    return 0
+
+
+def _torch_renderer(device: str) -> Engine:
+    from engines.renderer_models import renderer_name
+
+    try:
+        from export.torch_engines import create_torch_engine
+    except ImportError as exc:
+        raise CliError("the torch backend needs the 'train' extra (torch)") from exc
+    return create_torch_engine(renderer_name("torch", device), device)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from export.onnx_export import main as export_main
+    except ImportError as exc:
+        raise CliError("`emote export` needs torch: pip install '.[train]'") from exc
+    export_main(["--out", str(args.out), "--size", str(args.size)])
+    return 0

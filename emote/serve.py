@@ -1,0 +1,86 @@
+"""``emote serve``: the live WebRTC avatar server (stream_server)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from contracts.paths import DEFAULT_PORTRAIT
+from emote.errors import CliError
+from emote.options import add_motion_arguments, cache_dir, make_generator
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from engines.motion_generators import DEFAULT_LIVE_MOTION
+
+    serve = sub.add_parser("serve", parents=[common], help="the live WebRTC avatar server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--avatar", type=Path, default=DEFAULT_PORTRAIT, help="default portrait")
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="concurrent sessions (default: half the CPU cores, at least 1)",
+    )
+    serve.add_argument(
+        "--margin-ms",
+        type=float,
+        default=None,
+        help="compute margin added to each session's delay (default: 30 ms per session per "
+        "CPU core at --max-sessions, e.g. 30 ms for 2 sessions on 2 cores, 60 ms for 4)",
+    )
+    serve.add_argument(
+        "--render-slots",
+        type=int,
+        default=None,
+        help="render processes shared by all sessions, earliest send time first "
+        "(default: one per CPU core)",
+    )
+    serve.add_argument("--seed", type=int, default=0)
+    add_motion_arguments(serve, DEFAULT_LIVE_MOTION)
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from engines.heap import keep_freed_memory
+    from stream_server.app import ServerConfig, create_app
+    from stream_server.loopback import is_loopback, use_loopback_only
+
+    if not Path(args.avatar).is_file():
+        raise CliError(f"avatar image not found: {args.avatar}")
+    make_generator(args)  # a missing or broken motion model fails here, not per session
+    config = ServerConfig(
+        default_avatar=Path(args.avatar),
+        cache_dir=cache_dir(args),
+        seed=args.seed,
+        motion=args.motion,
+        steps=args.steps,
+        motion_models=args.motion_models,
+    )
+    if args.max_sessions is not None:
+        if args.max_sessions < 1:
+            raise CliError("--max-sessions must be at least 1")
+        config.max_sessions = args.max_sessions
+    if args.margin_ms is not None:
+        if not 0.0 <= args.margin_ms <= 1000.0:
+            raise CliError("--margin-ms must be between 0 and 1000")
+        config.margin_ms = args.margin_ms
+    if args.render_slots is not None:
+        if args.render_slots < 1:
+            raise CliError("--render-slots must be at least 1")
+        config.render_slots = args.render_slots
+    use_loopback_only(is_loopback(args.host))
+    keep_freed_memory()  # the render processes set it for themselves
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    print(
+        f"emote: serving on http://{args.host}:{args.port} (max {config.max_sessions} sessions)",
+        file=sys.stderr,
+    )
+    web.run_app(create_app(config), host=args.host, port=args.port, print=None, access_log=None)
+    return 0
