@@ -4,7 +4,8 @@
 #                     (http://127.0.0.1:8080; arguments go to `emote serve`)
 #   ./run.sh demo     set everything up, then render the bundled portrait speaking to out/demo.mp4
 #   ./run.sh test     set everything up (with headless Chromium for the browser test), then run
-#                     the linters and the whole test suite
+#                     the linters, the type checker and the whole test suite (arguments go to
+#                     pytest: `./run.sh test -m "not slow"` is the fast lane)
 #   ./run.sh train    set everything up (with the TTS engines), then rebuild the shipped
 #                     learned motion model from a new synthetic corpus (`emote train all`)
 #   ./run.sh setup    only set up (.venv with every extra but the GPU one)
@@ -74,6 +75,8 @@ case "$cmd" in
     log "ruff"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
+    log "mypy"
+    "$VENV/bin/mypy"
     log "pytest"
     "$VENV/bin/python" -m pytest -q "$@" ;;
   train)
