@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from contracts.paths import WEB_CLIENT
 from engines.avatar import AvatarError
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
 from stream_server import video_codec
@@ -29,7 +30,6 @@ from stream_server.session import Session, default_margin_s
 
 log = logging.getLogger(__name__)
 
-WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 MAX_OFFER_BYTES = 64 * 1024
 DISCONNECT_GRACE_S = 2.0  # "disconnected" may recover; "failed"/"closed" end at once
 CONNECT_TIMEOUT_S = 15.0  # an answered offer whose peer never connects
@@ -215,7 +215,7 @@ class AvatarServer:
         live = self.sessions.get(request.match_info["session_id"])
         if live is None:
             return error(404, "unknown session")
-        live.session.interrupt()
+        live.session.clear_buffer()
         return web.json_response({"interrupted": True})
 
     async def delete_session(self, request: web.Request) -> web.Response:

@@ -148,10 +148,10 @@ def test_the_track_sends_each_frame_at_its_time_and_counts_the_ones_never_made()
 
     async def scenario() -> list[tuple[int, float]]:
         first = clock.next_frame(time.monotonic()) + 2
-        session._encoded.start(first)
+        session.encoded.start(first)
         stream = Vp8Stream()
         for k in (first, first + 1, first + 3):  # first + 2 could not be made in time
-            session._encoded.put(k, stream.encode(_frames(1, 512)[0], k))
+            session.encoded.put(k, stream.encode(_frames(1, 512)[0], k))
         out = []
         for _ in range(3):
             frame = await session.video.recv()
@@ -159,7 +159,7 @@ def test_the_track_sends_each_frame_at_its_time_and_counts_the_ones_never_made()
         return out
 
     sent = asyncio.run(scenario())
-    first = session._encoded.start_index
+    first = session.encoded.start_index
     assert [k for k, _ in sent] == [first, first + 1, first + 3]
     assert all(-0.001 <= late < 0.03 for _, late in sent), sent  # not before it is due
     assert session.stats.frames_dropped == 1 and session.stats.frames_sent == 3
@@ -172,12 +172,12 @@ def test_an_idle_session_makes_its_frames_in_time_without_any_audio() -> None:
         time.sleep(0.3)
         clock = session.clock
         start = clock.next_frame(time.monotonic())
-        session._encoded.start(start)
+        session.encoded.start(start)
         queued = []
         for _ in range(25):  # one second, taking what is due as the track does
             time.sleep(1 / FPS)
             k = int((time.monotonic() - clock.t0 - clock.latency_s) * FPS)
-            while (item := session._encoded.pop_due(k)) is not None:
+            while (item := session.encoded.pop_due(k)) is not None:
                 queued.append(item)
     finally:
         session.stop()
@@ -197,20 +197,20 @@ def test_an_interrupt_drops_the_queued_frames_and_restarts_from_a_keyframe() -> 
     try:
         time.sleep(0.3)
         clock = session.clock
-        session._encoded.start(int(np.ceil((time.monotonic() - clock.t0) * FPS)))
+        session.encoded.start(int(np.ceil((time.monotonic() - clock.t0) * FPS)))
         deadline = time.monotonic() + 3.0
-        while len(session._encoded) < 3:  # frames queued ahead of their send time
+        while len(session.encoded) < 3:  # frames queued ahead of their send time
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        taken = session._encoded.pop_due(10**9)
+        taken = session.encoded.pop_due(10**9)
         assert taken is not None
-        session.interrupt()
+        session.clear_buffer()
         deadline = time.monotonic() + 3.0
-        while session.stats.interrupts and session._interrupt.is_set():
+        while session.stats.interrupts and session.interrupt_pending:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         time.sleep(0.2)
-        after = session._encoded.pop_due(10**9)
+        after = session.encoded.pop_due(10**9)
     finally:
         session.stop()
         session.join()
