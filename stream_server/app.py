@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiohttp import BodyPartReader, web
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from contracts.paths import WEB_CLIENT
 from engines.avatar import AvatarError
@@ -100,7 +100,7 @@ class AvatarServer:
 
     # -- routes ----------------------------------------------------------------------------
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[web.AbstractRouteDef]:
         return [
             web.get("/", self.index),
             web.get("/healthz", self.healthz),
@@ -153,6 +153,8 @@ class AvatarServer:
             return error(400, f"malformed multipart body: {exc}")
         if part is None:
             return error(400, "no 'image' field in the upload")
+        if not isinstance(part, BodyPartReader):  # a nested multipart, not a file
+            return error(400, "the 'image' field must be a file")
         data = bytearray()
         while chunk := await part.read_chunk(1 << 20):
             data.extend(chunk)
@@ -251,7 +253,7 @@ class AvatarServer:
         live = LiveSession(session, pc)
 
         @pc.on("track")  # fires inside setRemoteDescription
-        def on_track(track) -> None:
+        def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
                 live.tasks.append(asyncio.ensure_future(session.consume(track)))
 
