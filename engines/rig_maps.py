@@ -1,0 +1,183 @@
+"""The rig's source-space maps and colours.
+
+Per-pixel maps of the framed portrait (layer masks, teeth and tongue placement, eye openings)
+in the channel orders of ``contracts.render_spec``, the mouth-interior and eyelid colours
+matched to the portrait, and the quad tables (each pixel with its 2x2 block) the renderer
+samples them through.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from contracts.render_spec import (
+    EYE_CHANNELS,
+    JAW_MOUTH_CHANNELS,
+    MOUTH_WINDOW,
+    SKULL_MOUTH_CHANNELS,
+)
+from engines import facemesh_topology as topo
+from engines.rig_basis import FaceFrame, interp_curve, smoothstep
+
+
+def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
+    mask = np.zeros((size, size), np.float32)
+    pts = (
+        np.round(np.clip(polygon[:, :2], -8 * size, 8 * size) * 16)
+        .astype(np.int32)
+        .reshape(-1, 1, 2)
+    )
+    cv2.fillPoly(mask, [pts], (1.0,), lineType=cv2.LINE_AA, shift=4)
+    return mask
+
+
+def aux_maps(
+    lm: np.ndarray, frame: FaceFrame, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source-space maps in EYE_CHANNELS, SKULL_MOUTH_CHANNELS and JAW_MOUTH_CHANNELS
+    order, (S, S, channels) each."""
+    wm = frame.mouth_width
+    inner_upper = lm[list(topo.LIPS_INNER_UPPER)]
+    inner_lower = lm[list(topo.LIPS_INNER_LOWER)]
+    # Below the mouth line: the upper inner lip extended to the image border. Inside the face
+    # oval that is the jaw (lower lip, chin); outside it the neck and background ("base").
+    far = 4.0 * size
+    right_corner, left_corner = inner_upper[0, :2], inner_upper[-1, :2]
+    below_poly = np.concatenate(
+        [
+            inner_upper[:, :2],
+            [left_corner + far * frame.u, left_corner + far * (frame.u + frame.v)],
+            [right_corner + far * (frame.v - frame.u), right_corner - far * frame.u],
+        ]
+    )
+    below = _polygon_mask(size, below_poly)
+    # FaceMesh's face oval only approximates the painted jaw line: the jaw layer takes a margin
+    # of neck and background with it (stretched smoothly by the warp) rather than tearing the
+    # chin where the oval misses it.
+    margin = max(3, round(0.03 * size)) | 1
+    oval = cv2.dilate(
+        _polygon_mask(size, lm[list(topo.FACE_OVAL)]),
+        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (margin, margin)),
+    )
+    jaw_region = below * oval
+    base_region = below * (1.0 - oval)
+    # Layers composite skull over jaw over base: the lower layers reach a few pixels under the
+    # ones above so their soft edges never let the mouth interior show through.
+    grow = np.ones((7, 7), np.uint8)
+    skull = cv2.GaussianBlur(1.0 - below, (0, 0), 1.2)
+    not_base = 1.0 - cv2.GaussianBlur(cv2.dilate(base_region, grow), (0, 0), 2.5)
+    jaw = cv2.GaussianBlur(cv2.dilate(jaw_region, grow), (0, 0), 2.5) * _window_fade(size)
+
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    pix = np.stack([xs, ys], -1)
+    pa, pb = frame.local(pix)
+    ua, ub = frame.local(inner_upper)
+    la, lb = frame.local(inner_lower)
+    below_upper = pb - interp_curve(ua, ub, pa)
+    above_lower = interp_curve(la, lb, pa) - pb
+    half = 0.5 * wm
+    # Upper incisors: a short band under the upper lip (a shadow line first), then the dark
+    # cavity; a wide band would read as closed pale lips (to viewers and to FaceMesh).
+    teeth_h = 0.08 * wm
+    teeth = (
+        smoothstep(0.012 * wm, 0.03 * wm, below_upper)
+        * (1.0 - smoothstep(0.65 * teeth_h, teeth_h, below_upper))
+        * (1.0 - smoothstep(0.55 * half, 0.8 * half, np.abs(pa)))
+    )
+    tongue_h = 0.3 * wm
+    tongue = (
+        smoothstep(0.0, 0.05 * wm, above_lower)
+        * (1.0 - smoothstep(0.4 * tongue_h, tongue_h, above_lower))
+        * (1.0 - smoothstep(0.3 * half, 0.7 * half, np.abs(pa)))
+    )
+    # Eyes: a soft mask of each opening (signed: subject's left +, right -) and the height
+    # within the opening, 0 at the upper lid to 1 at the lower lid, so the renderer can draw
+    # the lid descending over the eye (a coarse warp cannot squeeze a 10-pixel opening shut).
+    eye_sign = np.zeros((size, size), np.float32)
+    eye_height = np.zeros((size, size), np.float32)
+    eye_lift = np.zeros((size, size), np.float32)
+    for sign, upper_idx, lower_idx in (
+        (1.0, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+        (-1.0, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+    ):
+        ua, ub = frame.local(lm[list(upper_idx)])
+        la, lb = frame.local(lm[list(lower_idx)])
+        top_b, bottom_b = interp_curve(ua, ub, pa), interp_curve(la, lb, pa)
+        span = np.maximum(bottom_b - top_b, 1.0)
+        height = (pb - top_b) / span
+        # The opening plus the upper lash line above it (it must move down with the lid), with
+        # soft edges; narrower towards the corners where the lids meet.
+        width = ua.max() - ua.min()
+        across = smoothstep(ua.min() - 0.02 * width, ua.min() + 0.1 * width, pa) * (
+            1.0 - smoothstep(ua.max() - 0.1 * width, ua.max() + 0.02 * width, pa)
+        )
+        mask = across * smoothstep(-0.6, -0.3, height) * (1.0 - smoothstep(1.0, 1.15, height))
+        mask = mask.astype(np.float32)
+        height = np.clip(height, -0.5, 1.0)
+        eye_sign += sign * mask
+        eye_height = np.where(mask > 0.01, height, eye_height)
+        # Where the lid skin for this pixel comes from: straight up, above the lash line.
+        eye_lift = np.where(mask > 0.01, 1.25 * span, eye_lift)
+    maps = {
+        "eyes": eye_sign,
+        "eye_height": eye_height,
+        "eye_lift": eye_lift / 64.0,  # pixels / 64: float16-friendly, |value| < 1
+        "skull": skull,
+        "not_base": not_base,
+        "teeth": teeth,
+        "jaw": jaw,
+        "tongue": tongue,
+    }
+    return (
+        np.stack([maps[name] for name in EYE_CHANNELS], -1).astype(np.float32),
+        np.stack([maps[name] for name in SKULL_MOUTH_CHANNELS], -1).astype(np.float32),
+        np.stack([maps[name] for name in JAW_MOUTH_CHANNELS], -1).astype(np.float32),
+    )
+
+
+def _window_fade(size: int) -> np.ndarray:
+    """1 well inside the mouth window, fading to 0 before its edge (in source space: the jaw
+    drops by up to ~0.1 of the frame, so the bottom margin is the widest)."""
+    top, bottom, left, right = (f * size for f in MOUTH_WINDOW)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    margin = 0.02 * size
+    fade_y = smoothstep(top, top + margin, ys) * (
+        1.0 - smoothstep(bottom - 6 * margin, bottom - 4 * margin, ys)
+    )
+    fade_x = smoothstep(left, left + 2 * margin, xs) * (
+        1.0 - smoothstep(right - 2 * margin, right, xs)
+    )
+    return (fade_x * fade_y).astype(np.float32)
+
+
+def palette(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> np.ndarray:
+    """Mouth-interior and eyelid colours matched to the portrait's skin and lighting."""
+    img = image.astype(np.float32) / 255.0
+
+    def patch_median(center: np.ndarray, radius: float) -> np.ndarray:
+        x0, y0 = np.round(center[:2] - radius).astype(int)
+        x1, y1 = np.round(center[:2] + radius).astype(int) + 1
+        h, w = img.shape[:2]
+        region = img[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)].reshape(-1, 3)
+        return np.median(region, 0) if len(region) else np.full(3, 0.6, np.float32)
+
+    r = 0.05 * frame.face_height
+    cheeks = [lm[205], lm[425]]  # mid-cheek points
+    skin = np.mean([patch_median(c, r) for c in cheeks], 0)
+    lum = float(np.clip(skin.mean(), 0.15, 0.9))
+    cavity = 0.08 * skin + np.array([0.03, 0.0, 0.0])
+    teeth = np.clip(0.45 * np.array([0.92, 0.88, 0.80]) * (lum / 0.55) + 0.2 * skin, 0.0, 0.85)
+    tongue = np.clip(np.array([0.55, 0.24, 0.24]) * (lum / 0.6) * 0.8, 0.0, 1.0)
+    lids = [lm[27] * 0.5 + lm[159] * 0.5, lm[257] * 0.5 + lm[386] * 0.5]  # just above the lids
+    lid = 0.92 * np.mean([patch_median(c, 0.4 * r) for c in lids], 0)
+    return np.stack([cavity, teeth, tongue, lid]).astype(np.float32)
+
+
+def quads(maps: np.ndarray, dtype: type = np.float16) -> np.ndarray:
+    """(S, S, C) -> (S, S, 4C) float16: each pixel with its right, lower and lower-right
+    neighbours (the border repeats), the renderer's table for one-Gather bilinear sampling."""
+    right = np.concatenate([maps[:, 1:], maps[:, -1:]], 1)
+    below = np.concatenate([maps[1:], maps[-1:]], 0)
+    below_right = np.concatenate([right[1:], right[-1:]], 0)
+    return np.ascontiguousarray(np.concatenate([maps, right, below, below_right], 2), dtype=dtype)
