@@ -24,7 +24,7 @@ import numpy as np
 
 from contracts import motion_spec as spec
 from contracts.clock import SAMPLES_PER_FRAME
-from engines.engine import MODELS_DIR
+from contracts.paths import MODELS_DIR
 from engines.learned_motion import LearnedMotionGenerator
 
 CASES = (("student", 1), ("student", 2), ("student", 4), ("teacher", 24))

@@ -5,8 +5,9 @@
 The bundled portrait rendered with the dsp generator's mouth (jawOpen j, lips j / 0.8:
 mouthLowerDown 0.5 and mouthUpperUp 0.3 of the lips) at jawOpen 0-0.8 and six head poses,
 each frame read by FaceMesh (static mode) with and without ``refine_landmarks``: inner-lip
-gap (landmarks 13-14) over face height (10-152). Why bench/latency.py reads the mouth with
-the plain mesh (tests/test_bench_instrument.py asserts the plain mesh's response).
+gap (landmarks 13-14) over face height (10-152). Why the live bench reads the mouth with
+the plain mesh (measure.mouth; tests/test_bench_instrument.py asserts the plain mesh's
+response).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-PORTRAIT = REPO / "assets" / "portraits" / "mona_lisa.jpg"
+from contracts.paths import DEFAULT_PORTRAIT
+from measure.facemesh import FaceTracker
+from measure.mouth import dsp_mouth, portrait_renderer
+
 JAWS = (0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
 POSES = {  # (yaw, pitch, roll), radians
     "front": (0.0, 0.0, 0.0),
@@ -32,41 +35,12 @@ POSES = {  # (yaw, pitch, roll), radians
 }
 
 
-def portrait_renderer(image: Path, cache: Path):
-    """A one-thread CPU ``FrameRenderer`` for the portrait in ``image``, prepared into
-    ``cache`` (an ``engines.offline.FrameRenderer``)."""
-    from engines.avatar import prepare_avatar
-    from engines.offline import FrameRenderer
-    from engines.renderer_models import create_renderer
-    from stream_server.avatars import load_rig
-
-    avatar_id = prepare_avatar(image, cache_dir=cache).avatar_id
-    return FrameRenderer(create_renderer("onnxruntime", "cpu", 1), load_rig(avatar_id, cache))
-
-
-def dsp_mouth(jaw: float, yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """A motion frame with the dsp generator's mouth at ``jaw`` and the head turned."""
-    from contracts import motion_frame as mf
-
-    motion = mf.neutral().copy()
-    lips = jaw / 0.8
-    motion[mf.INDEX["jawOpen"]] = jaw
-    for side in ("Left", "Right"):
-        motion[mf.INDEX[f"mouthLowerDown{side}"]] = 0.5 * lips
-        motion[mf.INDEX[f"mouthUpperUp{side}"]] = 0.3 * lips
-    motion[mf.INDEX["headYaw"]], motion[mf.INDEX["headPitch"]] = yaw, pitch
-    motion[mf.INDEX["headRoll"]] = roll
-    return motion
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    from bench.lipsync import FaceTracker
-
     with tempfile.TemporaryDirectory(prefix="emote-mouth-") as tmp:
-        renderer = portrait_renderer(PORTRAIT, Path(tmp))
+        renderer = portrait_renderer(DEFAULT_PORTRAIT, Path(tmp))
         frames = {
             (jaw, pose): renderer.render(dsp_mouth(jaw, *POSES[pose]))[0]
             for jaw in JAWS

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from contracts.paths import DEFAULT_PORTRAIT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        base = Image.open(REPO / "assets" / "portraits" / "mona_lisa.jpg").convert("RGB")
+        base = Image.open(DEFAULT_PORTRAIT).convert("RGB")
         paths = []
         for i in range(3):
             canvas = Image.new("RGB", (3000, 4000), (40 + i, 60, 50))

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-PORTRAIT = REPO / "assets" / "portraits" / "mona_lisa.jpg"
+from contracts.paths import DEFAULT_PORTRAIT as PORTRAIT
 
 
 def _process_stat(pid: int) -> tuple[float, int]:

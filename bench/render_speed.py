@@ -24,16 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-PORTRAIT = REPO / "assets" / "portraits" / "mona_lisa.jpg"
-CLIP = REPO / "assets" / "speech" / "librivox_ss01_0870.wav"
-SHARED_SPEECH = REPO.parent / "shared" / "assets" / "speech"
+from contracts.paths import DEFAULT_PORTRAIT as PORTRAIT
+from contracts.paths import DEFAULT_SPEECH as CLIP
+from contracts.paths import SHARED_SPEECH
 
 
 def long_clip(path: Path, seconds: float = 30.0) -> Path:
     """Concatenate real speech clips into one WAV of about ``seconds``."""
-    from bench.lipsync import write_wav
     from engines.audio_io import decode_audio
+    from measure.clip import write_wav
 
     sources = sorted(SHARED_SPEECH.glob("*.wav")) or [CLIP]
     pieces, total = [], 0
@@ -49,7 +48,7 @@ def whole_process(audio: Path, out: Path, cache: Path, runs: int) -> dict[str, f
     command = [
         sys.executable,
         "-m",
-        "stream_server.cli",
+        "emote",
         "--cache-dir",
         str(cache),
         "render",
@@ -79,10 +78,10 @@ def stages(cache: Path) -> dict[str, float]:
     import engines.dsp_motion as dsp
     from engines.audio_io import iter_audio
     from engines.avatar import prepare_avatar
-    from engines.engine import create_engine
+    from engines.backends import create_engine
+    from engines.frame_renderer import FrameRenderer
     from engines.motion_stream import MotionStream
     from engines.mp4_writer import Mp4Writer
-    from engines.offline import FrameRenderer
     from engines.renderer_models import create_renderer
     from engines.rig import rig_for_avatar
 

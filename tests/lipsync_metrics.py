@@ -16,11 +16,10 @@ import numpy as np
 
 from contracts import motion_frame
 from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from contracts.paths import SPEECH_DIRS
 from contracts.phones import Phone, load_phones
 from engines.motion_stream import MotionGenerator, MotionStream
 
-REPO = Path(__file__).resolve().parents[1]
-SPEECH_DIRS = (REPO / "assets" / "speech", REPO.parent / "shared" / "assets" / "speech")
 BILABIALS = frozenset({"P", "B", "M"})
 OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
 SILENCE = frozenset({"SIL"})

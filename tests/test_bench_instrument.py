@@ -6,28 +6,20 @@ the plain mesh."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from bench.latency import OPEN_FRACTION, mouth_openings
-from bench.mouth_instrument import dsp_mouth
-from engines.avatar import prepare_avatar
-from engines.offline import FrameRenderer
-from engines.renderer_models import create_renderer
-from stream_server.avatars import load_rig
+from contracts.paths import DEFAULT_PORTRAIT
+from engines.frame_renderer import FrameRenderer
+from measure.mouth import OPEN_FRACTION, dsp_mouth, mouth_openings, portrait_renderer
 
-PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "portraits" / "mona_lisa.jpg"
 JAWS = (0.0, 0.3, 0.5, 0.65, 0.8)
 POSES = {"front": (0.0, 0.0, 0.0), "turned": (0.08, 0.0, 0.0), "nodding": (0.0, 0.08, 0.0)}
 
 
 @pytest.fixture(scope="module")
 def renderer(tmp_path_factory: pytest.TempPathFactory) -> FrameRenderer:
-    cache = tmp_path_factory.mktemp("instrument-cache")
-    avatar_id = prepare_avatar(PORTRAIT, cache_dir=cache).avatar_id
-    return FrameRenderer(create_renderer("onnxruntime", "cpu", 1), load_rig(avatar_id, cache))
+    return portrait_renderer(DEFAULT_PORTRAIT, tmp_path_factory.mktemp("instrument-cache"))
 
 
 @pytest.mark.parametrize("pose", POSES)

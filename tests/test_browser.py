@@ -7,12 +7,9 @@ tests skip without them. No browser is downloaded (Playwright drives the system 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,9 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contracts.paths import DEFAULT_SPEECH
+from measure.server import BenchError, serve
+
 CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[1]
-SPEECH = REPO / "assets" / "speech" / "librivox_ss01_0870.wav"
 SERVER_START_TIMEOUT_S = 60.0
 
 # The bundled portrait's mouth in the 512x512 frame (FaceMesh landmarks 61, 291, 13, 14 lie at
@@ -48,12 +46,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=2) as response:
         return json.load(response)
@@ -62,52 +54,13 @@ def _get_json(url: str) -> dict:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server on a free loopback port, one session at a time; its base URL."""
-    workdir = tmp_path_factory.mktemp("browser-server")
-    port = _free_port()
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "stream_server.cli",
-                "--cache-dir",
-                str(workdir / "cache"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--max-sessions",
-                "1",
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited ({process.returncode}):\n{log_path.read_text()}")
-            try:
-                if _get_json(base + "/healthz").get("status") == "ok":
-                    break
-            except (OSError, urllib.error.URLError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server was not ready in 60 s:\n{log_path.read_text()}")
-            time.sleep(0.25)
-        yield base
-    finally:
-        process.terminate()
+    cache = tmp_path_factory.mktemp("browser-server") / "cache"
+    with contextlib.ExitStack() as stack:
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            base = stack.enter_context(serve(1, cache, timeout_s=SERVER_START_TIMEOUT_S))
+        except BenchError as exc:
+            pytest.fail(str(exc))
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +68,7 @@ def fake_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The speech as 48 kHz stereo 16-bit WAV, which Chromium's fake capture device plays."""
     path = tmp_path_factory.mktemp("fake-mic") / "speech48k.wav"
     resampler = av.AudioResampler(format="s16", layout="stereo", rate=48_000)
-    with av.open(str(SPEECH)) as source, av.open(str(path), "w") as sink:
+    with av.open(str(DEFAULT_SPEECH)) as source, av.open(str(path), "w") as sink:
         stream = sink.add_stream("pcm_s16le", rate=48_000, layout="stereo")
         for frame in [*source.decode(audio=0), None]:
             for resampled in resampler.resample(frame):

@@ -23,12 +23,12 @@ from lipsync_metrics import (
     speech_files,
 )
 
-from bench.lipsync import PAD_SECONDS, pad_with_room_tone
 from contracts import motion_frame
 from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from contracts.phones import Phone
 from engines.dsp_motion import DspMotionGenerator
 from engines.motion_stream import MotionStream
+from measure.lipsync import PAD_SECONDS, pad_with_room_tone
 
 _I = motion_frame.INDEX
 FILES = speech_files(aligned_only=False)
@@ -321,7 +321,8 @@ def test_lips_part_ahead_of_a_vowel_after_a_pause() -> None:
     the live server a frame of onset latency). Real onsets: the latency bench's bursts."""
     from scipy.signal import resample_poly
 
-    from bench.latency import DEFAULT_SPEECH, cut_bursts, load_speech
+    from contracts.paths import DEFAULT_SPEECH
+    from measure.program import cut_bursts, load_speech
 
     bursts = [
         resample_poly(b, 1, 3).astype(np.float32) for b in cut_bursts(load_speech(DEFAULT_SPEECH))

@@ -1,17 +1,22 @@
-"""`emote bench` (bench.latency): its cross-correlation, the offline reference that separates
-the generator's own lip timing from the streams' A/V offset (bench.mouth_reference), and a
-whole run against its own server."""
+"""`emote bench`'s measurements (measure.latency): the cross-correlation, the offline reference
+that separates the generator's own lip timing from the streams' A/V offset
+(measure.mouth_reference), and a whole run of the script (python -m bench.latency) against
+its own server."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.latency import DEFAULT_SPEECH, av_offset, run, xcorr_lag
-from bench.mouth_reference import Generator, kept_frames
+from contracts.paths import REPO
+from measure.latency import av_offset
+from measure.mouth_reference import Generator, kept_frames
+from measure.xcorr import xcorr_lag
 
 
 def test_the_cross_correlation_finds_a_delay_between_its_steps() -> None:
@@ -50,7 +55,9 @@ def test_the_reference_keeps_the_frames_the_live_bench_measures() -> None:
 @pytest.mark.slow
 def test_a_bench_run_reports_every_number_with_the_streams_in_sync(tmp_path: Path) -> None:
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    run(None, 1, 16.0, DEFAULT_SPEECH, out, png, cache_dir=tmp_path / "cache")
+    command = [sys.executable, "-m", "bench.latency", "--duration", "16"]
+    command += ["--json", str(out), "--plot", str(png), "--cache-dir", str(tmp_path / "cache")]
+    subprocess.run(command, cwd=REPO, check=True)
     summary = json.loads(out.read_text())
     for key in ("first_frame_ms", "av_offset_ms", "fps", "jitter_ms_p95", "dropped"):
         assert summary[key] is not None, key

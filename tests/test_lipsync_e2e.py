@@ -1,21 +1,19 @@
 """End to end: render real speech with `emote render`, track the face in the output video
 with FaceMesh, and check the lip sync, the stillness in silence, the blinks and that the eyes
 keep their identity. The numbers in docs/benchmarks.md come from the same code
-(python -m bench.lipsync) over all the real speech clips."""
+(measure.lipsync, run by python -m bench.lipsync) over all the real speech clips."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.lipsync import FaceTrack, LipSyncReport, evaluate_clip, eye_identity
+from contracts.paths import DEFAULT_PORTRAIT, DEFAULT_SPEECH
 from engines.avatar import Avatar
+from measure.facemesh import FaceTrack
+from measure.lipsync import LipSyncReport, evaluate_clip, eye_identity
 
-REPO = Path(__file__).resolve().parents[1]
-CLIP = REPO / "assets" / "speech" / "librivox_ss01_0870.wav"
-PHONES = REPO / "assets" / "speech" / "librivox_ss01_0870.phones.json"
+PHONES = DEFAULT_SPEECH.with_name(DEFAULT_SPEECH.stem + ".phones.json")
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +23,7 @@ def rendered(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[LipSyncReport, list[np.ndarray], FaceTrack]:
     return evaluate_clip(
-        REPO / "assets" / "portraits" / "mona_lisa.jpg",
-        CLIP,
-        PHONES,
-        workdir=tmp_path_factory.mktemp("lipsync"),
+        DEFAULT_PORTRAIT, DEFAULT_SPEECH, PHONES, workdir=tmp_path_factory.mktemp("lipsync")
     )
 
 

@@ -19,7 +19,8 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 from PIL import Image
 
-from bench.latency import Client, serve
+from measure.server import serve
+from measure.webrtc_client import Client
 from stream_server.loopback import use_loopback_only
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,7 +198,7 @@ def test_uploaded_portrait_becomes_an_avatar_with_an_image_and_sessions(server: 
     session_id = answer.json()["session_id"]
     stats = request("GET", f"{server}/api/sessions/{session_id}").json()
     assert stats["avatar"] == info["id"]
-    # the generator, for the bench's offline reference (bench.mouth_reference)
+    # the generator, for the bench's offline reference (measure.mouth_reference)
     assert (stats["motion"], stats["motion_seed"], stats["motion_steps"]) == ("dsp", 0, None)
     assert request("DELETE", f"{server}/api/sessions/{session_id}").status == 200
     wait_for_sessions(server, 0)
@@ -235,6 +236,13 @@ def test_uploads_that_are_not_multipart_or_lack_the_image_field_are_refused(serv
     form = aiohttp.FormData()
     form.add_field("picture", PORTRAIT.read_bytes(), filename="m.jpg", content_type="image/jpeg")
     reply = request("POST", f"{server}/api/avatars", data=form)
+    assert reply.status == 400
+    assert "image" in reply.error()
+    nested = aiohttp.MultipartWriter("form-data")  # an "image" that is itself a multipart
+    inner = aiohttp.MultipartWriter("mixed")
+    inner.append(PORTRAIT.read_bytes(), {"Content-Type": "image/jpeg"})
+    nested.append(inner).set_content_disposition("form-data", name="image")
+    reply = request("POST", f"{server}/api/avatars", data=nested)
     assert reply.status == 400
     assert "image" in reply.error()
 

@@ -1,6 +1,6 @@
 """Real WebRTC sessions over loopback against `emote serve` in a subprocess: an aiortc client
 sends real speech and receives the avatar's video and its own audio. The mouth is measured
-from the received pixels with FaceMesh (bench.latency.mouth_openings)."""
+from the received pixels with FaceMesh (measure.mouth.mouth_openings)."""
 
 from __future__ import annotations
 
@@ -18,21 +18,19 @@ import aiohttp
 import numpy as np
 import pytest
 
-from bench.latency import (
+from measure.mouth import MIN_MOUTH_RANGE, mouth_levels, mouth_openings
+from measure.program import (
     CHUNK,
-    MIN_MOUTH_RANGE,
     RATE,
-    Client,
     Program,
     cut_bursts,
     levels_db,
     load_speech,
-    mouth_levels,
-    mouth_openings,
-    serve,
     speech_program,
 )
-from bench.lipsync import best_lag
+from measure.server import serve
+from measure.webrtc_client import Client
+from measure.xcorr import best_lag
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO / "assets" / "speech" / "librivox_ss01_0870.wav"
@@ -243,7 +241,7 @@ CLIENT = textwrap.dedent(
     """
     import asyncio, sys
     import aiohttp
-    from bench.latency import Client
+    from measure.webrtc_client import Client
 
     async def main(url):
         client = Client(url, None)

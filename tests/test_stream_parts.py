@@ -76,21 +76,21 @@ def test_the_server_takes_the_default_margin_unless_told(tmp_path: Path) -> None
 
 
 def test_serve_refuses_a_negative_margin(capsys) -> None:
-    from stream_server.cli import main
+    from emote.cli import main
 
     assert main(["serve", "--margin-ms", "-5", "--port", "1"]) == 2
     assert "--margin-ms" in capsys.readouterr().err
 
 
 def test_bench_margin_needs_its_own_server(capsys) -> None:
-    from stream_server.cli import main
+    from emote.cli import main
 
     assert main(["bench", "--url", "http://127.0.0.1:1", "--margin-ms", "30"]) == 2
     assert "--margin-ms" in capsys.readouterr().err
 
 
 def test_the_bench_judges_a_longer_run_against_the_same_open_mouth() -> None:
-    from bench.latency import OPEN_FRACTION, mouth_levels
+    from measure.mouth import OPEN_FRACTION, mouth_levels
 
     rng = np.random.default_rng(0)
     closed = np.abs(rng.normal(0.0, 0.001, 400))
@@ -118,30 +118,30 @@ def _session_fed_by_hand() -> tuple[Session, Callable[[float], None]]:
     t0, chunk = session.clock.t0, np.full(320, 0.1, np.float32)  # 20 ms at 16 kHz
 
     def arrive(at_s: float) -> None:
-        session._append_arrival(t0 + at_s + 1e-6, chunk, np.repeat(chunk, 3))
+        session.place_audio(t0 + at_s + 1e-6, chunk, np.repeat(chunk, 3))
 
     return session, arrive
 
 
 def test_input_audio_is_fitted_to_the_session_clock_and_counted() -> None:
-    from stream_server.session import JITTER_S
+    from stream_server.clock_fit import JITTER_S
 
     session, arrive = _session_fed_by_hand()
 
     arrive(0.100)  # the first chunk lands at its arrival: 80 ms of silence before it
-    assert (session.stats.audio_inserted_samples, session._written) == (1280, 1600)
+    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1280, 1600)
     arrive(0.120)  # on time
     arrive(0.140 + JITTER_S / 2)  # a little late (jitter): left alone
-    assert (session.stats.audio_inserted_samples, session._written) == (1280, 2240)
+    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1280, 2240)
     arrive(0.180 + JITTER_S)  # a stall: the gap (60 ms) becomes silence at once
-    assert (session.stats.audio_inserted_samples, session._written) == (1280 + 960, 3520)
+    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1280 + 960, 3520)
     arrive((3520 + 320 - 800) / 16000)  # 50 ms ahead of the clock: cut
-    assert (session.stats.audio_trimmed_samples, session._written) == (320, 3520)
+    assert (session.stats.audio_trimmed_samples, session.samples_placed) == (320, 3520)
     assert session.stats.as_json()["audio_trimmed_samples"] == 320
 
 
 def test_a_session_anchored_late_catches_up_with_its_audio() -> None:
-    from stream_server.session import LATE_WINDOW
+    from stream_server.clock_fit import LATE_WINDOW
 
     session, arrive = _session_fed_by_hand()
 
@@ -201,7 +201,10 @@ def test_the_returned_sound_is_heard_at_its_frames_time() -> None:
     audio16[click] = 0.6
     audio48 = np.zeros(len(audio16) * 3, np.float32)
     audio48[3 * click : 3 * click + 48] = 0.6
-    session._append(audio16, audio48)
+    # the whole of it arriving at its end's time: placed from sample 0, no silence, no cut
+    session.place_audio(session.clock.t0 + len(audio16) / 16_000 + 1e-6, audio16, audio48)
+    assert session.samples_placed == session.fitter.written == len(audio16)
+    assert session.fitter.inserted == session.fitter.trimmed == 0
     track = session.audio
     packets = [track.packet(n) for n in range(len(audio48) // 960)]
     assert all(p.pts == n * 960 and p.samples == 960 for n, p in enumerate(packets))

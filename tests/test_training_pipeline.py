@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from contracts import motion_frame
+from emote.cli import main as emote
 from engines.motion_generators import make_generator
 from engines.motion_stream import MotionStream
 from export.trt_compat import check_graph
-from emote.cli import main as emote
 from training.corpus_format import iter_examples, read_manifest
 
 SPEECH = Path(__file__).resolve().parents[1] / "assets" / "speech" / "librivox_ss01_0870.wav"

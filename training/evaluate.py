@@ -144,12 +144,12 @@ def _auc(high: list[float], low: list[float]) -> float:
 
 def rendered_metrics(track, audio: np.ndarray, phones: list) -> dict:
     """FaceMesh measurements of one rendered clip against its reference phones
-    (bench.lipsync phones: begin, duration, label)."""
-    from bench.lipsync import _fill_nan, lipsync_report, phone_frames
+    (contracts.phones.Phone: label, start, end)."""
+    from measure.lipsync import fill_nan, lipsync_report, phone_frames
 
     report = lipsync_report(track, audio, phones)
     n = len(track.mouth)
-    mouth, width = _fill_nan(track.mouth), _fill_nan(track.width)
+    mouth, width = fill_nan(track.mouth), fill_nan(track.width)
     lo, hi = np.percentile(mouth, 5), np.percentile(mouth, 95)
 
     def mean_of(values: np.ndarray, labels: frozenset[str]) -> list[float]:
@@ -233,7 +233,7 @@ def evaluate(config: EvalConfig) -> dict:
             results[name]["heldout_voices"] = _mean_dicts(per) | {"utterances": len(per)}
 
     if config.speech_dir is not None:
-        from bench.lipsync import pad_with_room_tone
+        from measure.lipsync import pad_with_room_tone
 
         clips = [(n, *pad_with_room_tone(a, p)) for n, a, p in _real_speech(config.speech_dir)]
         renderer = _Renderer(config.image, config.cache_dir) if config.render else None
@@ -276,11 +276,11 @@ class _Renderer:
     video mode smooths landmarks over time and would add lag)."""
 
     def __init__(self, image: Path | None, cache_dir: Path | None) -> None:
-        from bench.lipsync import FaceTracker
         from engines.avatar import default_cache_dir, prepare_avatar
-        from engines.offline import FrameRenderer
+        from engines.frame_renderer import FrameRenderer
         from engines.renderer_models import create_renderer, renderer_model_for_size
         from engines.rig import rig_for_avatar
+        from measure.facemesh import FaceTracker
 
         repo = Path(__file__).resolve().parents[1]
         image = image or repo / "assets" / "portraits" / "mona_lisa.jpg"

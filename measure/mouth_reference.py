@@ -8,9 +8,9 @@ moving before the sound as a speaker's do (dsp's mouth is driven by audio 15-75 
 frame's centre). Here the same program is rendered offline by the same generator and
 renderer, from the avatar the server used (its framed image, fetched from the server), with
 frame k at the middle of its own audio, as the server sends it; the frames are read by the
-same instrument (FaceMesh's plain mesh, ``bench.latency.mouth_openings``), the same subset of
+same instrument (FaceMesh's plain mesh, ``measure.mouth.mouth_openings``), the same subset of
 frames is kept, and the same cross-correlation is taken against the program's own level
-(``bench.latency.xcorr_lag``). That is the generator's lead; the live reading minus it is the
+(``measure.xcorr.xcorr_lag``). That is the generator's lead; the live reading minus it is the
 offset the streams add.
 """
 
@@ -24,6 +24,7 @@ import av
 import numpy as np
 
 from contracts.clock import FPS
+from measure.mouth import mouth_openings, portrait_renderer
 
 REFERENCE_S = 60.0  # of each session's program: enough onsets, bounded time (~10 s a minute)
 KEEP_EVERY = 5  # as the live bench: every 5th frame, plus the second after each onset ...
@@ -86,9 +87,6 @@ def reference_mouth(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(frame centre times in s from the program's start, mouth openings) of the program's
     first ``limit_s`` rendered offline for the avatar in ``avatar_png`` (kept frames only)."""
-    from bench.latency import mouth_openings
-    from bench.mouth_instrument import portrait_renderer
-
     samples = samples[: int(limit_s * 48_000)]
     motion = program_motion(samples, generator)
     with tempfile.TemporaryDirectory(prefix="emote-reference-") as tmp:

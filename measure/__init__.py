@@ -1,0 +1,21 @@
+"""The project's measuring library: what the benchmarks, the tests and the evaluation read
+off rendered and streamed faces.
+
+One concern per module:
+
+* ``facemesh``: MediaPipe FaceMesh over frames (mouth, mouth width, eyes, landmarks).
+* ``xcorr``: how far the mouth follows the sound (cross-correlations, refined between steps).
+* ``lipsync``: the lip-sync report of a rendered clip against its reference phones.
+* ``clip``: rendering a clip offline and reading it back (WAV out, MP4 frames in).
+* ``mouth``: the mouth instrument of the live bench (FaceMesh's plain mesh on kept frames,
+  the open threshold) and rendered frames of known opening.
+* ``program``: the speech a live client sends (bursts starting at loud open vowels).
+* ``webrtc_client``: the aiortc client that sends a program and records what comes back.
+* ``server``: ``emote serve`` on a free loopback port, for a measurement.
+* ``mouth_reference``: the motion generator's own lip lead, rendered offline.
+* ``latency``: the live analysis (glass-to-glass latency, A/V offset, frame delivery);
+  its docstring defines every measured quantity.
+
+It imports ``contracts``, ``engines`` and ``stream_server`` (its jitter buffer and loopback
+rules) only: the scripts in ``bench/``, ``training`` and the tests import it.
+"""

@@ -1,0 +1,63 @@
+"""MediaPipe FaceMesh over RGB frames: the mouth opening (inner-lip gap, landmarks 13-14, over
+the face height, 10-152), the mouth width (corners 61-291 over the face height) and the eye
+opening (lid gap over eye width), frame by frame."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class FaceTrack:
+    mouth: np.ndarray  # (n,) inner-lip gap / face height; nan where no face was found
+    width: np.ndarray  # (n,) mouth-corner distance / face height
+    eyes: np.ndarray  # (n,) mean eye opening / eye width
+    landmarks: list[np.ndarray | None]
+
+
+class FaceTracker:
+    """MediaPipe FaceMesh over a sequence of RGB frames (video mode: tracked, fast)."""
+
+    def __init__(self, static: bool = False, refine: bool = True) -> None:
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        import mediapipe as mp
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static,
+            refine_landmarks=refine,
+            max_num_faces=1,
+            min_detection_confidence=0.3,
+            min_tracking_confidence=0.3,
+        )
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
+        result = self._mesh.process(np.ascontiguousarray(rgb))
+        if not result.multi_face_landmarks:
+            return None
+        h, w = rgb.shape[:2]
+        pts = result.multi_face_landmarks[0].landmark
+        return np.array([[p.x * w, p.y * h] for p in pts], np.float32)
+
+    def track(self, frames: list[np.ndarray]) -> FaceTrack:
+        mouth, width, eyes, all_lm = [], [], [], []
+        for rgb in frames:
+            lm = self.landmarks(rgb)
+            all_lm.append(lm)
+            if lm is None:
+                mouth.append(np.nan)
+                width.append(np.nan)
+                eyes.append(np.nan)
+                continue
+            face_h = np.linalg.norm(lm[10] - lm[152])
+            mouth.append(float(np.linalg.norm(lm[13] - lm[14]) / face_h))
+            width.append(float(np.linalg.norm(lm[61] - lm[291]) / face_h))
+            right = np.linalg.norm(lm[159] - lm[145]) / np.linalg.norm(lm[33] - lm[133])
+            left = np.linalg.norm(lm[386] - lm[374]) / np.linalg.norm(lm[362] - lm[263])
+            eyes.append(float((right + left) / 2))
+        return FaceTrack(np.array(mouth), np.array(width), np.array(eyes), all_lm)

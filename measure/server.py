@@ -1,0 +1,76 @@
+"""``emote serve`` on a free loopback port for a measurement (the live bench, the server tests
+and the browser test), stopped when the measurement ends."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from contracts.paths import REPO
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run (no server, offer refused); the message is for the user."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(
+    max_sessions: int,
+    cache_dir: Path | None = None,
+    timeout_s: float = 120.0,
+    margin_ms: float | None = None,
+    options: tuple[str, ...] = (),
+) -> Iterator[str]:
+    """Run ``emote serve`` on a free loopback port until the block ends; yields its URL.
+    ``margin_ms``: its ``--margin-ms`` (None: the server's default); ``options``: more of
+    its command-line options (e.g. ``("--motion", "learned")``)."""
+    import urllib.request
+
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        if cache_dir is None:
+            cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="emote-")))
+        log = stack.enter_context(tempfile.TemporaryFile())
+        command = [sys.executable, "-m", "emote", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--max-sessions", str(max_sessions)]
+        command += ["--cache-dir", str(cache_dir)]
+        if margin_ms is not None:
+            command += ["--margin-ms", str(margin_ms)]
+        command += list(options)
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = log.read().decode(errors="replace")[-2000:]
+                    raise BenchError(f"the server did not start:\n{tail}")
+                with (
+                    contextlib.suppress(OSError, ValueError),
+                    urllib.request.urlopen(f"{url}/healthz", timeout=1) as response,
+                ):
+                    if json.loads(response.read())["status"] == "ok":
+                        break
+                time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
