@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from contracts.paths import DEFAULT_PORTRAIT
 from engines.avatar import Avatar, prepare_avatar
 from engines.rig import Rig, build_rig
 
-REPO = Path(__file__).resolve().parents[1]
-PORTRAIT = REPO / "assets" / "portraits" / "mona_lisa.jpg"
+PORTRAIT = DEFAULT_PORTRAIT
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from contracts.clock import SAMPLE_RATE
+from contracts.paths import DEFAULT_SPEECH
 from engines.audio_io import OUTPUT_RATE, AudioError, decode_audio, iter_audio
 
-SPEECH = Path(__file__).resolve().parent.parent / "assets" / "speech" / "librivox_ss01_0870.wav"
+SPEECH = DEFAULT_SPEECH
 CLIP_START, CLIP_SECONDS = 1.0, 1.5
 ENVELOPE_HOP = SAMPLE_RATE // 100  # 10 ms
 MAX_LAG = SAMPLE_RATE // 20  # alignment search range, 50 ms

@@ -3,16 +3,15 @@ uncached reference gives, for live 20 ms chunks and for whole hops."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from contracts.paths import DEFAULT_SPEECH
 from engines.audio_io import decode_audio
 from engines.learned_motion import LearnedMotionGenerator
 from engines.motion_stream import MotionStream
 
-SPEECH = Path(__file__).resolve().parents[1] / "assets" / "speech" / "librivox_ss01_0870.wav"
+SPEECH = DEFAULT_SPEECH
 
 
 def stream(generator: LearnedMotionGenerator, audio: np.ndarray, chunk: int) -> np.ndarray:

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contracts.paths import DEFAULT_PORTRAIT, DEFAULT_SPEECH
 from emote.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
-PORTRAIT = ROOT / "assets" / "portraits" / "mona_lisa.jpg"
-SPEECH = ROOT / "assets" / "speech" / "librivox_ss01_0870.wav"
+PORTRAIT = DEFAULT_PORTRAIT
+SPEECH = DEFAULT_SPEECH
 EMOTE = Path(sys.executable).parent / "emote"
 CLIP_SECONDS = 2.0
 

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from contracts import motion_frame
+from contracts.paths import DEFAULT_PORTRAIT
 from engines.avatar import prepare_avatar
 from engines.frame_renderer import FrameRenderer
 from engines.renderer_models import create_renderer
 from stream_server.avatars import load_rig
 from stream_server.render_pool import RenderError, RenderPool
 
-PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "portraits" / "mona_lisa.jpg"
+PORTRAIT = DEFAULT_PORTRAIT
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,12 +18,12 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 from PIL import Image
 
+from contracts.paths import DEFAULT_PORTRAIT
 from measure.server import serve
 from measure.webrtc_client import Client
 from stream_server.loopback import use_loopback_only
 
-REPO = Path(__file__).resolve().parents[1]
-PORTRAIT = REPO / "assets" / "portraits" / "mona_lisa.jpg"
+PORTRAIT = DEFAULT_PORTRAIT
 
 
 @pytest.fixture(scope="module")

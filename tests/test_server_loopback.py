@@ -12,12 +12,12 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import numpy as np
 import pytest
 
+from contracts.paths import DEFAULT_SPEECH, REPO
 from measure.mouth import MIN_MOUTH_RANGE, mouth_levels, mouth_openings
 from measure.program import (
     CHUNK,
@@ -32,8 +32,7 @@ from measure.server import serve
 from measure.webrtc_client import Client
 from measure.xcorr import best_lag
 
-REPO = Path(__file__).resolve().parents[1]
-SPEECH = REPO / "assets" / "speech" / "librivox_ss01_0870.wav"
+SPEECH = DEFAULT_SPEECH
 
 pytestmark = pytest.mark.slow
 

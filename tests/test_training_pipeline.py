@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 
 from contracts import motion_frame
+from contracts.paths import DEFAULT_SPEECH
 from emote.cli import main as emote
 from engines.motion_generators import make_generator
 from engines.motion_stream import MotionStream
 from export.trt_compat import check_graph
 from training.corpus_format import iter_examples, read_manifest
 
-SPEECH = Path(__file__).resolve().parents[1] / "assets" / "speech" / "librivox_ss01_0870.wav"
+SPEECH = DEFAULT_SPEECH
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(

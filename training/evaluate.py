@@ -276,14 +276,14 @@ class _Renderer:
     video mode smooths landmarks over time and would add lag)."""
 
     def __init__(self, image: Path | None, cache_dir: Path | None) -> None:
+        from contracts.paths import DEFAULT_PORTRAIT
         from engines.avatar import default_cache_dir, prepare_avatar
         from engines.frame_renderer import FrameRenderer
         from engines.renderer_models import create_renderer, renderer_model_for_size
         from engines.rig import rig_for_avatar
         from measure.facemesh import FaceTracker
 
-        repo = Path(__file__).resolve().parents[1]
-        image = image or repo / "assets" / "portraits" / "mona_lisa.jpg"
+        image = image or DEFAULT_PORTRAIT
         cache = cache_dir or default_cache_dir()
         avatar = prepare_avatar(image, size=512, cache_dir=cache)
         rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache)
