@@ -78,6 +78,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -86,6 +87,9 @@ from measure.program import CHUNK, CHUNK_S, RATE, Program, ProgramTrack, burst_p
 from measure.server import BenchError
 from measure.webrtc_client import Client, Received
 from measure.xcorr import xcorr_lag
+
+if TYPE_CHECKING:
+    import aiohttp
 
 VIDEO_CLOCK = 90_000
 FRAME_S = 0.04  # 25 fps
@@ -106,23 +110,25 @@ async def run_sessions(
     server's ``GET /api/sessions/{id}`` before closing."""
     import aiohttp
 
-    async def one(index: int, http) -> tuple[Client, dict | None]:
+    async def one(index: int, http: aiohttp.ClientSession) -> tuple[Client, dict | None]:
         program = burst_program(bursts, duration_s, seed=index)
-        client: Client
+        track: ProgramTrack  # the client's (it has a program)
 
         def keep(n: int, t: float) -> bool:
             if n % LEVEL_SAMPLE_EVERY == 0:
                 return True
-            return any(0 < t - sent <= RESPONSE_WINDOW_S for _, sent in client.track.onset_times())
+            return any(0 < t - sent <= RESPONSE_WINDOW_S for _, sent in track.onset_times())
 
         client = Client(url, program, keep)
+        assert client.track is not None
+        track = client.track
         await client.connect(http)
         try:
             await asyncio.wait_for(client.first_frame.wait(), 30)
             # the program starts when the audio track does; stop when it is over
-            while client.track.start is None:
+            while track.start is None:
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(max(0.0, client.track.start + duration_s - time.monotonic()))
+            await asyncio.sleep(max(0.0, track.start + duration_s - time.monotonic()))
             stats = await client.stats(http)
             if stats and isinstance(stats.get("avatar"), str):
                 await client.fetch_avatar(http, stats["avatar"])
@@ -217,6 +223,17 @@ def pts_timing(got: Received) -> dict[str, object]:
     }
 
 
+class Onset(TypedDict):
+    """One onset of a session, as ``analyse`` reports it (``_t`` is for the plot only)."""
+
+    sent_s: float
+    latency_ms: float | None
+    audio_latency_ms: float | None
+    mouth_vs_sound_ms: float | None
+    mouth_rise: list[tuple[int, int]]
+    _t: tuple[float, float | None, float | None]
+
+
 @dataclass
 class SessionResult:
     index: int
@@ -239,7 +256,7 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
         threshold = np.inf
     # each measured frame's opening as a fraction of the way from closed to open
     fraction = {n: (m - closed) / max(opened - closed, 1e-6) for n, m in mouth.items()}
-    onsets = []
+    onsets: list[Onset] = []
     for burst, sent in client.track.onset_times():
         after = [n for n in range(len(vt)) if sent < vt[n] <= sent + OPENING_WITHIN_S]
         opening = next((n for n in after if mouth.get(n, -1.0) > threshold), None)

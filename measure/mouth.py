@@ -12,11 +12,15 @@ head's pose; the plain mesh rises steadily with the opening at every pose
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 
 from measure.facemesh import FaceTracker
+
+if TYPE_CHECKING:
+    from engines.frame_renderer import FrameRenderer
 
 OPEN_FRACTION = 0.2
 MIN_MOUTH_RANGE = 0.005  # of the face height; FaceMesh's noise on a shut mouth is ~0.001
@@ -59,7 +63,7 @@ def mouth_levels(values: np.ndarray) -> tuple[float, float, float]:
     return closed, opened, closed + OPEN_FRACTION * (opened - closed)
 
 
-def portrait_renderer(image: Path, cache: Path):
+def portrait_renderer(image: Path, cache: Path) -> FrameRenderer:
     """A one-thread CPU ``FrameRenderer`` for the portrait in ``image``, prepared into
     ``cache`` (an ``engines.frame_renderer.FrameRenderer``)."""
     from engines.avatar import prepare_avatar

@@ -10,17 +10,22 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
+import av
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterFrame
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from measure.program import Program, ProgramTrack
 from measure.server import BenchError
 from stream_server.jitter import release_immediately
 from stream_server.loopback import is_loopback, use_loopback_only
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 @dataclass
@@ -62,11 +67,11 @@ class Client:
         self._tasks: list[asyncio.Task] = []
         self.first_frame = asyncio.Event()
 
-    async def connect(self, http) -> None:
+    async def connect(self, http: aiohttp.ClientSession) -> None:
         self.pc = pc = RTCPeerConnection()
 
         @pc.on("track")
-        def on_track(track) -> None:
+        def on_track(track: MediaStreamTrack) -> None:
             reader = self._read_video if track.kind == "video" else self._read_audio
             self._tasks.append(asyncio.ensure_future(reader(track)))
 
@@ -96,46 +101,48 @@ class Client:
         self.received.video_complete_t.append(time.monotonic())
         self.received.video_complete_rtp.append(frame.timestamp)
 
-    async def _read_video(self, track) -> None:
+    async def _read_video(self, track: MediaStreamTrack) -> None:
         got = self.received
         while True:
             try:
-                frame = await track.recv()
+                frame = cast(av.VideoFrame, await track.recv())  # a video track
             except MediaStreamError:
                 return
             t = time.monotonic()
             n = len(got.video_t)
             got.video_t.append(t)
+            assert frame.pts is not None  # aiortc stamps every decoded frame
             got.video_pts.append(int(frame.pts))
             got.video_size = (frame.width, frame.height)
             if self.keep(n, t):
                 got.kept[n] = frame.to_ndarray(format="yuv420p")
             self.first_frame.set()
 
-    async def _read_audio(self, track) -> None:
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
         got = self.received
         while True:
             try:
-                frame = await track.recv()
+                frame = cast(av.AudioFrame, await track.recv())  # an audio track
             except MediaStreamError:
                 return
             t = time.monotonic()
             pcm = frame.to_ndarray().astype(np.float32) / 32768.0
             got.audio_t.append(t)
+            assert frame.pts is not None  # aiortc stamps every decoded frame
             got.audio_pts.append(int(frame.pts))
             got.audio_rms.append(float(np.sqrt((pcm**2).mean())))
 
-    async def stats(self, http) -> dict | None:
+    async def stats(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
         async with http.get(f"{self.url}/api/sessions/{self.session_id}") as response:
             return await response.json() if response.status == 200 else None
 
-    async def fetch_avatar(self, http, avatar_id: str) -> None:
+    async def fetch_avatar(self, http: aiohttp.ClientSession, avatar_id: str) -> None:
         """Keep the avatar's framed image (for the offline reference: measure.mouth_reference)."""
         async with http.get(f"{self.url}/api/avatars/{avatar_id}/image") as response:
             if response.status == 200:
                 self.avatar_png = await response.read()
 
-    async def close(self, http=None) -> None:
+    async def close(self, http: aiohttp.ClientSession | None = None) -> None:
         """DELETE the session (when ``http`` is given), then close the peer connection."""
         if http is not None and self.session_id:
             async with http.delete(f"{self.url}/api/sessions/{self.session_id}"):
