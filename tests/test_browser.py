@@ -37,6 +37,7 @@ except ImportError:
     sync_playwright = None
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(
         not CHROMIUM.is_file(), reason="needs Chromium at /usr/bin/chromium (apt: chromium)"
     ),

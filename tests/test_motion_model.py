@@ -221,6 +221,7 @@ def test_lookahead_is_at_most_80_ms() -> None:
 # --- trained on the toy corpus ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_export_passes_tensorrt_check_and_parity(trained: Trained) -> None:
     for which in spec.WHICH:
         assert trained.report[which]["parity_max_rel"] < 1e-5
@@ -230,6 +231,7 @@ def test_export_passes_tensorrt_check_and_parity(trained: Trained) -> None:
     assert total <= 10e6
 
 
+@pytest.mark.slow
 def test_teacher_and_student_learn_the_bursts(trained: Trained) -> None:
     teacher = jaw_correlation(lambda: LearnedMotionGenerator("teacher", models_dir=trained.models))
     assert teacher > 0.6
@@ -240,6 +242,7 @@ def test_teacher_and_student_learn_the_bursts(trained: Trained) -> None:
         assert student > 0.6, steps
 
 
+@pytest.mark.slow
 def test_stream_frames_are_in_limits_and_deterministic(trained: Trained) -> None:
     audio, _ = held_out(seed=5, count=1)[0]
     make = lambda seed: LearnedMotionGenerator(models_dir=trained.models, seed=seed)  # noqa: E731
@@ -254,6 +257,7 @@ def test_stream_frames_are_in_limits_and_deterministic(trained: Trained) -> None
     )
 
 
+@pytest.mark.slow
 def test_torch_and_onnxruntime_generators_agree(trained: Trained) -> None:
     audio, _ = held_out(seed=6, count=1)[0]
     for which, checkpoint in (("teacher", trained.teacher), ("student", trained.student)):
@@ -262,6 +266,7 @@ def test_torch_and_onnxruntime_generators_agree(trained: Trained) -> None:
         np.testing.assert_allclose(ort, run_stream(ref, audio), atol=2e-4)
 
 
+@pytest.mark.slow
 def test_audio_beyond_the_lookahead_changes_nothing(trained: Trained) -> None:
     audio, _ = held_out(seed=7, count=1)[0]
     cut = 40 * SAMPLES_PER_FRAME
@@ -275,6 +280,7 @@ def test_audio_beyond_the_lookahead_changes_nothing(trained: Trained) -> None:
     assert not np.allclose(a[unaffected + 2 :], b[unaffected + 2 :])
 
 
+@pytest.mark.slow
 def test_generate_checks_its_window_and_handles_any_hop(trained: Trained) -> None:
     gen = LearnedMotionGenerator(models_dir=trained.models)
     history = np.zeros((gen.history_frames, motion_frame.DIM), np.float32)
@@ -286,6 +292,7 @@ def test_generate_checks_its_window_and_handles_any_hop(trained: Trained) -> Non
         assert out.shape == (n, motion_frame.DIM)
 
 
+@pytest.mark.slow
 def test_reset_eases_back_to_idle(trained: Trained) -> None:
     audio, motion = held_out(seed=8, count=1)[0]
     # A frame in the middle of a burst, where the mouth is open.

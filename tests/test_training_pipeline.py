@@ -44,6 +44,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_corpus_has_every_engine_held_out_voices_and_aligned_targets(pipeline) -> None:
     manifest = read_manifest(pipeline["corpus"])
     engines = {u["engine"] for u in manifest["utterances"]}
@@ -60,6 +61,7 @@ def test_corpus_has_every_engine_held_out_voices_and_aligned_targets(pipeline) -
         assert np.abs(example.audio).max() > 0.01
 
 
+@pytest.mark.slow
 def test_corpus_is_reproducible_from_its_seed(pipeline, tmp_path: Path) -> None:
     again = tmp_path / "again"
     assert emote(["train", "corpus", "--tiny", "--quiet", "--corpus", str(again)]) == 0
@@ -75,6 +77,7 @@ def test_corpus_is_reproducible_from_its_seed(pipeline, tmp_path: Path) -> None:
         assert abs(a["seconds"] - b["seconds"]) <= tolerance, (a, b)
 
 
+@pytest.mark.slow
 def test_exported_graphs_are_tensorrt_compatible_and_small(pipeline) -> None:
     graphs = sorted(pipeline["out"].glob("motion_*.onnx"))
     names = {g.name for g in graphs}
@@ -86,6 +89,7 @@ def test_exported_graphs_are_tensorrt_compatible_and_small(pipeline) -> None:
     assert sum(g.stat().st_size for g in graphs) < 20e6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "steps"), [("learned", 1), ("learned", 4), ("teacher", 8)])
 def test_learned_generators_stream_in_limits(pipeline, name: str, steps: int) -> None:
     generator = make_generator(name, seed=3, steps=steps, models_dir=pipeline["out"])
@@ -102,6 +106,7 @@ def test_learned_generators_stream_in_limits(pipeline, name: str, steps: int) ->
     np.testing.assert_array_equal(motion, motion_frame.clip(motion))
 
 
+@pytest.mark.slow
 def test_eval_compares_generators_on_held_out_voices(pipeline, tmp_path: Path, capsys) -> None:
     out = tmp_path / "eval.json"
     args = ["eval", "--motion", "dsp,learned", "--no-render", "--quiet", "--seeds", "2"]
@@ -115,6 +120,7 @@ def test_eval_compares_generators_on_held_out_voices(pipeline, tmp_path: Path, c
     assert "| viseme accuracy, motion (real speech) |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_render_with_the_learned_motion(pipeline, tmp_path: Path, session_cache: Path) -> None:
     from engines.audio_io import decode_audio
 
