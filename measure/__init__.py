@@ -13,6 +13,7 @@ One concern per module:
 * ``webrtc_client``: the aiortc client that sends a program and records what comes back.
 * ``server``: ``emote serve`` on a free loopback port, for a measurement.
 * ``mouth_reference``: the motion generator's own lip lead, rendered offline.
+* ``bench_options``: the latency benchmark's options (``emote bench``, ``bench.latency``).
 * ``latency``: the live analysis (glass-to-glass latency, A/V offset, frame delivery);
   its docstring defines every measured quantity.
 
