@@ -68,6 +68,8 @@ _LOWER = np.array(
     [0.0] * NUM_BLENDSHAPES + [-0.6, -0.5, -0.5, -0.3, -0.3, -0.3] + [-1.0, -1.0], np.float32
 )
 _UPPER = np.array([1.0] * NUM_BLENDSHAPES + [0.6, 0.5, 0.5, 0.3, 0.3, 0.3] + [1.0, 1.0], np.float32)
+LOWER: np.ndarray = _LOWER  # per field, in FIELDS order (read-only by convention)
+UPPER: np.ndarray = _UPPER
 
 # ARKit "Left"/"Right" are the subject's own sides, as in ARKit.
 

@@ -1,7 +1,7 @@
-"""The ``emote`` command line: prepare, render, serve, bench, train, eval, export.
+"""The ``emote`` command line: prepare, render, motion, serve, bench, train, eval, export.
 
-Builds the parser from each subcommand's module (emote.offline, emote.serve, emote.bench,
-emote.train) and runs the chosen one; a user-facing failure prints one line
+Builds the parser from each subcommand's module (emote.offline, emote.motion, emote.serve,
+emote.bench, emote.train) and runs the chosen one; a user-facing failure prints one line
 (``emote: error: ...``) and exits with status 2.
 """
 
@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from emote import bench, offline, serve, train
+from emote import bench, motion, offline, serve, train
 from emote.errors import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     offline.register(sub, common)  # prepare, render
+    motion.register(sub, common)
     serve.register(sub, common)
     bench.register(sub, common)
     train.register(sub, common)  # train, eval

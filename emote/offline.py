@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.paths import DEFAULT_PORTRAIT, DEFAULT_SPEECH, MODELS_DIR
 from emote.errors import CliError
 from emote.options import add_motion_arguments, cache_dir, make_generator
 from engines.avatar import Avatar
 from engines.engine import Engine
+
+if TYPE_CHECKING:
+    from engines.offline import RenderResult
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -28,7 +34,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "render", parents=[common], help="render a portrait speaking an audio file to MP4"
     )
     render.add_argument("--image", type=Path, default=DEFAULT_PORTRAIT)
-    render.add_argument("--audio", type=Path, default=DEFAULT_SPEECH)
+    render.add_argument(
+        "--audio",
+        type=Path,
+        default=None,
+        help="speech or song to speak (default: the bundled clip; with --motion-file: "
+        "the sound to mux in, cut or padded to the motion's length; none = silence)",
+    )
+    render.add_argument(
+        "--motion-file",
+        type=Path,
+        help="render these motion frames (JSON Lines, docs/api.md) instead of a generator's",
+    )
     render.add_argument("--output", type=Path, required=True)
     render.add_argument("--fps", type=int, default=25)
     render.add_argument("--size", type=int, default=512)
@@ -109,15 +126,15 @@ def ensure_renderer(size: int, cache: Path) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from engines.heap import keep_freed_memory
     from engines.pipeline import render_file
 
     keep_freed_memory()
     if not 1 <= args.fps <= 60:
         raise CliError("--fps must be between 1 and 60")
-    audio = Path(args.audio)
+    if args.motion_file is not None:
+        return _render_motion_file(args)
+    audio = Path(args.audio) if args.audio is not None else DEFAULT_SPEECH
     if not audio.is_file():
         raise CliError(f"audio file not found: {audio}")
     _check_audio(audio)  # before any avatar work: a bad file must change nothing
@@ -127,18 +144,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     engine = None
     if args.backend == "torch":
         engine = _torch_renderer(args.device)
-    duration = _audio_duration(audio)
-    with tqdm(
-        total=round(duration, 2) if duration else None,
-        unit="s",
-        desc="render",
-        disable=args.quiet,
-        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s audio [{elapsed}<{remaining}]",
-    ) as bar:
-
-        def progress(seconds: float) -> None:
-            bar.update(seconds - bar.n)
-
+    with _progress(_audio_duration(audio), args.quiet) as progress:
         result = render_file(
             args.image,
             audio,
@@ -153,14 +159,85 @@ def cmd_render(args: argparse.Namespace) -> int:
             progress=progress,
             on_avatar=_print_warnings,
         )
+    _report(args.output, result)
+    return 0
+
+
+def _render_motion_file(args: argparse.Namespace) -> int:
+    from contracts.motion_file import MotionFileError, read_motion_file
+    from engines.motion_generators import DEFAULT_MOTION
+    from engines.pipeline import render_motion_file
+
+    if args.motion != DEFAULT_MOTION or args.steps is not None or args.motion_models:
+        raise CliError(
+            "--motion-file renders the motion it holds; --motion, --steps and --motion-models "
+            "choose a generator instead: give one or the other"
+        )
+    # Everything is read and checked before any avatar work: a bad file changes nothing.
+    try:
+        track = read_motion_file(args.motion_file)
+    except MotionFileError as exc:
+        raise CliError(str(exc)) from None
+    if track.ignored:
+        print(
+            f"warning: {args.motion_file.name}: ignored {len(track.ignored)} ARKit blendshape(s) "
+            f"the motion frame does not carry: {', '.join(track.ignored)}",
+            file=sys.stderr,
+        )
+    audio = Path(args.audio) if args.audio is not None else None
+    if audio is not None:
+        if not audio.is_file():
+            raise CliError(f"audio file not found: {audio}")
+        _check_audio(audio)
+    cache = cache_dir(args)
+    ensure_renderer(args.size, cache)
+    engine = _torch_renderer(args.device) if args.backend == "torch" else None
+    with _progress(track.seconds, args.quiet) as progress:
+        result = render_motion_file(
+            args.image,
+            track.frames,
+            args.output,
+            audio,
+            size=args.size,
+            fps=args.fps,
+            cache_dir=cache,
+            backend=args.backend,
+            device=args.device,
+            engine=engine,
+            progress=progress,
+            on_avatar=_print_warnings,
+        )
+    _report(args.output, result)
+    return 0
+
+
+@contextlib.contextmanager
+def _progress(seconds: float | None, quiet: bool) -> Iterator[Callable[[float], None]]:
+    """A progress bar over ``seconds`` of output; yields its update function."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=round(seconds, 2) if seconds else None,
+        unit="s",
+        desc="render",
+        disable=quiet,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s audio [{elapsed}<{remaining}]",
+    ) as bar:
+
+        def progress(done: float) -> None:
+            bar.update(done - bar.n)
+
+        yield progress
+
+
+def _report(output: Path, result: RenderResult) -> None:
     per_frame = result.stages.per_frame(result.frames)
     stages = ", ".join(f"{k.removesuffix('_ms')} {v:.1f}" for k, v in per_frame.items())
     print(
-        f"wrote {args.output}: {result.frames} frames, {result.audio_seconds:.2f} s of audio in "
+        f"wrote {output}: {result.frames} frames, {result.audio_seconds:.2f} s of audio in "
         f"{result.wall_seconds:.2f} s (real-time factor {result.realtime_factor:.2f}; "
         f"per frame ms: {stages})"
     )
-    return 0
 
 
 def _torch_renderer(device: str) -> Engine:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts import settings
-from contracts.clock import FPS, SAMPLE_RATE
-from engines.audio_io import iter_audio
+from contracts import motion_frame, settings
+from contracts.clock import FPS
+from engines.audio_io import OUTPUT_RATE, iter_audio
 from engines.avatar import Avatar
 from engines.engine import Engine
 from engines.frame_renderer import FrameRenderer
@@ -90,10 +90,86 @@ def render_to_mp4(
     progress: Callable[[float], None] | None = None,
 ) -> RenderResult:
     """Render ``audio_path`` spoken by ``avatar`` into ``output`` (H.264 + AAC MP4)."""
+    stream = MotionStream(generator)
+
+    def source(emit_audio: Callable[[np.ndarray], None], stages: StageTimes) -> MotionSource:
+        chunks = iter_audio(audio_path)
+        while True:
+            t0 = time.perf_counter()
+            chunk = next(chunks, None)
+            stages.decode_ms += (time.perf_counter() - t0) * 1000.0
+            if chunk is None:
+                break
+            emit_audio(chunk.output)
+            t0 = time.perf_counter()
+            ready = stream.push(chunk.session)
+            stages.motion_ms += (time.perf_counter() - t0) * 1000.0
+            yield from ready
+        t0 = time.perf_counter()
+        ready = stream.flush()
+        stages.motion_ms += (time.perf_counter() - t0) * 1000.0
+        yield from ready
+
+    return _render(avatar, rig, source, output, engine, fps, progress)
+
+
+def render_motion_to_mp4(
+    avatar: Avatar,
+    rig: Rig,
+    motion: np.ndarray,
+    output: str | Path,
+    engine: Engine,
+    audio_path: str | Path | None = None,
+    fps: int = FPS,
+    progress: Callable[[float], None] | None = None,
+) -> RenderResult:
+    """Render given 25 fps motion frames ``(n, DIM)`` into ``output`` (H.264 + AAC MP4).
+
+    The motion sets the clip's length (n / 25 s). ``audio_path``'s sound is muxed in, cut at
+    that length and padded with silence if shorter; without it the audio track is silent.
+    """
+    if motion.ndim != 2 or motion.shape[1] != motion_frame.DIM or not len(motion):
+        raise ValueError(f"motion must be (n >= 1, {motion_frame.DIM}), got {motion.shape}")
+    total = len(motion) * OUTPUT_RATE // FPS  # output-rate samples the clip lasts
+
+    def source(emit_audio: Callable[[np.ndarray], None], stages: StageTimes) -> MotionSource:
+        sent = 0
+        chunks = iter_audio(audio_path) if audio_path is not None else iter(())
+        for k, frame in enumerate(motion):
+            due = (k + 1) * OUTPUT_RATE // FPS  # the audio up to the end of frame k
+            while sent < due:
+                t0 = time.perf_counter()
+                chunk = next(chunks, None)
+                stages.decode_ms += (time.perf_counter() - t0) * 1000.0
+                samples = (
+                    np.zeros(due - sent, np.float32)
+                    if chunk is None
+                    else chunk.output[: total - sent]
+                )
+                emit_audio(samples)
+                sent += len(samples)
+            yield k, frame
+
+    return _render(avatar, rig, source, output, engine, fps, progress)
+
+
+# A motion source yields (frame index, motion frame)s at 25 fps and hands the output audio
+# (48 kHz mono) that goes with them to the callback, in order.
+MotionSource = Iterator[tuple[int, np.ndarray]]
+
+
+def _render(
+    avatar: Avatar,
+    rig: Rig,
+    source: Callable[[Callable[[np.ndarray], None], StageTimes], MotionSource],
+    output: str | Path,
+    engine: Engine,
+    fps: int,
+    progress: Callable[[float], None] | None,
+) -> RenderResult:
     start = time.perf_counter()
     workers, batch_size = settings.current().render_workers, settings.current().render_batch
     stages = StageTimes()
-    stream = MotionStream(generator)
     renderer = FrameRenderer(engine, rig)
     size = avatar.image.shape[0]
     jobs: queue.Queue[tuple[str, np.ndarray] | None] = queue.Queue(ENCODE_QUEUE)
@@ -113,25 +189,10 @@ def render_to_mp4(
             while jobs.get() is not None:
                 pass
 
-    def motion_frames() -> Iterator[tuple[int, np.ndarray]]:
+    def emit_audio(samples: np.ndarray) -> None:
         nonlocal audio_samples
-        chunks = iter_audio(audio_path)
-        while True:
-            t0 = time.perf_counter()
-            chunk = next(chunks, None)
-            stages.decode_ms += (time.perf_counter() - t0) * 1000.0
-            if chunk is None:
-                break
-            audio_samples += len(chunk.session)
-            jobs.put(("audio", chunk.output))
-            t0 = time.perf_counter()
-            ready = stream.push(chunk.session)
-            stages.motion_ms += (time.perf_counter() - t0) * 1000.0
-            yield from ready
-        t0 = time.perf_counter()
-        ready = stream.flush()
-        stages.motion_ms += (time.perf_counter() - t0) * 1000.0
-        yield from ready
+        audio_samples += len(samples)
+        jobs.put(("audio", samples))
 
     def render_batch(motions: list[np.ndarray]) -> np.ndarray:
         t0 = time.perf_counter()
@@ -155,7 +216,7 @@ def render_to_mp4(
         thread = threading.Thread(target=encoder, args=(writer,), name="mp4-encoder", daemon=True)
         thread.start()
         try:
-            for motion in _retime(motion_frames(), fps):
+            for motion in _retime(source(emit_audio, stages), fps):
                 batch.append(motion)
                 if len(batch) == batch_size:
                     in_flight.append(pool.submit(render_batch, batch))
@@ -175,7 +236,7 @@ def render_to_mp4(
             raise failure[0]
     return RenderResult(
         frames=frames_done,
-        audio_seconds=audio_samples / SAMPLE_RATE,
+        audio_seconds=audio_samples / OUTPUT_RATE,
         wall_seconds=time.perf_counter() - start,
         stages=stages,
     )

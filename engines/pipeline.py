@@ -1,23 +1,29 @@
-"""Portrait file + audio file -> MP4 in one call: the offline pipeline's front.
+"""Portrait file + audio file (or motion frames) -> MP4 in one call: the offline pipeline's
+front.
 
 Prepares (or loads from the cache) the avatar and its rig, loads the renderer graph for the
-frame size, backend and device, and renders through engines.offline.render_to_mp4. What
+frame size, backend and device, and renders through engines.offline (``render_file``: motion
+from a generator driven by the audio; ``render_motion_file``: motion given, e.g. read from a
+motion file). ``motion_from_audio`` is the generator's motion alone (`emote motion`). What
 `emote render` and the lip-sync measurements (measure/) call; the command line adds the
 checks, messages and the on-demand export of renderer sizes other than the shipped one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from contracts.clock import FPS
+from engines.audio_io import iter_audio
 from engines.avatar import Avatar, default_cache_dir, prepare_avatar
 from engines.engine import Engine
-from engines.motion_stream import MotionGenerator
-from engines.offline import RenderResult, render_to_mp4
+from engines.motion_stream import MotionGenerator, MotionStream
+from engines.offline import RenderResult, render_motion_to_mp4, render_to_mp4
 from engines.renderer_models import create_renderer, renderer_model_for_size
-from engines.rig import rig_for_avatar
+from engines.rig import Rig, rig_for_avatar
 
 
 def render_file(
@@ -41,6 +47,51 @@ def render_file(
     for ``size`` (e.g. the torch reference); ``on_avatar`` sees the prepared avatar (its
     warnings) before rendering starts.
     """
+    avatar, rig, engine = _setup(image, size, cache_dir, backend, device, engine, on_avatar)
+    return render_to_mp4(avatar, rig, audio, output, generator, engine, fps, progress)
+
+
+def render_motion_file(
+    image: Path,
+    motion: np.ndarray,
+    output: Path,
+    audio: Path | None = None,
+    *,
+    size: int = 512,
+    fps: int = FPS,
+    cache_dir: Path | None = None,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    engine: Engine | None = None,
+    progress: Callable[[float], None] | None = None,
+    on_avatar: Callable[[Avatar], None] | None = None,
+) -> RenderResult:
+    """Render given 25 fps motion frames ``(n, DIM)`` on the face in ``image`` into
+    ``output``, with ``audio``'s sound (cut or padded to the motion's length) or silence."""
+    avatar, rig, engine = _setup(image, size, cache_dir, backend, device, engine, on_avatar)
+    return render_motion_to_mp4(avatar, rig, motion, output, engine, audio, fps, progress)
+
+
+def motion_from_audio(audio: Path, generator: MotionGenerator) -> Iterator[np.ndarray]:
+    """The motion frames ``generator`` makes for ``audio``, exactly as ``render_file`` renders
+    them (the same 20 ms chunks into the same MotionStream)."""
+    stream = MotionStream(generator)
+    for chunk in iter_audio(audio):
+        for _, frame in stream.push(chunk.session):
+            yield frame
+    for _, frame in stream.flush():
+        yield frame
+
+
+def _setup(
+    image: Path,
+    size: int,
+    cache_dir: Path | None,
+    backend: str,
+    device: str,
+    engine: Engine | None,
+    on_avatar: Callable[[Avatar], None] | None,
+) -> tuple[Avatar, Rig, Engine]:
     cache = cache_dir if cache_dir is not None else default_cache_dir()
     models_dir = renderer_model_for_size(size, cache) if engine is None else None  # first
     avatar = prepare_avatar(image, size=size, cache_dir=cache)
@@ -49,4 +100,4 @@ def render_file(
     rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache)
     if engine is None:
         engine = create_renderer(backend, device, models_dir=models_dir)
-    return render_to_mp4(avatar, rig, audio, output, generator, engine, fps, progress)
+    return avatar, rig, engine
