@@ -14,6 +14,9 @@ One concern per module:
 * ``server``: ``emote serve`` on a free loopback port, for a measurement.
 * ``mouth_reference``: the motion generator's own lip lead, rendered offline.
 * ``bench_options``: the latency benchmark's options (``emote bench``, ``bench.latency``).
+* ``render_sweep``: the renderer sweep (head sweep, expressions, blink on a portrait, read
+  back with FaceMesh: pose, mouth at jawOpen 0, blink depth, eye-region SSIM; contact
+  sheets); ``bench.render_sweep`` runs it on every portrait.
 * ``latency``: the live analysis (glass-to-glass latency, A/V offset, frame delivery);
   its docstring defines every measured quantity.
 

@@ -18,6 +18,19 @@ class FaceTrack:
     landmarks: list[np.ndarray | None]
 
 
+def face_measures(lm: np.ndarray) -> tuple[float, float, float]:
+    """(mouth, width, eyes) of one frame's landmarks (x, y in pixels; extra columns such as
+    ``landmarks_3d``'s z are ignored): the readings ``FaceTracker.track`` gives, by the same
+    formulas (tests/test_render_sweep.py checks that they agree)."""
+    xy = lm[:, :2]
+    face_h = np.linalg.norm(xy[10] - xy[152])
+    mouth = float(np.linalg.norm(xy[13] - xy[14]) / face_h)
+    width = float(np.linalg.norm(xy[61] - xy[291]) / face_h)
+    right = np.linalg.norm(xy[159] - xy[145]) / np.linalg.norm(xy[33] - xy[133])
+    left = np.linalg.norm(xy[386] - xy[374]) / np.linalg.norm(xy[362] - xy[263])
+    return mouth, width, float((right + left) / 2)
+
+
 class FaceTracker:
     """MediaPipe FaceMesh over a sequence of RGB frames (video mode: tracked, fast)."""
 
@@ -43,6 +56,18 @@ class FaceTracker:
         h, w = rgb.shape[:2]
         pts = result.multi_face_landmarks[0].landmark
         return np.array([[p.x * w, p.y * h] for p in pts], np.float32)
+
+    def landmarks_3d(self, rgb: np.ndarray) -> np.ndarray | None:
+        """(n, 3) landmarks in pixels: x right, y down, and z (depth, away from the camera)
+        scaled like x. MediaPipe's z is relative to the head's centre, smaller = nearer the
+        camera, and "uses roughly the same scale as x", i.e. it is normalized by the image
+        width, so ``z * width`` is in x's pixels. ``None`` where no face was found."""
+        result = self._mesh.process(np.ascontiguousarray(rgb))
+        if not result.multi_face_landmarks:
+            return None
+        h, w = rgb.shape[:2]
+        pts = result.multi_face_landmarks[0].landmark
+        return np.array([[p.x * w, p.y * h, p.z * w] for p in pts], np.float32)
 
     def track(self, frames: list[np.ndarray]) -> FaceTrack:
         mouth, width, eyes, all_lm = [], [], [], []
