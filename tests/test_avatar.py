@@ -12,6 +12,7 @@ import tracemalloc
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
@@ -314,17 +315,142 @@ def test_largest_of_several_faces_is_used(tmp_path: Path) -> None:
     check_face_layout(avatar.landmarks)
 
 
-def test_tightly_cropped_portrait_is_padded_smoothly(tmp_path: Path) -> None:
+def crop_pads(avatar: Avatar, cache: Path) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom): how many crop pixels lie beyond the photo on each side."""
+    meta = json.loads((cache / "avatars" / avatar.avatar_id / "meta.json").read_text())
+    x0, y0, x1, y1 = meta["crop_box"]
+    width, height = meta["source_size"]
+    k = avatar.image.shape[0] / (x1 - x0)
+    return (
+        round(max(0, -x0) * k),
+        round(max(0, -y0) * k),
+        round(max(0, x1 - width) * k),
+        round(max(0, y1 - height) * k),
+    )
+
+
+def fine_detail(band: np.ndarray) -> np.ndarray:
+    """The band's luma less its 2 px blur: texture and grain, without the shading."""
+    luma = band.astype(np.float32).mean(axis=2)
+    return luma - cv2.GaussianBlur(luma, (0, 0), 2.0)
+
+
+def streakiness(band: np.ndarray, axis: int) -> float:
+    """Mean absolute step of the band's fine detail across ``axis`` (perpendicular to the
+    image edge) over its step along the edge. Edge replication makes lines perpendicular to
+    the edge: well below 1, even blurred; texture, real or synthesized, steps about as much
+    either way: ~1."""
+    detail = fine_detail(band)
+    across = np.abs(np.diff(detail, axis=axis)).mean()
+    along = np.abs(np.diff(detail, axis=1 - axis)).mean()
+    return float(across / along)
+
+
+def test_tightly_cropped_portrait_is_synthesized_without_streaks(tmp_path: Path) -> None:
     tight = portrait("gogol.png").crop((120, 110, 420, 420))  # forehead to collar
     avatar = prepare_avatar_bytes(encode(tight), cache_dir=tmp_path)
-    assert any("cropped tightly" in w for w in avatar.warnings)
+    (warning,) = avatar.warnings
+    # The synthesized share and where it is, as computed from the crop box.
+    left, top, right, bottom = crop_pads(avatar, tmp_path)
+    real = (512 - left - right) * (512 - top - bottom) / 512**2
+    assert f"{1 - real:.0%} of the frame was synthesized beyond the photo's edge" in warning
+    assert warning.endswith("(all sides)") and "cropped tightly" in warning
     check_face_layout(avatar.landmarks)
-    # The padded bands are blurred, not streaks of replicated edge pixels: replication makes
-    # lines perpendicular to the edge, so look across them (~2-3 levels per pixel unblurred).
-    image = avatar.image.astype(np.float32)
-    left_band, top_band = image[150:350, :60], image[:60, 150:350]
-    assert np.abs(np.diff(left_band, axis=0)).mean() < 0.6
-    assert np.abs(np.diff(top_band, axis=1)).mean() < 0.6
+    image = avatar.image
+    # Texture, not a blur, far from the photo too (the old fill: 0.15 beside 2.25).
+    real_detail = np.abs(fine_detail(image[150:350, left + 5 : left + 60])).mean()
+    for far in (image[150:350, 5 : left - 40], image[5 : top - 40, 150:350]):
+        assert np.abs(fine_detail(far)).mean() > 0.25 * real_detail
+    assert 0.7 < streakiness(image[150:350, left - 30 : left - 3], axis=1) < 1.5
+    assert 0.7 < streakiness(image[top - 30 : top - 3, 150:350], axis=0) < 1.5
+    # No mirrored face: FaceMesh finds one face in the crop, the one of the landmarks.
+    (face,) = avatar_mod._detect_faces(image)
+    assert np.abs(face[:, :2] - avatar.landmarks[:, :2]).mean() < 0.5
+
+
+def test_a_dark_border_line_is_not_extended(tmp_path: Path) -> None:
+    """A dark line along the photo's edge (a scan's or JPEG's border, vignetting) used to be
+    replicated into dark bands; the fill looks past it."""
+    tight = portrait("gogol.png").crop((120, 110, 420, 420))
+    lined = tight.copy()
+    lined.paste((0, 0, 0), (0, 0, tight.width, 2))  # 2 px black top and left borders
+    lined.paste((0, 0, 0), (0, 0, 2, tight.height))
+    plain = prepare_avatar_bytes(encode(tight), cache_dir=tmp_path / "plain")
+    dark = prepare_avatar_bytes(encode(lined), cache_dir=tmp_path / "lined")
+    left, top, _, _ = crop_pads(dark, tmp_path / "lined")
+    luma = dark.image.astype(np.float32).mean(axis=2)
+    inside = luma[150:350, left + 4 : left + 30].mean()  # real pixels past the line
+    fill = luma[150:350, left - 30 : left - 3].mean()
+    assert abs(fill - inside) < 10, (fill, inside)  # the old fill: ~4 beside ~26
+    plain_luma = plain.image.astype(np.float32).mean(axis=2)
+    for region in (np.s_[150:350, : left - 3], np.s_[: top - 3, 150:350]):
+        assert abs(luma[region].mean() - plain_luma[region].mean()) < 3
+
+
+def test_no_dark_smear_above_a_head_cut_by_the_photo(tmp_path: Path) -> None:
+    """The issue's case: the hair reaches the photo's top edge against a light wall. Edge
+    replication carried the hair's row up into a dark grey smear; the fill above the head
+    is the wall's colour, not the hair's."""
+    photo = portrait("photo_stableavatar_case3.png").crop((60, 100, 663, 650))
+    avatar = prepare_avatar_bytes(encode(photo), cache_dir=tmp_path)
+    left, top, right, _ = crop_pads(avatar, tmp_path)
+    assert top > 40
+    luma = avatar.image.astype(np.float32).mean(axis=2)
+    x0, x1 = (int(v) for v in (avatar.landmarks[:, 0].min(), avatar.landmarks[:, 0].max()))
+    above = luma[top - 30 : top - 3, x0:x1].mean()
+    hair = luma[top + 3 : top + 30, x0:x1].mean()
+    wall = np.concatenate(
+        [
+            luma[top + 3 : top + 30, left + 3 : x0 - 20],
+            luma[top + 3 : top + 30, x1 + 20 : -right - 3],
+        ],
+        axis=1,
+    ).mean()
+    assert wall - hair > 60  # the scene: dark hair, light wall
+    assert abs(above - wall) < abs(above - hair) / 2, (above, wall, hair)  # old: 109, 198, 96
+    # No streaks: the old fill's were 0.43 (texture steps ~1 across and along).
+    assert streakiness(avatar.image[top - 30 : top - 3, x0:x1], axis=0) > 0.8
+
+
+def test_real_pixels_are_kept_exactly() -> None:
+    rng = np.random.default_rng(3)
+    scene = rng.integers(64, 192, (400, 400, 3), dtype=np.uint8)
+    photo = scene[100:300, 120:320]  # the scene as a photo: the crop leaves it on 3 sides
+    face = np.array([[40.0, 60.0], [90.0, 130.0]])  # a face box, in the photo's pixels
+    cut, box, padded = avatar_mod._crop_square(photo, 60, 80, 260, 256, face)
+    whole, _, unpadded = avatar_mod._crop_square(
+        scene, 180, 180, 260, 256, face + np.array([120, 100])
+    )
+    assert box == (-70, -50, 190, 210) and unpadded == 0
+    assert padded == pytest.approx(1 - 190 * 200 / 260**2)
+    # The photo spans x >= 70 * 256/260 = 68.9, 49.2 <= y < 246.2 in the crop; 3 px less
+    # leave out the pixels whose resampling reaches past it.
+    assert np.array_equal(cut[53:243, 72:], whole[53:243, 72:])
+    assert not np.array_equal(cut[:45], whole[:45])
+
+
+def test_mirror_copies_only_a_band_at_the_edge() -> None:
+    n = 500  # crop side: the edge's 3 px are skipped, the band is 25 px deep
+    index = avatar_mod._mirror_index(100, 80, 60, n)
+    assert len(index) == 240 and np.array_equal(index[80:180], np.arange(100))
+    before, after = index[:80], index[180:]
+    assert before.min() == 3 and before.max() == 27  # never the edge's 3 px, never deeper
+    assert after.max() == 96 and after.min() == 72
+    assert index[79] == 7 and index[180] == 92  # the mirror image about the skipped edge
+
+
+def test_padded_sides_are_named() -> None:
+    sides = avatar_mod._padded_sides
+    assert sides((-50, 0, 450, 500), 600, 500) == "left"
+    assert sides((-50, -30, 450, 470), 400, 500) == "top, left, right"
+    assert sides((-2, -50, 498, 450), 600, 400) == "top, bottom"  # 2 of 500 px: not named
+    assert sides((-10, -10, 110, 110), 100, 100) == "all sides"
+
+
+def test_framing_version_is_in_the_avatar_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = avatar_mod._avatar_id(b"image", 512)
+    monkeypatch.setattr(avatar_mod, "FRAMING_VERSION", avatar_mod.FRAMING_VERSION + 1)
+    assert avatar_mod._avatar_id(b"image", 512) != before
 
 
 # --- cache ---------------------------------------------------------------------------------
