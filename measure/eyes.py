@@ -62,7 +62,8 @@ def lid_cover(rest: np.ndarray, frame: np.ndarray, landmarks: np.ndarray) -> dic
         raise ValueError(f"frames must be the same (H, W, 3) shape: {rest.shape}, {frame.shape}")
     out = {}
     for side, upper, lower in EYES:
-        region = eye_region(landmarks, upper, lower, rest.shape[:2])
+        height, width = rest.shape[:2]
+        region = eye_region(landmarks, upper, lower, (height, width))
         if not region.any():
             raise ValueError(f"the {side} eye has no pixels between its lids")
         skin = skin_above(rest, landmarks, upper, lower)
