@@ -30,19 +30,11 @@ SPLIT_OUTPUT_NAMES: tuple[str, ...] = ("source_map", "jaw_map")
 # Source-space maps (see engines.rig), stored as quad tables (each pixel with its 2x2
 # neighbourhood, for one-Gather bilinear sampling). ``image_quads`` holds RGB, sampled by the
 # skull (upper) layer over the whole frame. ``eye_quads`` hold the signed eye mask, the height
-# within the eye opening, the opening's height and the closed-lid plate's RGB (skull layer,
-# EYE_WINDOW; contracts.composite.eyes).
+# within the eye opening and how far above lies the lid's skin (skull layer, EYE_WINDOW).
 # ``skull_mouth_quads`` hold skull, not_base and teeth (read by the skull layer) and
 # ``jaw_mouth_quads`` jaw and tongue (read by the jaw layer) in MOUTH_WINDOW.
 IMAGE_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
-EYE_CHANNELS: tuple[str, ...] = (
-    "eyes",
-    "eye_height",
-    "eye_lift",
-    "lid_red",
-    "lid_green",
-    "lid_blue",
-)
+EYE_CHANNELS: tuple[str, ...] = ("eyes", "eye_height", "eye_lift")
 SKULL_MOUTH_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth")
 JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue")
 

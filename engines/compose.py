@@ -17,7 +17,7 @@ import numpy as np
 
 from contracts import composite
 from contracts import motion_frame as mf
-from contracts.render_spec import EYE_CHANNELS, EYE_WINDOW, MOUTH_WINDOW, crop, window_pixels
+from contracts.render_spec import EYE_WINDOW, MOUTH_WINDOW, crop, window_pixels
 from engines.rig import Rig
 
 # Sessions render in parallel, one worker thread each: OpenCV's own thread pool would only
@@ -46,8 +46,7 @@ class Compositor:
         self.portrait = np.rint(rgb).astype(np.uint8)  # exact: the quads hold integer RGB
         self.portrait_float = rgb
         # One remap per set of coordinates: the portrait stacked with the layer's masks.
-        # The portrait, then mask, height, opening and the closed-lid plate's RGB.
-        self.eye_stack = np.concatenate([rgb, _plain(rig.eye_quads, len(EYE_CHANNELS))], 2)
+        self.eye_stack = np.concatenate([rgb, _plain(rig.eye_quads, 3)], 2)  # mask, height, lift
         self.skull_stack = np.concatenate([rgb, _plain(rig.skull_mouth_quads, 3)], 2)
         self.jaw_stack = np.concatenate([rgb, _plain(rig.jaw_mouth_quads, 2)], 2)  # jaw, tongue
         self.colors = rig.colors.astype(np.float32).reshape(-1, 3, 1, 1)
@@ -72,18 +71,14 @@ class Compositor:
         if motion[_BLINK_LEFT] == 0.0 and motion[_BLINK_RIGHT] == 0.0:
             return  # the formula leaves open eyes exactly as sampled
         ex, ey = crop(sx, self.eye), crop(sy, self.eye)
-        red, green, blue, mask, height, opening, *plate = _planes(self.eye_stack, ex, ey)
-        blink = composite.eye_blink(
-            mask, float(motion[_BLINK_LEFT]), float(motion[_BLINK_RIGHT]), np.clip
-        )
-        shift = composite.lid_shift(opening * composite.LID_LIFT_PIXELS, blink)
+        red, green, blue, mask, height, lift = _planes(self.eye_stack, ex, ey)
         rgb = composite.eyes(
             np.stack([red, green, blue]),
-            _rgb(self.portrait_float, ex, ey - shift),
-            np.stack(plate),
+            _rgb(self.portrait_float, ex, ey - lift * composite.LID_LIFT_PIXELS),
             mask,
             height,
-            blink,
+            float(motion[_BLINK_LEFT]),
+            float(motion[_BLINK_RIGHT]),
             np.clip,
             np.exp,
         )

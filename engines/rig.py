@@ -50,7 +50,7 @@ class Rig:
     """Renderer inputs that depend only on the avatar (batch dimension added by the engine)."""
 
     image_quads: np.ndarray  # (S, S, 12) float32: RGB [0, 255] of each pixel's 2x2 block
-    eye_quads: np.ndarray  # (S, S, 24) float16: EYE_CHANNELS of each pixel's 2x2 block
+    eye_quads: np.ndarray  # (S, S, 12) float16: EYE_CHANNELS of each pixel's 2x2 block
     skull_mouth_quads: np.ndarray  # (S, S, 12) float16: SKULL_MOUTH_CHANNELS, 2x2 blocks
     jaw_mouth_quads: np.ndarray  # (S, S, 8) float16: JAW_MOUTH_CHANNELS, 2x2 blocks
     controls: np.ndarray  # (N, 3) float32: positions in the portrait
@@ -129,7 +129,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     pivot_px = np.array([eyes_nose[0], eyes_nose[1], 0.6 * frame.face_height])
     pivot = pivot_px * to_norm - np.array([1.0, 1.0, 0.0])
     brow_chin = np.linalg.norm(lm[9, :2] - lm[topo.CHIN, :2]) * to_norm
-    eye_maps, skull_mouth_maps, jaw_mouth_maps = aux_maps(image, lm, frame, size)
+    eye_maps, skull_mouth_maps, jaw_mouth_maps = aux_maps(lm, frame, size)
     return Rig(
         # float32: the whole frame samples it, and casting 12 channels costs more than reading
         # twice the bytes; the window maps stay float16.
@@ -149,7 +149,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
-RIG_VERSION = 12  # 12: closed-lid plates in the eye maps (blinks)
+RIG_VERSION = 11
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:

@@ -233,8 +233,8 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
         blink_core = inner_upper + list(lower) + list(iris)
         blink_disp = np.zeros((len(blink_core), 3))
         # The warp moves the lid and the skin above it half way; the renderer draws the rest.
-        blink_disp[: len(inner_upper)] = frame.vector(0.0, 0.0 * lid_gap[1:-1])
-        blink_disp[len(inner_upper) + len(lower) :] = frame.vector(0.0, 0.0 * lid_gap.max())
+        blink_disp[: len(inner_upper)] = frame.vector(0.0, 0.8 * lid_gap[1:-1])
+        blink_disp[len(inner_upper) + len(lower) :] = frame.vector(0.0, 0.4 * lid_gap.max())
         lid_protect = eyes - set(blink_core)
         basis[f"eyeBlink{side}"] = _spread(lm, blink_core, blink_disp, 0.45 * width, lid_protect)
         wide_core = inner_upper + list(lower)

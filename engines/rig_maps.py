@@ -11,7 +11,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from contracts import composite
 from contracts.render_spec import (
     EYE_CHANNELS,
     JAW_MOUTH_CHANNELS,
@@ -34,7 +33,7 @@ def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
 
 
 def aux_maps(
-    image: np.ndarray, lm: np.ndarray, frame: FaceFrame, size: int
+    lm: np.ndarray, frame: FaceFrame, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The source-space maps in EYE_CHANNELS, SKULL_MOUTH_CHANNELS and JAW_MOUTH_CHANNELS
     order, (S, S, channels) each."""
@@ -113,22 +112,17 @@ def aux_maps(
         across = smoothstep(ua.min() - 0.02 * width, ua.min() + 0.1 * width, pa) * (
             1.0 - smoothstep(ua.max() - 0.1 * width, ua.max() + 0.02 * width, pa)
         )
-        top = composite.LID_TOP
-        mask = across * smoothstep(top, top + 0.1, height) * (1.0 - smoothstep(1.1, 1.25, height))
+        mask = across * smoothstep(-0.6, -0.3, height) * (1.0 - smoothstep(1.0, 1.15, height))
         mask = mask.astype(np.float32)
-        height = np.clip(height, top, 1.3)
+        height = np.clip(height, -0.5, 1.0)
         eye_sign += sign * mask
         eye_height = np.where(mask > 0.01, height, eye_height)
-        # The opening's height here: how far the lid's margin band slides on a full blink.
-        eye_lift = np.where(mask > 0.01, span, eye_lift)
-    plate = lid_plate(image, eye_sign, eye_height, eye_lift)
+        # Where the lid skin for this pixel comes from: straight up, above the lash line.
+        eye_lift = np.where(mask > 0.01, 1.25 * span, eye_lift)
     maps = {
         "eyes": eye_sign,
         "eye_height": eye_height,
-        "eye_lift": eye_lift / composite.LID_LIFT_PIXELS,  # float16-friendly, |value| < 1
-        "lid_red": plate[..., 0],
-        "lid_green": plate[..., 1],
-        "lid_blue": plate[..., 2],
+        "eye_lift": eye_lift / 64.0,  # pixels / 64: float16-friendly, |value| < 1
         "skull": skull,
         "not_base": not_base,
         "teeth": teeth,
@@ -140,28 +134,6 @@ def aux_maps(
         np.stack([maps[name] for name in SKULL_MOUTH_CHANNELS], -1).astype(np.float32),
         np.stack([maps[name] for name in JAW_MOUTH_CHANNELS], -1).astype(np.float32),
     )
-
-
-def lid_plate(
-    image: np.ndarray, eye_sign: np.ndarray, height: np.ndarray, opening: np.ndarray
-) -> np.ndarray:
-    """The closed lids: each eye's region (the opening and the lid's margin band) filled in
-    from the skin around it (OpenCV's Navier-Stokes inpainting), with the fine texture of
-    the skin above it mirrored in so that the lid is not a smooth patch on a grainy photo or
-    a cracked painting. RGB float32 [0, 255]; the portrait unchanged outside the regions."""
-    region = (np.abs(eye_sign) > 0.02).astype(np.uint8)  # the opening, both lid margins
-    if not region.any():
-        return image.astype(np.float32)
-    region = cv2.dilate(region, np.ones((3, 3), np.uint8))
-    filled = cv2.inpaint(image, region * 255, 5, cv2.INPAINT_NS).astype(np.float32)
-    source = image.astype(np.float32)
-    detail = source - cv2.GaussianBlur(source, (0, 0), 1.5)
-    # Mirrored about the region's top, column by column: the texture right above the lid.
-    rows, cols = np.indices(region.shape, dtype=np.float32)
-    above = (rows - 2.0 * (height - composite.LID_TOP) * opening).astype(np.float32)
-    texture = cv2.remap(detail, cols, above, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    plate = np.clip(filled + 0.8 * texture * region[..., None], 0.0, 255.0)
-    return np.where(region[..., None] > 0, plate, source).astype(np.float32)
 
 
 def _window_fade(size: int) -> np.ndarray:

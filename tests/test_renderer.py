@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,16 +15,9 @@ from contracts.render_spec import EYE_WINDOW, MOUTH_WINDOW, NUM_CONTROLS, window
 from engines.avatar import prepare_avatar
 from engines.backends import create_engine
 from engines.compose import Compositor
-from engines.facemesh_topology import (
-    LEFT_EYE_LOWER,
-    LEFT_EYE_UPPER,
-    RIGHT_EYE_LOWER,
-    RIGHT_EYE_UPPER,
-)
 from engines.frame_renderer import FrameRenderer
 from engines.renderer_models import create_renderer, renderer_name
 from engines.rig import build_rig
-from measure.eyes import eye_region, lid_cover, skin_above
 from measure.facemesh import FaceTracker
 
 torch = pytest.importorskip("torch")
@@ -114,54 +106,11 @@ def test_bilabial_shapes_keep_the_lips_closed(ort_engine, mona_rig, tracker) -> 
     assert mouth_opening(tracker, pressed) < 0.02
 
 
-def test_blink_closes_both_eyes(ort_engine, mona_rig, mona_avatar, tracker) -> None:
-    rest = render(ort_engine, mona_rig)
-    covers = []
-    for blink in (0.0, 0.25, 0.5, 0.75, 1.0):
-        frame = render(ort_engine, mona_rig, eyeBlinkLeft=blink, eyeBlinkRight=blink)
-        covers.append(lid_cover(rest, frame, mona_avatar.landmarks))
-    # Pixels: the lid comes down steadily and, shut, covers most of each eye (the slid lash
-    # band over the lower part counts as not covered: measure/eyes.py).
-    for side in ("right", "left"):
-        series = [c[side] for c in covers]
-        assert series[0] == 0.0 and series[-1] > 0.6, series
-        assert all(b >= a - 0.02 for a, b in itertools.pairwise(series)), series
-    # FaceMesh: the gap shrinks. On this painting FaceMesh keeps ~3/4 of it on shut lids (its
-    # lower-lid points drop to the shadow under the lid: docs/benchmarks.md, "Blinks").
+def test_blink_closes_both_eyes(ort_engine, mona_rig, tracker) -> None:
+    open_eyes = eye_opening(tracker, render(ort_engine, mona_rig))
     closed = eye_opening(tracker, render(ort_engine, mona_rig, eyeBlinkLeft=1, eyeBlinkRight=1))
-    assert closed < 0.9 * eye_opening(tracker, rest)
-
-
-def test_half_blinks_close_one_eye_at_a_time(ort_engine, mona_rig, mona_avatar) -> None:
-    rest = render(ort_engine, mona_rig)
-    cover = lid_cover(rest, render(ort_engine, mona_rig, eyeBlinkLeft=1.0), mona_avatar.landmarks)
-    assert cover["left"] > 0.6 and cover["right"] == 0.0
-
-
-def test_the_lid_plate_hides_the_eye_and_keeps_the_portrait(mona_avatar, mona_rig) -> None:
-    from contracts.render_spec import EYE_CHANNELS
-    from engines.compose import _plain
-
-    maps = _plain(mona_rig.eye_quads, len(EYE_CHANNELS))
-    plate = maps[..., 3:6]
-    image = mona_avatar.image.astype(np.float32)
-    region = (np.abs(maps[..., 0]) > 0.02).astype(np.uint8)
-    region = cv2.dilate(region, np.ones((5, 5), np.uint8)).astype(bool)
-    # Outside the eye regions (and the pixel the fill reaches past them) the plate is the
-    # portrait (to float16 rounding).
-    assert np.abs(plate[~region] - image[~region]).max() <= 0.25
-    # Inside the opening there is no iris left: even the plate's darkest pixels are nearer
-    # the skin above the lid than the darkest of the eye (iris, pupil, lashes), and the
-    # plate is skin in the socket's shade (here ~30 levels under the skin above the lid).
-    lm = mona_avatar.landmarks
-    for upper, lower in ((RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (LEFT_EYE_UPPER, LEFT_EYE_LOWER)):
-        opening = eye_region(lm, upper, lower, image.shape[:2])
-        luma_plate = plate[opening].mean(axis=1)
-        dark_plate = float(np.percentile(luma_plate, 5))
-        dark_eye = float(np.percentile(image[opening].mean(axis=1), 5))
-        skin = float(skin_above(mona_avatar.image, lm, upper, lower).mean())
-        assert dark_plate - dark_eye > skin - dark_plate > 0, (dark_eye, dark_plate, skin)
-        assert abs(float(np.median(luma_plate)) - float(skin)) < 45
+    # FaceMesh's lid points never fully meet, even on shut eyes: ~45% of the open gap remains.
+    assert closed < 0.7 * open_eyes
 
 
 def test_head_yaw_turns_the_face(ort_engine, mona_rig, tracker) -> None:
