@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from engines.engine import Engine
 
 if TYPE_CHECKING:
     from engines.offline import RenderResult
+    from engines.pipeline import RenderOptions
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -139,26 +141,11 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise CliError(f"audio file not found: {audio}")
     _check_audio(audio)  # before any avatar work: a bad file must change nothing
     generator = make_generator(args)
-    cache = cache_dir(args)
-    ensure_renderer(args.size, cache)
-    engine = None
-    if args.backend == "torch":
-        engine = _torch_renderer(args.device)
+    ensure_renderer(args.size, cache_dir(args))
+    options = _options(args)
     with _progress(_audio_duration(audio), args.quiet) as progress:
-        result = render_file(
-            args.image,
-            audio,
-            args.output,
-            generator,
-            size=args.size,
-            fps=args.fps,
-            cache_dir=cache,
-            backend=args.backend,
-            device=args.device,
-            engine=engine,
-            progress=progress,
-            on_avatar=_print_warnings,
-        )
+        options = dataclasses.replace(options, progress=progress)
+        result = render_file(args.image, audio, args.output, generator, options)
     _report(args.output, result)
     return 0
 
@@ -189,26 +176,28 @@ def _render_motion_file(args: argparse.Namespace) -> int:
         if not audio.is_file():
             raise CliError(f"audio file not found: {audio}")
         _check_audio(audio)
-    cache = cache_dir(args)
-    ensure_renderer(args.size, cache)
-    engine = _torch_renderer(args.device) if args.backend == "torch" else None
+    ensure_renderer(args.size, cache_dir(args))
+    options = _options(args)
     with _progress(track.seconds, args.quiet) as progress:
-        result = render_motion_file(
-            args.image,
-            track.frames,
-            args.output,
-            audio,
-            size=args.size,
-            fps=args.fps,
-            cache_dir=cache,
-            backend=args.backend,
-            device=args.device,
-            engine=engine,
-            progress=progress,
-            on_avatar=_print_warnings,
-        )
+        options = dataclasses.replace(options, progress=progress)
+        result = render_motion_file(args.image, track.frames, args.output, audio, options)
     _report(args.output, result)
     return 0
+
+
+def _options(args: argparse.Namespace) -> RenderOptions:
+    """The render options of ``emote render``'s arguments (the torch backend built here)."""
+    from engines.pipeline import RenderOptions
+
+    return RenderOptions(
+        size=args.size,
+        fps=args.fps,
+        cache_dir=cache_dir(args),
+        backend=args.backend,
+        device=args.device,
+        engine=_torch_renderer(args.device) if args.backend == "torch" else None,
+        on_avatar=_print_warnings,
+    )
 
 
 @contextlib.contextmanager

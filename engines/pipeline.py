@@ -12,6 +12,7 @@ checks, messages and the on-demand export of renderer sizes other than the shipp
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +27,37 @@ from engines.renderer_models import create_renderer, renderer_model_for_size
 from engines.rig import Rig, rig_for_avatar
 
 
+@dataclass(frozen=True)
+class RenderOptions:
+    """How to render: frame size and rate, where avatars are cached, and which renderer.
+
+    ``engine``: a renderer engine to use instead of loading ``backend``/``device``'s graph
+    for ``size`` (e.g. the torch reference); ``progress`` is called with the seconds of
+    video done; ``on_avatar`` sees the prepared avatar (its warnings) before rendering starts.
+    """
+
+    size: int = 512
+    fps: int = FPS
+    cache_dir: Path | None = None
+    backend: str = "onnxruntime"
+    device: str = "cpu"
+    engine: Engine | None = None
+    progress: Callable[[float], None] | None = None
+    on_avatar: Callable[[Avatar], None] | None = None
+
+
 def render_file(
     image: Path,
     audio: Path,
     output: Path,
     generator: MotionGenerator,
-    *,
-    size: int = 512,
-    fps: int = FPS,
-    cache_dir: Path | None = None,
-    backend: str = "onnxruntime",
-    device: str = "cpu",
-    engine: Engine | None = None,
-    progress: Callable[[float], None] | None = None,
-    on_avatar: Callable[[Avatar], None] | None = None,
+    options: RenderOptions = RenderOptions(),
 ) -> RenderResult:
-    """Render ``audio`` spoken by the face in ``image`` into ``output`` (H.264 + AAC MP4).
-
-    ``engine``: a renderer engine to use instead of loading ``backend``/``device``'s graph
-    for ``size`` (e.g. the torch reference); ``on_avatar`` sees the prepared avatar (its
-    warnings) before rendering starts.
-    """
-    avatar, rig, engine = _setup(image, size, cache_dir, backend, device, engine, on_avatar)
-    return render_to_mp4(avatar, rig, audio, output, generator, engine, fps, progress)
+    """Render ``audio`` spoken by the face in ``image`` into ``output`` (H.264 + AAC MP4)."""
+    avatar, rig, engine = _setup(image, options)
+    return render_to_mp4(
+        avatar, rig, audio, output, generator, engine, options.fps, options.progress
+    )
 
 
 def render_motion_file(
@@ -56,20 +65,14 @@ def render_motion_file(
     motion: np.ndarray,
     output: Path,
     audio: Path | None = None,
-    *,
-    size: int = 512,
-    fps: int = FPS,
-    cache_dir: Path | None = None,
-    backend: str = "onnxruntime",
-    device: str = "cpu",
-    engine: Engine | None = None,
-    progress: Callable[[float], None] | None = None,
-    on_avatar: Callable[[Avatar], None] | None = None,
+    options: RenderOptions = RenderOptions(),
 ) -> RenderResult:
     """Render given 25 fps motion frames ``(n, DIM)`` on the face in ``image`` into
     ``output``, with ``audio``'s sound (cut or padded to the motion's length) or silence."""
-    avatar, rig, engine = _setup(image, size, cache_dir, backend, device, engine, on_avatar)
-    return render_motion_to_mp4(avatar, rig, motion, output, engine, audio, fps, progress)
+    avatar, rig, engine = _setup(image, options)
+    return render_motion_to_mp4(
+        avatar, rig, motion, output, engine, audio, options.fps, options.progress
+    )
 
 
 def motion_from_audio(audio: Path, generator: MotionGenerator) -> Iterator[np.ndarray]:
@@ -83,21 +86,15 @@ def motion_from_audio(audio: Path, generator: MotionGenerator) -> Iterator[np.nd
         yield frame
 
 
-def _setup(
-    image: Path,
-    size: int,
-    cache_dir: Path | None,
-    backend: str,
-    device: str,
-    engine: Engine | None,
-    on_avatar: Callable[[Avatar], None] | None,
-) -> tuple[Avatar, Rig, Engine]:
-    cache = cache_dir if cache_dir is not None else default_cache_dir()
-    models_dir = renderer_model_for_size(size, cache) if engine is None else None  # first
-    avatar = prepare_avatar(image, size=size, cache_dir=cache)
-    if on_avatar is not None:
-        on_avatar(avatar)
+def _setup(image: Path, options: RenderOptions) -> tuple[Avatar, Rig, Engine]:
+    """The avatar and rig (prepared or from the cache) and the renderer engine."""
+    cache = options.cache_dir if options.cache_dir is not None else default_cache_dir()
+    engine = options.engine
+    models_dir = renderer_model_for_size(options.size, cache) if engine is None else None
+    avatar = prepare_avatar(image, size=options.size, cache_dir=cache)
+    if options.on_avatar is not None:
+        options.on_avatar(avatar)
     rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, cache)
     if engine is None:
-        engine = create_renderer(backend, device, models_dir=models_dir)
+        engine = create_renderer(options.backend, options.device, models_dir=models_dir)
     return avatar, rig, engine
