@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from contracts.paths import PORTRAIT_DIRS
-from measure.render_sweep import TARGETS, contact_sheet, run_sweep
+from measure.render_sweep import TARGETS, run_sweep
+from measure.sweep_sheet import contact_sheet
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 

@@ -14,9 +14,16 @@ One concern per module:
 * ``server``: ``emote serve`` on a free loopback port, for a measurement.
 * ``mouth_reference``: the motion generator's own lip lead, rendered offline.
 * ``bench_options``: the latency benchmark's options (``emote bench``, ``bench.latency``).
-* ``render_sweep``: the renderer sweep (head sweep, expressions, blink on a portrait, read
-  back with FaceMesh: pose, mouth at jawOpen 0, blink depth, eye-region SSIM; contact
-  sheets); ``bench.render_sweep`` runs it on every portrait.
+* ``render_sweep``: the renderer sweep's runner (head sweep, expressions, blink on a
+  portrait, read back with FaceMesh: pose, mouth at jawOpen 0, blink depth, eye-region SSIM;
+  the targets and verdicts); its docstring defines every measured quantity;
+  ``bench.render_sweep`` runs it on every portrait.
+* ``sweep_programs``: the renderer sweep's motion programs (head sweep, expressions, blink).
+* ``sweep_frames``: the renderer sweep's readings of a frame (FaceMesh plain and refined,
+  eye SSIM, folds, iris hidden, FaceMesh's mouth error under rotation).
+* ``sweep_pose``: the renderer sweep's pose readings (rigid 3D fit, 2D fit, source-map pose).
+* ``sweep_expressions``: the renderer sweep's expression and blink readings.
+* ``sweep_sheet``: the renderer sweep's contact sheets.
 * ``latency``: the live analysis (glass-to-glass latency, A/V offset, frame delivery);
   its docstring defines every measured quantity.
 

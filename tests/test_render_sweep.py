@@ -1,6 +1,6 @@
-"""The renderer sweep's instrument (measure/render_sweep.py): its programs command what they
-claim, its pose fit recovers known rotations, its SSIM behaves, and (slow) one run on the
-bundled portrait produces every reading."""
+"""The renderer sweep's instrument (measure/render_sweep.py and its sweep_* modules): its
+programs command what they claim, its pose fit recovers known rotations, its SSIM behaves, and
+(slow) one run on the bundled portrait produces every reading."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import pytest
 
 from contracts import motion_frame as mf
 from measure import render_sweep as rs
+from measure import sweep_frames as sf
+from measure import sweep_pose as sp
+from measure import sweep_programs as sg
+from measure import sweep_sheet as sh
 
 HEAD = [mf.INDEX[n] for n in ("headYaw", "headPitch", "headRoll")]
 
 
 def test_the_head_sweep_covers_the_commanded_ranges_smoothly() -> None:
-    motion, segments = rs.head_sweep()
+    motion, segments = sg.head_sweep()
     assert len(motion) == len(segments)
     pose = motion[:, HEAD]
     np.testing.assert_allclose(pose.min(0), [-0.45, -0.3, -0.25], atol=1e-6)
@@ -26,7 +30,7 @@ def test_the_head_sweep_covers_the_commanded_ranges_smoothly() -> None:
     others = np.delete(motion, HEAD, axis=1)
     assert np.all(others == 0), "no expression (jawOpen 0) anywhere in the head sweep"
     steps = np.abs(np.diff(pose, axis=0)).max()
-    assert steps <= rs.STEP * math.pi / 2 + 1e-6, steps
+    assert steps <= sg.STEP * math.pi / 2 + 1e-6, steps
     np.testing.assert_array_equal(mf.clip(motion), motion)  # inside the motion limits
     assert {"yaw", "pitch", "roll", "yaw+pitch", "yaw+pitch+roll"} <= set(segments)
     # combinations: yaw and pitch both far from 0 in one frame
@@ -34,8 +38,8 @@ def test_the_head_sweep_covers_the_commanded_ranges_smoothly() -> None:
 
 
 def test_the_expression_sweep_and_the_blink() -> None:
-    motion, labels = rs.expression_sweep()
-    assert len(motion) == len(rs.EXPRESSIONS) * len(rs.EXPRESSION_POSES)
+    motion, labels = sg.expression_sweep()
+    assert len(motion) == len(sg.EXPRESSIONS) * len(sg.EXPRESSION_POSES)
     jaws = {
         name: float(m[mf.INDEX["jawOpen"]]) for (pose, name), m in zip(labels, motion, strict=True)
     }
@@ -44,48 +48,48 @@ def test_the_expression_sweep_and_the_blink() -> None:
     )
     turned = [m for (pose, _), m in zip(labels, motion, strict=True) if pose == "turned"]
     assert all(m[mf.INDEX["headYaw"]] == pytest.approx(0.3) for m in turned)
-    blink, values = rs.blink()
+    blink, values = sg.blink()
     left, right = blink[:, mf.INDEX["eyeBlinkLeft"]], blink[:, mf.INDEX["eyeBlinkRight"]]
     np.testing.assert_array_equal(left, right)
     np.testing.assert_allclose(left, values)
-    assert values[0] == 0 and values[-1] == 0 and np.sum(values == 1.0) == rs.BLINK_HOLD
+    assert values[0] == 0 and values[-1] == 0 and np.sum(values == 1.0) == sg.BLINK_HOLD
 
 
 def test_the_rotation_follows_the_motion_frame_convention() -> None:
     nose = np.array([0.0, 0.0, -1.0])  # nearer the camera than the head's centre
-    assert (rs.rotation(0.2, 0, 0) @ nose)[0] > 0, "positive yaw turns the face to the right"
-    assert (rs.rotation(0, 0.2, 0) @ nose)[1] > 0, "positive pitch nods down"
+    assert (sp.rotation(0.2, 0, 0) @ nose)[0] > 0, "positive yaw turns the face to the right"
+    assert (sp.rotation(0, 0.2, 0) @ nose)[1] > 0, "positive pitch nods down"
     right = np.array([1.0, 0.0, 0.0])
-    assert (rs.rotation(0, 0, 0.2) @ right)[1] > 0, "positive roll turns clockwise (y down)"
+    assert (sp.rotation(0, 0, 0.2) @ right)[1] > 0, "positive roll turns clockwise (y down)"
     for angles in [(0.3, -0.2, 0.1), (-0.45, 0.3, -0.25), (0.0, 0.0, 0.0)]:
-        assert rs.euler(rs.rotation(*angles)) == pytest.approx(angles, abs=1e-12)
+        assert sp.euler(sp.rotation(*angles)) == pytest.approx(angles, abs=1e-12)
 
 
 @pytest.mark.parametrize("angles", [(0.3, -0.2, 0.1), (-0.45, 0.3, 0.0), (0.05, 0.0, -0.25)])
 def test_the_rigid_fits_recover_a_known_rotation(angles: tuple[float, float, float]) -> None:
     rng = np.random.default_rng(0)
-    rest = rng.normal(size=(len(rs.STABLE), 3)) * [60.0, 80.0, 40.0] + [256.0, 256.0, 0.0]
-    posed = 1.07 * (rest - rest.mean(0)) @ rs.rotation(*angles).T + [270.0, 240.0, 5.0]
-    assert rs.euler(rs.rigid_rotation(rest, posed)) == pytest.approx(angles, abs=1e-9)
+    rest = rng.normal(size=(len(sf.STABLE), 3)) * [60.0, 80.0, 40.0] + [256.0, 256.0, 0.0]
+    posed = 1.07 * (rest - rest.mean(0)) @ sp.rotation(*angles).T + [270.0, 240.0, 5.0]
+    assert sp.euler(sp.rigid_rotation(rest, posed)) == pytest.approx(angles, abs=1e-9)
     # the 2D fit sees only x, y of the (orthographic) projection and no scale change
-    flat = (rest - rest.mean(0)) @ rs.rotation(*angles).T + [270.0, 240.0, 0.0]
-    fitted = rs.euler(rs.projected_rotation(rest, flat[:, :2]))
+    flat = (rest - rest.mean(0)) @ sp.rotation(*angles).T + [270.0, 240.0, 0.0]
+    fitted = sp.euler(sp.projected_rotation(rest, flat[:, :2]))
     assert fitted == pytest.approx(angles, abs=0.01)
 
 
 def test_ssim() -> None:
     rng = np.random.default_rng(1)
     image = np.asarray(np.clip(np.cumsum(rng.normal(size=(64, 80)), 1) * 8 + 128, 0, 255), np.uint8)
-    assert rs.ssim(image, image) == pytest.approx(1.0)
+    assert sf.ssim(image, image) == pytest.approx(1.0)
     scores = []
     for sigma in (5, 20, 60):
         noisy = np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
-        scores.append(rs.ssim(image, noisy))
+        scores.append(sf.ssim(image, noisy))
     assert 1.0 > scores[0] > scores[1] > scores[2], scores
     rgb = np.stack([image] * 3, -1)
-    assert rs.ssim(rgb, rgb) == pytest.approx(1.0)
+    assert sf.ssim(rgb, rgb) == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        rs.ssim(image, image[1:])
+        sf.ssim(image, image[1:])
 
 
 def test_iris_hidden_reads_a_lid_over_the_iris() -> None:
@@ -97,28 +101,28 @@ def test_iris_hidden_reads_a_lid_over_the_iris() -> None:
             refined[i, :2] = (x + dx, 35.0 + dy)
         yy, xx = np.mgrid[:60, :100]
         rest[(xx - x) ** 2 + (yy - 35) ** 2 <= 36] = 40  # a dark iris
-    assert rs.iris_hidden(rest, rest, refined) == 0.0
+    assert sf.iris_hidden(rest, rest, refined) == 0.0
     shut = np.full_like(rest, 200)  # the lid's skin over both irises
-    assert rs.iris_hidden(rest, shut, refined) == 1.0
+    assert sf.iris_hidden(rest, shut, refined) == 1.0
     half = rest.copy()
     half[:35] = 200  # the upper half covered
-    assert 0.3 < rs.iris_hidden(rest, half, refined) < 0.7
+    assert 0.3 < sf.iris_hidden(rest, half, refined) < 0.7
 
 
 def test_fold_fraction_finds_a_mirrored_strip() -> None:
     yy, xx = np.mgrid[:40, :40].astype(np.float64)
     identity = np.stack([xx, yy])
-    assert rs.fold_fraction(identity, (0, 0, 40, 40)) == 0.0
+    assert sf.fold_fraction(identity, (0, 0, 40, 40)) == 0.0
     folded = identity.copy()
     folded[0, :, 10:20] = 30 - xx[:, 10:20]  # columns 10-19 sampled right to left
-    assert 0.2 <= rs.fold_fraction(folded, (0, 0, 40, 40)) <= 0.3
+    assert 0.2 <= sf.fold_fraction(folded, (0, 0, 40, 40)) <= 0.3
 
 
 def test_statistics_and_verdicts() -> None:
     x = np.linspace(-1, 1, 21)
-    assert rs.pearson(x, 2 * x + 1) == pytest.approx(1.0)
-    assert rs.slope(x, 0.5 * x) == pytest.approx(0.5)
-    assert math.isnan(rs.pearson(x, np.zeros_like(x)))
+    assert sp.pearson(x, 2 * x + 1) == pytest.approx(1.0)
+    assert sp.slope(x, 0.5 * x) == pytest.approx(0.5)
+    assert math.isnan(sp.pearson(x, np.zeros_like(x)))
     passing = {"face_found": 1.0, "yaw_r": 0.99, "mouth_excess": 0.0, "blink_peak_fraction": 0.1}
     assert all(rs.verdicts(passing).values())
     failing = {"face_found": 0.9, "yaw_r": None, "mouth_excess": 0.05, "blink_peak_fraction": 0.6}
@@ -147,7 +151,7 @@ def test_a_sweep_on_the_bundled_portrait(tmp_path: Path) -> None:
     assert frame["fold"][0] == 0.0  # the rest frame's warp does not fold
     assert summary["eye_ssim_mouth"] <= 1.0
     sheet = tmp_path / "sheet.png"
-    rs.contact_sheet(result, "mona_lisa", sheet)
+    sh.contact_sheet(result, "mona_lisa", sheet)
     assert 0 < sheet.stat().st_size < 1_000_000
     # face_measures reads a frame exactly as FaceTracker.track does
     rgb = renderer.render(mf.from_dict({"jawOpen": 0.5, "headYaw": 0.1}))[0]

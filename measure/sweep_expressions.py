@@ -1,0 +1,128 @@
+"""The renderer sweep's expression and blink readings: each program rendered and read
+(FaceMesh, eye-region SSIM, the iris hidden at the blink's peak) into its JSON record and
+contact-sheet frames. Every measured quantity is defined in measure/render_sweep.py's
+docstring."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from measure.sweep_frames import (
+    EYE_REGION,
+    Reader,
+    Reading,
+    iris_hidden,
+    nan_to_none,
+    r4,
+    region_box,
+    ssim,
+)
+from measure.sweep_programs import (
+    EXPRESSION_POSES,
+    MOUTH_ONLY,
+    MOUTH_SHEET,
+    blink,
+    expression_sweep,
+    render_frames,
+)
+
+if TYPE_CHECKING:
+    from engines.frame_renderer import FrameRenderer
+
+
+def expressions_readings(
+    renderer: FrameRenderer, reader: Reader, eye_box: tuple[int, int, int, int], size: int
+) -> tuple[dict[str, Any], dict[str, list[tuple[str, np.ndarray]]]]:
+    """The expression sweep's readings; each pose's eye region is boxed on its own neutral
+    frame's landmarks (the straight rest frame's box where FaceMesh finds no face there)."""
+    motion, labels = expression_sweep()
+    per_pose: dict[str, dict[str, dict[str, Any]]] = {}
+    neutral: dict[str, np.ndarray] = {}
+    boxes: dict[str, tuple[int, int, int, int]] = {}
+    mouth_sheet: list[tuple[str, np.ndarray]] = []
+    other_sheet: list[tuple[str, np.ndarray]] = []
+    for (pose, name), frame in zip(labels, render_frames(renderer, motion), strict=True):
+        r = reader.read(frame)
+        if name == "neutral":
+            neutral[pose] = frame
+            boxes[pose] = (
+                region_box(r.plain, EYE_REGION, 0.12, size) if r.plain is not None else eye_box
+            )
+        x0, y0, x1, y1 = boxes[pose]
+        eye_ssim = ssim(frame[y0:y1, x0:x1], neutral[pose][y0:y1, x0:x1])
+        per_pose.setdefault(pose, {})[name] = {
+            "face": r.found,
+            "mouth": nan_to_none(r.mouth),
+            "eyes": nan_to_none(r.eyes),
+            "eye_ssim": round(eye_ssim, 4),
+        }
+        if pose == "straight":
+            if name in MOUTH_SHEET:
+                mouth_sheet.append((name, frame))
+            else:
+                other_sheet.append((name, frame))
+    ssims = [float(v["eye_ssim"]) for p in per_pose.values() for v in p.values()]
+    mouth_ssims = [float(p[n]["eye_ssim"]) for p in per_pose.values() for n in MOUTH_ONLY]
+    record: dict[str, Any] = {
+        "eye_box": {k: list(v) for k, v in boxes.items()},
+        "eye_ssim_mouth": round(min(mouth_ssims), 4),
+        "eye_ssim_min": round(min(ssims), 4),
+        "poses": {k: list(v) for k, v in EXPRESSION_POSES.items()},
+        "by_pose": per_pose,
+    }
+    return record, {"mouth": mouth_sheet, "expressions": other_sheet}
+
+
+def blink_readings(
+    renderer: FrameRenderer,
+    reader: Reader,
+    rest: Reading,
+    rest_frame: np.ndarray,
+    eye_box: tuple[int, int, int, int],
+) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+    """The blink's readings; ``eye_ssim_after``: the eye region of the reopened eye (the
+    program's last frame) against the rest frame's."""
+    motion, values = blink()
+    x0, y0, x1, y1 = eye_box
+    last = rest_frame
+    peak_frame: np.ndarray | None = None
+    eyes, eyes_plain, sheet = [], [], []
+    shown = {0.5: False, 1.0: False}
+    for k, frame in enumerate(render_frames(renderer, motion)):
+        r = reader.read(frame)
+        eyes.append(r.eyes)
+        eyes_plain.append(r.eyes_plain)
+        v = round(float(values[k]), 3)
+        if k == 0:
+            sheet.append(("blink 0", frame))
+        elif v in shown and not shown[v]:
+            shown[v] = True
+            sheet.append((f"blink {v:g}", frame))
+        if k == len(motion) - 1:
+            last = frame
+        if values[k] >= 1.0 and peak_frame is None:
+            peak_frame = frame
+    eyes_a, plain_a = np.array(eyes), np.array(eyes_plain)
+    held = values >= 1.0
+    open_eye, open_plain = rest.eyes, rest.eyes_plain
+    peak = float(np.nanmedian(eyes_a[held])) if np.isfinite(eyes_a[held]).any() else np.nan
+    peak_plain = float(np.nanmedian(plain_a[held])) if np.isfinite(plain_a[held]).any() else np.nan
+    record = {
+        "commanded": r4(values),
+        "eyes": r4(eyes_a),
+        "eyes_plain": r4(plain_a),
+        "open": nan_to_none(open_eye),
+        "peak_fraction": nan_to_none(peak / open_eye),
+        "peak_fraction_plain": nan_to_none(peak_plain / open_plain),
+        "min_fraction": nan_to_none(float(np.nanmin(eyes_a)) / open_eye),
+        "face_found": float(np.isfinite(eyes_a).mean()),
+        "eye_ssim_after": round(ssim(last[y0:y1, x0:x1], rest_frame[y0:y1, x0:x1]), 4),
+        "iris_hidden": (
+            nan_to_none(iris_hidden(rest_frame, peak_frame, rest.refined))
+            if peak_frame is not None and rest.refined is not None
+            else None
+        ),
+    }
+    return record, sheet
