@@ -20,6 +20,7 @@ from PIL import Image, ImageFile
 from contracts import settings
 from contracts.paths import PORTRAIT_DIRS, REPO
 from engines import avatar as avatar_mod
+from engines import framing
 from engines.avatar import (
     Avatar,
     AvatarError,
@@ -417,10 +418,8 @@ def test_real_pixels_are_kept_exactly() -> None:
     scene = rng.integers(64, 192, (400, 400, 3), dtype=np.uint8)
     photo = scene[100:300, 120:320]  # the scene as a photo: the crop leaves it on 3 sides
     face = np.array([[40.0, 60.0], [90.0, 130.0]])  # a face box, in the photo's pixels
-    cut, box, padded = avatar_mod._crop_square(photo, 60, 80, 260, 256, face)
-    whole, _, unpadded = avatar_mod._crop_square(
-        scene, 180, 180, 260, 256, face + np.array([120, 100])
-    )
+    cut, box, padded = framing.crop_square(photo, 60, 80, 260, 256, face)
+    whole, _, unpadded = framing.crop_square(scene, 180, 180, 260, 256, face + np.array([120, 100]))
     assert box == (-70, -50, 190, 210) and unpadded == 0
     assert padded == pytest.approx(1 - 190 * 200 / 260**2)
     # The photo spans x >= 70 * 256/260 = 68.9, 49.2 <= y < 246.2 in the crop; 3 px less
@@ -431,7 +430,7 @@ def test_real_pixels_are_kept_exactly() -> None:
 
 def test_mirror_copies_only_a_band_at_the_edge() -> None:
     n = 500  # crop side: the edge's 3 px are skipped, the band is 25 px deep
-    index = avatar_mod._mirror_index(100, 80, 60, n)
+    index = framing._mirror_index(100, 80, 60, n)
     assert len(index) == 240 and np.array_equal(index[80:180], np.arange(100))
     before, after = index[:80], index[180:]
     assert before.min() == 3 and before.max() == 27  # never the edge's 3 px, never deeper
@@ -440,7 +439,7 @@ def test_mirror_copies_only_a_band_at_the_edge() -> None:
 
 
 def test_padded_sides_are_named() -> None:
-    sides = avatar_mod._padded_sides
+    sides = framing.padded_sides
     assert sides((-50, 0, 450, 500), 600, 500) == "left"
     assert sides((-50, -30, 450, 470), 400, 500) == "top, left, right"
     assert sides((-2, -50, 498, 450), 600, 400) == "top, bottom"  # 2 of 500 px: not named
