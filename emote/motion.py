@@ -16,7 +16,7 @@ from typing import IO
 
 from contracts.paths import DEFAULT_SPEECH
 from emote.errors import CliError
-from emote.options import add_motion_arguments, make_generator
+from emote.options import add_motion_arguments, check_audio, make_generator
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -38,15 +38,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def cmd_motion(args: argparse.Namespace) -> int:
     from contracts.motion_file import write_motion
-    from engines.audio_io import iter_audio
     from engines.pipeline import motion_from_audio
 
     audio = Path(args.audio)
-    chunks = iter_audio(audio)  # a bad file fails here, before anything is written
-    try:
-        next(chunks, None)
-    finally:
-        chunks.close()
+    check_audio(audio)  # before anything is written
     generator = make_generator(args)
     header = {
         "source": "emote motion",

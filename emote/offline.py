@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from contracts.paths import DEFAULT_PORTRAIT, DEFAULT_SPEECH, MODELS_DIR
 from emote.errors import CliError
-from emote.options import add_motion_arguments, cache_dir, make_generator
+from emote.options import add_motion_arguments, cache_dir, check_audio, make_generator
 from engines.avatar import Avatar
 from engines.engine import Engine
 
@@ -102,16 +102,6 @@ def _audio_duration(path: Path) -> float | None:
     return None
 
 
-def _check_audio(path: Path) -> None:
-    from engines.audio_io import iter_audio
-
-    chunks = iter_audio(path)
-    try:
-        next(chunks, None)
-    finally:
-        chunks.close()
-
-
 def ensure_renderer(size: int, cache: Path) -> None:
     """Export the renderer graphs for ``size`` into the cache unless they are there (sizes
     other than the shipped 512; needs torch)."""
@@ -139,7 +129,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     audio = Path(args.audio) if args.audio is not None else DEFAULT_SPEECH
     if not audio.is_file():
         raise CliError(f"audio file not found: {audio}")
-    _check_audio(audio)  # before any avatar work: a bad file must change nothing
+    check_audio(audio)  # before any avatar work: a bad file must change nothing
     generator = make_generator(args)
     ensure_renderer(args.size, cache_dir(args))
     options = _options(args)
@@ -175,7 +165,7 @@ def _render_motion_file(args: argparse.Namespace) -> int:
     if audio is not None:
         if not audio.is_file():
             raise CliError(f"audio file not found: {audio}")
-        _check_audio(audio)
+        check_audio(audio)
     ensure_renderer(args.size, cache_dir(args))
     options = _options(args)
     with _progress(track.seconds, args.quiet) as progress:

@@ -15,6 +15,18 @@ def cache_dir(args: argparse.Namespace) -> Path:
     return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
 
 
+def check_audio(path: Path) -> None:
+    """Decode the first chunk of ``path``: a missing or unreadable file raises AudioError
+    before any other work (a bad input must change nothing)."""
+    from engines.audio_io import iter_audio
+
+    chunks = iter_audio(path)
+    try:
+        next(chunks, None)
+    finally:
+        chunks.close()
+
+
 def make_generator(args: argparse.Namespace) -> MotionGenerator:
     from engines.motion_generators import make_generator as make
 
