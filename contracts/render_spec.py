@@ -38,7 +38,7 @@ EYE_CHANNELS: tuple[str, ...] = ("eyes", "eye_height", "eye_lift")
 SKULL_MOUTH_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth")
 JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue")
 
-GRID = 64  # coarse warp grid (GRID x GRID)
+GRID = 48  # coarse warp grid (GRID x GRID)
 NUM_CONTROLS = 640  # control points, padded: static shapes for every avatar
 
 # Per-pixel work beyond copying the warped portrait happens only inside two static windows of

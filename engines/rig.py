@@ -32,7 +32,13 @@ from contracts.render_spec import GRID, NUM_CONTROLS
 from engines import facemesh_topology as topo
 from engines.rig_basis import BASIS_FIELDS, blendshape_basis, face_frame, rest_offset
 from engines.rig_maps import aux_maps, palette, quads
-from engines.rig_warp import TPS_REGULARIZATION, extra_controls, layer_membership, tps_weights
+from engines.rig_warp import (
+    TPS_REGULARIZATION,
+    extra_controls,
+    head_depth,
+    layer_membership,
+    tps_weights,
+)
 
 __all__ = [
     "BASIS_FIELDS",
@@ -88,6 +94,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     if image.shape != (size, size, 3) or landmarks.shape != (topo.NUM_LANDMARKS, 3):
         raise ValueError("build_rig needs a square RGB image and 478 landmarks")
     lm = landmarks.astype(np.float64)
+    lm[:, 2] = head_depth(lm)
     frame = face_frame(lm)
     shapes = blendshape_basis(lm, frame)
     extra, extra_weight = extra_controls(lm, frame, size)
@@ -149,7 +156,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
-RIG_VERSION = 11
+RIG_VERSION = 13  # 13: depth for the head turn (head_depth), the 48-point warp grid
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:
@@ -166,7 +173,9 @@ def rig_for_avatar(
     if path is not None and path.is_file():
         try:
             with np.load(path) as data:
-                return Rig(**{f.name: data[f.name] for f in fields(Rig)})
+                cached = Rig(**{f.name: data[f.name] for f in fields(Rig)})
+            if cached.warp.shape[1] == GRID * GRID:  # else built for another warp grid
+                return cached
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt below
     rig = build_rig(image, landmarks)

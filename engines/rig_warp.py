@@ -15,6 +15,25 @@ from engines import facemesh_topology as topo
 from engines.rig_basis import FaceFrame, lip_sets
 
 TPS_REGULARIZATION = 2e-5
+DEPTH_DETAIL = 0.5  # how much of the depth's detail beyond a smooth surface the head turn keeps
+
+
+def head_depth(lm: np.ndarray, detail: float = DEPTH_DETAIL) -> np.ndarray:
+    """The landmarks' depth for head rotation: a smooth quartic surface fitted to FaceMesh's
+    depth plus ``detail`` of what the surface misses (the nose, the eye sockets).
+
+    Rotating the raw depth makes every bump pass over its neighbours: the thin-plate field
+    through crossing controls folds in ripples that the depth test can only cut into a
+    jagged contour. The smooth surface turns away from the camera only at the face's sides,
+    where the contour it folds along is as smooth as the surface."""
+    x, y, z = lm[:, 0], lm[:, 1], lm[:, 2]
+    scale = float(np.ptp(x)) or 1.0
+    u, v = (x - x.mean()) / scale, (y - y.mean()) / scale
+    terms = [u**i * v**j for i in range(5) for j in range(5 - i)]
+    design = np.stack(terms, 1)
+    coef, *_ = np.linalg.lstsq(design, z, rcond=None)
+    smooth = design @ coef
+    return smooth + detail * (z - smooth)
 
 
 def extra_controls(lm: np.ndarray, frame: FaceFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +68,13 @@ def extra_controls(lm: np.ndarray, frame: FaceFrame, size: int) -> tuple[np.ndar
     weights = np.concatenate(
         [ring_weight[inside(ring)], seam_weight[inside(seam)], np.zeros(len(border))]
     )
-    return np.concatenate([points, np.zeros((len(points), 1))], 1), weights
+    # Depth: the ring and the seam lie as deep as the face's edge nearest them, so a head
+    # turn moves them with the silhouette (not ahead of it, as a ring in the plane of the
+    # nose would); the border pins do not move, their depth is never used.
+    near = ((points[:, None] - oval[None, :, :2]) ** 2).sum(-1).argmin(1)
+    depth = oval[near, 2]
+    depth[len(points) - len(border) :] = 0.0
+    return np.concatenate([points, depth[:, None]], 1), weights
 
 
 def layer_membership(

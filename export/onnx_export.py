@@ -12,9 +12,11 @@ from contracts import motion_frame as mf
 from contracts.paths import MODELS_DIR
 from contracts.render_spec import (
     EYE_CHANNELS,
+    GRID,
     IMAGE_CHANNELS,
     INPUT_NAMES,
     JAW_MOUTH_CHANNELS,
+    NUM_CONTROLS,
     OUTPUT_NAMES,
     SKULL_MOUTH_CHANNELS,
     SPLIT_OUTPUT_NAMES,
@@ -26,7 +28,7 @@ DEFAULT_MODELS_DIR = MODELS_DIR
 
 
 def renderer_example_inputs(
-    size: int = 512, num_controls: int = 640, grid: int = 64
+    size: int = 512, num_controls: int = NUM_CONTROLS, grid: int = GRID
 ) -> dict[str, torch.Tensor]:
     """Shape-correct dummy inputs (values are irrelevant for tracing)."""
     gen = torch.Generator().manual_seed(0)

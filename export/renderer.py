@@ -40,10 +40,10 @@ from contracts.render_spec import (
     crop,
     window_pixels,
 )
+from export import warp_inversion
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "SPLIT_OUTPUT_NAMES", "Renderer", "split_renderer"]
 
-INVERSION_ITERATIONS = 3  # Newton steps: the residual is sub-pixel after 3 on our warps
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
 _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
 
@@ -118,10 +118,6 @@ class Renderer(nn.Module):
         self.grid = grid
         self.split = split
         self.output_names = SPLIT_OUTPUT_NAMES if split else OUTPUT_NAMES
-        steps = torch.arange(grid, dtype=torch.float32)
-        gy, gx = torch.meshgrid(steps, steps, indexing="ij")
-        self.register_buffer("grid_x", gx[None], persistent=False)
-        self.register_buffer("grid_y", gy[None], persistent=False)
 
     def _targets(self, rest, layer_weight, basis, head_weight, pivot, face_size, motion):
         """Per-layer control targets (B, 2, N, 3)."""
@@ -140,37 +136,30 @@ class Renderer(nn.Module):
         posed = posed.view(batch, 2, n_ctrl, 3)
         return deformed + head_weight.view(batch, 1, n_ctrl, 1) * (posed - deformed)
 
-    def _backward_maps(self, forward_disp: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
-        """Coarse backward displacement (2B, 2, g, g) in grid steps: for each output grid
-        point p, s - p where s + D(s) = p (D the forward displacement field), by Newton.
-
-        Plain fixed-point iteration stalls where the warp compresses (a closing eyelid, lips
-        pressing): its step shrinks with 1 + D'. Newton's step uses the field's Jacobian,
-        sampled with the field from one 6-channel coarse table (by Gather: onnxruntime's
-        GridSample is slow even at 64x64).
-        """
+    def _backward_maps(
+        self,
+        targets: torch.Tensor,
+        controls: torch.Tensor,
+        warp: torch.Tensor,
+        head: torch.Tensor,
+        jaw_nodes: tuple[tuple[int, int], tuple[int, int]],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse backward displacements in grid steps: the skull layer's (B, 2, g, g) and the
+        jaw layer's (B, 2, h, w) at ``jaw_nodes`` (the grid rows and columns that the mouth
+        window's pixels interpolate from; the jaw layer is sampled nowhere else). Each is its
+        forward field (the warp matrix applied to the control displacements) inverted with a
+        depth test (export/warp_inversion.py)."""
         batch = warp.shape[0]
         grid = self.grid
-        fields = torch.matmul(warp, forward_disp) * (0.5 * (grid - 1))  # grid steps
-        fields = fields.reshape(batch * 2, grid, grid, 2).permute(0, 3, 1, 2)
-        # Central differences (one-sided at the edges) of both components along x and y.
-        pad_x = torch.cat([fields[..., :1], fields, fields[..., -1:]], 3)
-        pad_y = torch.cat([fields[:, :, :1], fields, fields[:, :, -1:]], 2)
-        d_dx = (pad_x[..., 2:] - pad_x[..., :-2]) * 0.5
-        d_dy = (pad_y[:, :, 2:] - pad_y[:, :, :-2]) * 0.5
-        table = _quad_table(torch.cat([fields, d_dx, d_dy], 1))  # Dx Dy Dx/x Dy/x Dx/y Dy/y
-        px = self.grid_x.expand(batch * 2, grid, grid)
-        py = self.grid_y.expand(batch * 2, grid, grid)
-        sx, sy = px, py
-        for _ in range(INVERSION_ITERATIONS):
-            dx, dy, dxx, dyx, dxy, dyy = torch.split(_bilinear(table, sx, sy), 1, dim=1)
-            rx = sx.unsqueeze(1) + dx - px.unsqueeze(1)
-            ry = sy.unsqueeze(1) + dy - py.unsqueeze(1)
-            a, b, c, d = 1.0 + dxx, dxy, dyx, 1.0 + dyy  # J = [[a, b], [c, d]]
-            det = (a * d - b * c).clamp(min=0.05)  # folds are clamped, never inverted
-            sx = sx - ((d * rx - b * ry) / det)[:, 0]  # [:, 0], not squeeze: an If in ONNX
-            sy = sy - ((a * ry - c * rx) / det)[:, 0]
-        return torch.stack([sx - px, sy - py], 1)
+        forward_disp = targets[..., :2] - controls[:, None, :, :2]  # orthographic projection
+        fields = torch.matmul(warp, forward_disp) * (0.5 * (grid - 1))  # (B, 2, g*g, 2) steps
+        fields = fields.reshape(batch, 2, grid, grid, 2).permute(0, 1, 4, 2, 3)
+        # The turn moves points along (yaw, pitch) on screen, turned by the roll.
+        yaw, pitch, roll = head[:, 0], head[:, 1], head[:, 2]
+        cos, sin = torch.cos(roll), torch.sin(roll)
+        along = torch.stack([yaw * cos - pitch * sin, yaw * sin + pitch * cos], 1)
+        along = along / torch.sqrt((along * along).sum(1, keepdim=True) + 1e-6)
+        return warp_inversion.invert(fields, along, jaw_nodes)
 
     def forward(
         self,
@@ -195,19 +184,22 @@ class Renderer(nn.Module):
         batch = image_quads.shape[0]
         size = int(image_quads.shape[1])
         targets = self._targets(rest, layer_weight, basis, head_weight, pivot, face_size, motion)
-        forward_disp = (targets - controls.unsqueeze(1))[..., :2]  # orthographic projection
-        backward = self._backward_maps(forward_disp, warp).view(batch, 2, 2, self.grid, self.grid)
-        backward = backward * ((size - 1.0) / (self.grid - 1.0))  # grid steps -> pixels
+        head = motion[:, mf.HEAD_SLICE]  # orthographic projection of the posed targets
+        mouth = window_pixels(MOUTH_WINDOW, size)
+        jaw_nodes = _window_nodes(mouth, size, self.grid)
+        skull_back, jaw_back = self._backward_maps(targets, controls, warp, head, jaw_nodes)
+        to_pixels = (size - 1.0) / (self.grid - 1.0)  # grid steps -> pixels
 
         # The skull layer covers the whole frame: output pixel centre + backward displacement.
-        fine = F.interpolate(backward[:, 0], size=(size, size), mode="bilinear", align_corners=True)
+        fine = F.interpolate(
+            skull_back * to_pixels, size=(size, size), mode="bilinear", align_corners=True
+        )
         xs = torch.arange(size, dtype=torch.float32).view(1, 1, size)
         ys = torch.arange(size, dtype=torch.float32).view(1, size, 1)
         ux, uy = xs + fine[:, 0], ys + fine[:, 1]
 
         eye = window_pixels(EYE_WINDOW, size)
-        mouth = window_pixels(MOUTH_WINDOW, size)
-        lx, ly = _window_map(backward[:, 1], mouth, size, self.grid)  # the jaw layer
+        lx, ly = _window_map(jaw_back * to_pixels, mouth, size, self.grid, jaw_nodes)
         if self.split:  # engines.compose samples and composites on the CPU
             return torch.stack([ux, uy], 1), torch.stack([lx, ly], 1)
         rgb = _bilinear(image_quads, ux, uy)  # (B, 3, H, W)
@@ -264,14 +256,34 @@ def _interpolation_matrix(start: int, stop: int, size: int, grid: int) -> torch.
     return matrix.to(torch.float32)
 
 
-def _window_map(
-    coarse: torch.Tensor, window: tuple[int, int, int, int], size: int, grid: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source pixel coordinates inside a window from a coarse (B, 2, g, g) displacement in
-    pixels: the bilinear upsampling restricted to the window, as two small MatMuls."""
+def _window_nodes(
+    window: tuple[int, int, int, int], size: int, grid: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The coarse grid's rows and columns (half-open) that a pixel window interpolates from."""
     top, bottom, left, right = window
-    rows = _interpolation_matrix(top, bottom, size, grid)
-    cols = _interpolation_matrix(left, right, size, grid).t().contiguous()
+
+    def span(start: int, stop: int) -> tuple[int, int]:
+        weights = _interpolation_matrix(start, stop, size, grid).abs().sum(0)
+        used = torch.nonzero(weights > 0).flatten()
+        return int(used.min()), int(used.max()) + 1
+
+    return span(top, bottom), span(left, right)
+
+
+def _window_map(
+    coarse: torch.Tensor,
+    window: tuple[int, int, int, int],
+    size: int,
+    grid: int,
+    nodes: tuple[tuple[int, int], tuple[int, int]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source pixel coordinates inside a window from a coarse (B, 2, h, w) displacement in
+    pixels at the grid's ``nodes`` (``_window_nodes``): the bilinear upsampling restricted to
+    the window, as two small MatMuls."""
+    top, bottom, left, right = window
+    (r0, r1), (c0, c1) = nodes
+    rows = _interpolation_matrix(top, bottom, size, grid)[:, r0:r1].contiguous()
+    cols = _interpolation_matrix(left, right, size, grid)[:, c0:c1].t().contiguous()
     fine = torch.matmul(torch.matmul(rows, coarse), cols)  # (B, 2, h, w)
     xs = torch.arange(left, right, dtype=torch.float32).view(1, 1, right - left)
     ys = torch.arange(top, bottom, dtype=torch.float32).view(1, bottom - top, 1)
