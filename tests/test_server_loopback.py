@@ -140,9 +140,37 @@ def interrupt_program(speech: np.ndarray) -> tuple[Program, dict[str, int]]:
     return Program(samples, onsets, levels), marks
 
 
+@pytest.fixture(scope="module")
+def learned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`emote serve --motion learned`: the learned model with its full head range."""
+    cache = tmp_path_factory.mktemp("loopback-learned-cache")
+    with serve(max_sessions=1, cache_dir=cache, options=("--motion", "learned")) as url:
+        yield url
+
+
 def test_interrupt_drops_the_queued_speech_and_the_face_goes_idle(
     server: str, speech: np.ndarray
 ) -> None:
+    check_interrupt(server, speech)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the learned model barely opens the mouth (issue 15): live its speech reads at most "
+    "~0.025 of the face height, so the threshold (a fifth of the range) sits inside the "
+    "0.007-0.010 that FaceMesh reads on its shut mouth through VP8; offline its shut mouth "
+    "reads <= 0.0018 with the head turning to 0.32 rad (docs/benchmarks.md)",
+)
+def test_interrupt_with_the_learned_model(learned_server: str, speech: np.ndarray) -> None:
+    """Issue 14's target for the renderer: the learned model's head turns (no clamp) render
+    cleanly enough that the barge-in test reads the same with it as with dsp. Before the
+    depth-tested warp it failed on tears that FaceMesh took for an open mouth; now the frames
+    are whole and it fails on the learned model's small mouth (issue 15): strict, so that it
+    reports when that is fixed."""
+    check_interrupt(learned_server, speech)
+
+
+def check_interrupt(server: str, speech: np.ndarray) -> None:
     program, marks = interrupt_program(speech)
     hit: dict[str, float] = {}
 
