@@ -40,6 +40,10 @@ def eyes(
     return out * (1.0 - 0.55 * lash * inside)
 
 
+THROAT_DARKENING = 0.7  # the cavity's colour at the back of the throat, as a fraction lost
+LOWER_TEETH_SHADE = 0.5  # the lower teeth in the upper lip's and the jaw's shadow
+
+
 def mouth(
     skull_rgb: Array,  # the portrait at the skull layer's source coordinates
     jaw_rgb: Array,  # the portrait at the jaw layer's source coordinates
@@ -48,12 +52,20 @@ def mouth(
     teeth: Array,
     jaw: Array,  # jaw-layer masks (at the jaw layer's coordinates)
     tongue: Array,
+    lower_teeth: Array,
+    throat: Array,
     cavity_color: Any,  # RGB, broadcastable against the RGB layers
     teeth_color: Any,
     tongue_color: Any,
 ) -> Array:
-    """Skull layer over jaw layer over (the mouth interior or the neck and background)."""
-    interior = cavity_color + (tongue_color - cavity_color) * (0.75 * tongue)
+    """Skull layer over jaw layer over (the mouth interior or the neck and background).
+
+    The interior, back to front: the cavity, darkening toward the throat; the tongue; the
+    lower teeth (in the lower lip's shadow); the upper teeth. The teeth masks carry their
+    own shading (gaps between teeth, the gum's shadow, the arch turning away)."""
+    interior = cavity_color * (1.0 - THROAT_DARKENING * throat)
+    interior = interior + (tongue_color - interior) * (0.75 * tongue)
+    interior = interior + (teeth_color * LOWER_TEETH_SHADE - interior) * lower_teeth
     interior = interior + (teeth_color - interior) * (0.9 * teeth)
     behind = interior + (skull_rgb - interior) * (1.0 - not_base)
     out = behind + (jaw_rgb - behind) * jaw

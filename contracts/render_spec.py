@@ -32,11 +32,12 @@ SPLIT_OUTPUT_NAMES: tuple[str, ...] = ("source_map", "jaw_map")
 # skull (upper) layer over the whole frame. ``eye_quads`` hold the signed eye mask, the height
 # within the eye opening and how far above lies the lid's skin (skull layer, EYE_WINDOW).
 # ``skull_mouth_quads`` hold skull, not_base and teeth (read by the skull layer) and
-# ``jaw_mouth_quads`` jaw and tongue (read by the jaw layer) in MOUTH_WINDOW.
+# ``jaw_mouth_quads`` jaw, tongue, lower teeth and the throat's depth (read by the jaw layer) in
+# MOUTH_WINDOW.
 IMAGE_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
 EYE_CHANNELS: tuple[str, ...] = ("eyes", "eye_height", "eye_lift")
 SKULL_MOUTH_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth")
-JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue")
+JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue", "lower_teeth", "throat")
 
 GRID = 48  # coarse warp grid (GRID x GRID)
 NUM_CONTROLS = 640  # control points, padded: static shapes for every avatar

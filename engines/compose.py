@@ -17,7 +17,13 @@ import numpy as np
 
 from contracts import composite
 from contracts import motion_frame as mf
-from contracts.render_spec import EYE_WINDOW, MOUTH_WINDOW, crop, window_pixels
+from contracts.render_spec import (
+    EYE_WINDOW,
+    JAW_MOUTH_CHANNELS,
+    MOUTH_WINDOW,
+    crop,
+    window_pixels,
+)
 from engines.rig import Rig
 
 # Sessions render in parallel, one worker thread each: OpenCV's own thread pool would only
@@ -48,7 +54,10 @@ class Compositor:
         # One remap per set of coordinates: the portrait stacked with the layer's masks.
         self.eye_stack = np.concatenate([rgb, _plain(rig.eye_quads, 3)], 2)  # mask, height, lift
         self.skull_stack = np.concatenate([rgb, _plain(rig.skull_mouth_quads, 3)], 2)
-        self.jaw_stack = np.concatenate([rgb, _plain(rig.jaw_mouth_quads, 2)], 2)  # jaw, tongue
+        # jaw, tongue, lower teeth, throat
+        self.jaw_stack = np.concatenate(
+            [rgb, _plain(rig.jaw_mouth_quads, len(JAW_MOUTH_CHANNELS))], 2
+        )
         self.colors = rig.colors.astype(np.float32).reshape(-1, 3, 1, 1)
         self.eye = window_pixels(EYE_WINDOW, self.size)
         self.mouth = window_pixels(MOUTH_WINDOW, self.size)
@@ -71,9 +80,10 @@ class Compositor:
         if motion[_BLINK_LEFT] == 0.0 and motion[_BLINK_RIGHT] == 0.0:
             return  # the formula leaves open eyes exactly as sampled
         ex, ey = crop(sx, self.eye), crop(sy, self.eye)
-        red, green, blue, mask, height, lift = _planes(self.eye_stack, ex, ey)
+        eye = _planes(self.eye_stack, ex, ey)
+        mask, height, lift = eye[3], eye[4], eye[5]
         rgb = composite.eyes(
-            np.stack([red, green, blue]),
+            eye[:3],
             _rgb(self.portrait_float, ex, ey - lift * composite.LID_LIFT_PIXELS),
             mask,
             height,
@@ -88,16 +98,20 @@ class Compositor:
         self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, lx: np.ndarray, ly: np.ndarray
     ) -> None:
         sx, sy = crop(sx, self.mouth), crop(sy, self.mouth)
-        *skull_rgb, skull, not_base, teeth = _planes(self.skull_stack, sx, sy)
-        *jaw_rgb, jaw, tongue = _planes(self.jaw_stack, lx, ly)
+        skull_planes = _planes(self.skull_stack, sx, sy)
+        skull, not_base, teeth = skull_planes[3:]
+        jaw_planes = _planes(self.jaw_stack, lx, ly)
+        jaw, tongue, lower_teeth, throat = jaw_planes[3:]
         rgb = composite.mouth(
-            np.stack(skull_rgb),
-            np.stack(jaw_rgb),
+            skull_planes[:3],
+            jaw_planes[:3],
             skull,
             not_base,
             teeth,
             jaw,
             tongue,
+            lower_teeth,
+            throat,
             self.colors[0],
             self.colors[1],
             self.colors[2],
@@ -119,18 +133,20 @@ def _remap(
     )
 
 
-def _planes(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``image`` (S, S, C) sampled at (x, y), as C planes (h, w)."""
-    return tuple(cv2.split(_remap(image, x, y)))
+def _planes(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``image`` (S, S, C) sampled at (x, y), planar (C, h, w) (one transpose: OpenCV's
+    ``split`` of more than 4 channels costs several times as much)."""
+    return np.ascontiguousarray(_remap(image, x, y).transpose(2, 0, 1))
 
 
 def _rgb(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """RGB ``image`` sampled at (x, y), planar (3, h, w)."""
-    return np.stack(_planes(image, x, y))
+    return _planes(image, x, y)
 
 
 def _paste(frame: np.ndarray, rgb: np.ndarray, window: tuple[int, int, int, int]) -> None:
     """Round planar (3, h, w) float RGB to uint8 into ``frame``'s window."""
     top, bottom, left, right = window
     clipped = np.clip(rgb, 0.0, 255.0, out=rgb)
-    frame[top:bottom, left:right] = cv2.merge(np.floor(clipped + 0.5).astype(np.uint8))
+    clipped += 0.5  # then truncation: floor(x + 0.5) for x >= 0, the graph's rounding
+    frame[top:bottom, left:right] = cv2.merge(list(clipped.astype(np.uint8)))

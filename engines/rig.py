@@ -58,7 +58,7 @@ class Rig:
     image_quads: np.ndarray  # (S, S, 12) float32: RGB [0, 255] of each pixel's 2x2 block
     eye_quads: np.ndarray  # (S, S, 12) float16: EYE_CHANNELS of each pixel's 2x2 block
     skull_mouth_quads: np.ndarray  # (S, S, 12) float16: SKULL_MOUTH_CHANNELS, 2x2 blocks
-    jaw_mouth_quads: np.ndarray  # (S, S, 8) float16: JAW_MOUTH_CHANNELS, 2x2 blocks
+    jaw_mouth_quads: np.ndarray  # (S, S, 16) float16: JAW_MOUTH_CHANNELS, 2x2 blocks
     controls: np.ndarray  # (N, 3) float32: positions in the portrait
     rest: np.ndarray  # (N, 3) float32: rest pose (the portrait with its lips closed)
     layer_weight: np.ndarray  # (2, N) float32: expression weight in the skull / jaw layer
@@ -156,7 +156,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
-RIG_VERSION = 13  # 13: depth for the head turn (head_depth), the 48-point warp grid
+RIG_VERSION = 14  # 14: the mouth interior's teeth, lower teeth and throat; 13: head_depth, 48 grid
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:

@@ -24,7 +24,7 @@ from engines import facemesh_topology as topo
 BASIS_FIELDS = mf.BLENDSHAPES + mf.GAZE
 
 
-def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+def smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
     """0 below ``edge0``, 1 above ``edge1``, a smooth cubic between."""
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)

@@ -78,19 +78,36 @@ def aux_maps(
     above_lower = interp_curve(la, lb, pa) - pb
     half = 0.5 * wm
     # Upper incisors: a short band under the upper lip (a shadow line first), then the dark
-    # cavity; a wide band would read as closed pale lips (to viewers and to FaceMesh).
-    teeth_h = 0.08 * wm
+    # cavity; a wide band would read as closed pale lips (to viewers and to FaceMesh). The
+    # mask carries the teeth's shading (it scales their colour over the cavity).
+    across = np.abs(pa) / half  # 0 at the mouth's centre line, 1 at a corner
+    teeth_h = 0.085 * wm * (1.0 - 0.35 * across**2)  # the centrals are the longest
     teeth = (
         smoothstep(0.012 * wm, 0.03 * wm, below_upper)
         * (1.0 - smoothstep(0.65 * teeth_h, teeth_h, below_upper))
-        * (1.0 - smoothstep(0.55 * half, 0.8 * half, np.abs(pa)))
+        * (1.0 - smoothstep(0.55, 0.8, across))
+        * _teeth_shading(below_upper / teeth_h, across, 0.006 * wm / half)
+    )
+    # Lower incisors: a lower, narrower band just above the lower lip, seen when the mouth
+    # opens wide (shaded in the composite: the lips' and the jaw's shadow). It starts above
+    # the jaw layer's mask, which reaches a few pixels past the lip's inner edge.
+    lower_h = 0.09 * wm * (1.0 - 0.3 * across**2)
+    lower_teeth = (
+        smoothstep(0.03 * wm, 0.045 * wm, above_lower)
+        * (1.0 - smoothstep(0.75 * lower_h, lower_h, above_lower))
+        * (1.0 - smoothstep(0.4, 0.62, across))
+        * _teeth_shading((lower_h - above_lower) / lower_h, across * 1.25, 0.005 * wm / half)
     )
     tongue_h = 0.3 * wm
     tongue = (
         smoothstep(0.0, 0.05 * wm, above_lower)
         * (1.0 - smoothstep(0.4 * tongue_h, tongue_h, above_lower))
-        * (1.0 - smoothstep(0.3 * half, 0.7 * half, np.abs(pa)))
+        * (1.0 - smoothstep(0.3, 0.7, across))
+        * (1.0 - 0.35 * smoothstep(0.05 * wm, 0.2 * wm, above_lower))  # falling away
     )
+    # The throat: what only a wide opening shows, far above the lower lip in the jaw layer's
+    # source, toward the middle; the cavity darkens there.
+    throat = smoothstep(0.08 * wm, 0.3 * wm, above_lower) * (1.0 - smoothstep(0.3, 0.9, across))
     # Eyes: a soft mask of each opening (signed: subject's left +, right -) and the height
     # within the opening, 0 at the upper lid to 1 at the lower lid, so the renderer can draw
     # the lid descending over the eye (a coarse warp cannot squeeze a 10-pixel opening shut).
@@ -128,12 +145,31 @@ def aux_maps(
         "teeth": teeth,
         "jaw": jaw,
         "tongue": tongue,
+        "lower_teeth": lower_teeth,
+        "throat": throat,
     }
     return (
         np.stack([maps[name] for name in EYE_CHANNELS], -1).astype(np.float32),
         np.stack([maps[name] for name in SKULL_MOUTH_CHANNELS], -1).astype(np.float32),
         np.stack([maps[name] for name in JAW_MOUTH_CHANNELS], -1).astype(np.float32),
     )
+
+
+# Where neighbouring teeth meet, on screen, as fractions of the half-mouth from its centre: the
+# central incisors, the laterals, the canines (the arch turns away, so they narrow).
+TOOTH_EDGES = (0.0, 0.3, 0.52, 0.7)
+
+
+def _teeth_shading(along: np.ndarray, across: np.ndarray, gap: float) -> np.ndarray:
+    """Brightness of a row of teeth in [0, 1]: ``along`` 0 at the gum line to 1 at the biting
+    edge, ``across`` 0 at the centre to 1 at a corner, ``gap`` the dark seam's half-width
+    (in units of ``across``). Darker by the gum (the lip's shadow), toward the corners (the
+    arch turns away from the light) and in the seams between teeth."""
+    seams = np.ones_like(across)
+    for edge in TOOTH_EDGES:
+        seams = seams * (1.0 - 0.45 * np.exp(-(((across - edge) / gap) ** 2)))
+    by_gum = 0.72 + 0.28 * smoothstep(0.0, 0.7, along)
+    return seams * by_gum * (1.0 - 0.3 * np.clip(across, 0.0, 1.0) ** 2)
 
 
 def _window_fade(size: int) -> np.ndarray:
@@ -166,7 +202,7 @@ def palette(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> np.ndarray:
     cheeks = [lm[205], lm[425]]  # mid-cheek points
     skin = np.mean([patch_median(c, r) for c in cheeks], 0)
     lum = float(np.clip(skin.mean(), 0.15, 0.9))
-    cavity = 0.08 * skin + np.array([0.03, 0.0, 0.0])
+    cavity = 0.14 * skin + np.array([0.06, 0.0, 0.0])  # darkens toward the throat
     teeth = np.clip(0.45 * np.array([0.92, 0.88, 0.80]) * (lum / 0.55) + 0.2 * skin, 0.0, 0.85)
     tongue = np.clip(np.array([0.55, 0.24, 0.24]) * (lum / 0.6) * 0.8, 0.0, 1.0)
     lids = [lm[27] * 0.5 + lm[159] * 0.5, lm[257] * 0.5 + lm[386] * 0.5]  # just above the lids
