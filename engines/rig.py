@@ -156,7 +156,9 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
-RIG_VERSION = 14  # 14: the mouth interior's teeth, lower teeth and throat; 13: head_depth, 48 grid
+# 15: spread lips thin, corners drop less; 14: the mouth interior's parts; 13: head_depth and
+# the 48-point warp grid
+RIG_VERSION = 15
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:

@@ -160,7 +160,10 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
     lateral = np.clip(1.0 - (a / face_half_width) ** 2, 0.2, 1.0)
     jaw[below] = (depth * lateral)[below]
     jaw[lower_lip] = center_profile[lower_lip]
-    jaw[corners] = 0.3
+    # The corners drop a little: the skull layer moves them too (they end the upper lip), and
+    # a larger drop stretched the skin above a corner down over a wide-open mouth (a pale
+    # patch at jawOpen 1 on a photo).
+    jaw[corners] = 0.15
     disp = frame.vector(
         np.where(np.isin(np.arange(n), corners), -np.sign(a) * 0.04 * wm, 0.0), jaw * drop
     )
@@ -200,16 +203,24 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
             0.5 * wm,
             protect,
         )
+        outer_upper = np.isin(np.arange(n), topo.LIPS_OUTER_UPPER)
+        outer_lower = np.isin(np.arange(n), topo.LIPS_OUTER_LOWER)
+        # A spread vowel (ee): the corners pulled out and the lips stretched thin against
+        # the teeth (their outer edges toward the mouth line, most on this side).
+        thin = np.where(outer_upper, 0.03, np.where(outer_lower, -0.03, 0.0)) * wm * weight
         basis[f"mouthStretch{side}"] = _spread(
             lm,
             lip_ring,
-            frame.vector(out_dir * 0.13 * wm * corner_w, 0.03 * wm * corner_w)[lip_ring],
+            frame.vector(
+                out_dir * 0.17 * wm * corner_w, 0.03 * wm * corner_w + thin * center_profile
+            )[lip_ring],
             0.5 * wm,
             protect,
         )
-        outer_upper = np.isin(np.arange(n), topo.LIPS_OUTER_UPPER)
-        outer_lower = np.isin(np.arange(n), topo.LIPS_OUTER_LOWER)
-        press = np.where(outer_upper, 0.035, np.where(outer_lower, -0.035, 0.0)) * wm * weight
+        # Pressed lips (p, b, m): both lips' outer edges toward the mouth line, rolled in and
+        # thinned (ARKit's mouthPress; no longer pushed up through the upper lip by mouthClose,
+        # which the renderer caps at jawOpen).
+        press = np.where(outer_upper, 0.065, np.where(outer_lower, -0.065, 0.0)) * wm * weight
         basis[f"mouthPress{side}"] = lip_shape(np.zeros(n), press)
         basis[f"mouthUpperUp{side}"] = lip_shape(
             np.zeros(n), -0.13 * wm * weight * is_upper * center_profile

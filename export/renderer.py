@@ -46,6 +46,8 @@ __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "SPLIT_OUTPUT_NAMES", "Renderer", "spl
 
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
 _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
+_JAW = mf.INDEX["jawOpen"]
+_CLOSE = mf.INDEX["mouthClose"]
 
 
 def _rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
@@ -122,7 +124,13 @@ class Renderer(nn.Module):
     def _targets(self, rest, layer_weight, basis, head_weight, pivot, face_size, motion):
         """Per-layer control targets (B, 2, N, 3)."""
         batch, n_ctrl = rest.shape[0], rest.shape[1]
-        weights = torch.cat([motion[:, : mf.NUM_BLENDSHAPES], motion[:, mf.GAZE_SLICE]], 1)
+        # mouthClose closes the lips against an open jaw (ARKit's meaning), so it never
+        # closes them further than the jaw opened them: alone it would push the lower lip up
+        # through the upper one.
+        shapes = motion[:, : mf.NUM_BLENDSHAPES]
+        close = torch.minimum(shapes[:, _CLOSE : _CLOSE + 1], shapes[:, _JAW : _JAW + 1])
+        shapes = torch.cat([shapes[:, :_CLOSE], close, shapes[:, _CLOSE + 1 :]], 1)
+        weights = torch.cat([shapes, motion[:, mf.GAZE_SLICE]], 1)
         offsets = torch.bmm(weights.unsqueeze(1), basis.reshape(batch, basis.shape[1], n_ctrl * 3))
         deformed = rest.unsqueeze(1) + layer_weight.unsqueeze(-1) * offsets.view(
             batch, 1, n_ctrl, 3
