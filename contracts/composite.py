@@ -41,7 +41,7 @@ def eyes(
 
 
 THROAT_DARKENING = 0.7  # the cavity's colour at the back of the throat, as a fraction lost
-LOWER_TEETH_SHADE = 0.5  # the lower teeth in the upper lip's and the jaw's shadow
+LOWER_TEETH_SHADE = 0.35  # the lower teeth in the lips' and the jaw's shadow: faint
 
 
 def mouth(

@@ -156,9 +156,9 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
-# 15: spread lips thin, corners drop less; 14: the mouth interior's parts; 13: head_depth and
-# the 48-point warp grid
-RIG_VERSION = 15
+# 16: the cavity's colour back to v1's; 15: spread lips thin, corners drop less; 14: the mouth
+# interior's parts; 13: head_depth and the 48-point warp grid
+RIG_VERSION = 16
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:
