@@ -55,32 +55,22 @@ def _fmt(value: Any) -> str:
 
 def print_table(name: str, record: dict[str, Any]) -> None:
     s, t, head = record["summary"], record["targets"], record["head_sweep"]
+
+    def held(label: str, key: str, op: str) -> tuple[str, Any, str, Any]:
+        """A row held to a target: its value, the target and the verdict."""
+        return (label, s[key], f"{op} {TARGETS[key]}", t[key])
+
     rows = [
-        (
-            "face found (head sweep)",
-            s["face_found"],
-            f">= {TARGETS['face_found']}",
-            t["face_found"],
-        ),
-        ("yaw r (3D fit)", s["yaw_r"], f">= {TARGETS['yaw_r']}", t["yaw_r"]),
+        held("face found (head sweep)", "face_found", ">="),
+        held("yaw r (3D fit)", "yaw_r", ">="),
         ("yaw slope", s["yaw_slope"], "", None),
         ("pitch r / slope", f"{_fmt(s['pitch_r'])} / {_fmt(s['pitch_slope'])}", "", None),
         ("roll r", s["roll_r"], "", None),
-        (
-            "mouth excess at jawOpen 0",
-            s["mouth_excess"],
-            f"<= {TARGETS['mouth_excess']}",
-            t["mouth_excess"],
-        ),
+        held("mouth excess at jawOpen 0", "mouth_excess", "<="),
         ("  FaceMesh's own, rotated rest", s["mouth_noise_rotated"], "", None),
         ("folded face pixels, max", s["fold_max"], "", None),
         ("  folds from |angle|", s["fold_from"], "", None),
-        (
-            "blink peak / open eye",
-            s["blink_peak_fraction"],
-            f"<= {TARGETS['blink_peak_fraction']}",
-            t["blink_peak_fraction"],
-        ),
+        held("blink peak / open eye", "blink_peak_fraction", "<="),
         ("  iris hidden at the peak", s["iris_hidden"], "", None),
         ("eye SSIM, mouth expressions", s["eye_ssim_mouth"], "", None),
         ("eye SSIM, any expression", s["eye_ssim_min"], "", None),

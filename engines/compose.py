@@ -81,10 +81,10 @@ class Compositor:
             return  # the formula leaves open eyes exactly as sampled
         ex, ey = crop(sx, self.eye), crop(sy, self.eye)
         eye = _planes(self.eye_stack, ex, ey)
-        mask, height, lift = eye[3], eye[4], eye[5]
+        mask, height, lift = eye[3:]
         rgb = composite.eyes(
             eye[:3],
-            _rgb(self.portrait_float, ex, ey - lift * composite.LID_LIFT_PIXELS),
+            _planes(self.portrait_float, ex, ey - lift * composite.LID_LIFT_PIXELS),
             mask,
             height,
             float(motion[_BLINK_LEFT]),
@@ -137,11 +137,6 @@ def _planes(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``image`` (S, S, C) sampled at (x, y), planar (C, h, w) (one transpose: OpenCV's
     ``split`` of more than 4 channels costs several times as much)."""
     return np.ascontiguousarray(_remap(image, x, y).transpose(2, 0, 1))
-
-
-def _rgb(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """RGB ``image`` sampled at (x, y), planar (3, h, w)."""
-    return _planes(image, x, y)
 
 
 def _paste(frame: np.ndarray, rgb: np.ndarray, window: tuple[int, int, int, int]) -> None:

@@ -97,15 +97,6 @@ def _bilinear(quads: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return top + (bottom - top) * fy
 
 
-def _quad_table(maps: torch.Tensor) -> torch.Tensor:
-    """(N, C, h, w) -> (N, h, w, 4C): each point with its right, lower and lower-right
-    neighbours (the border repeats), the table ``_bilinear`` samples."""
-    right = torch.cat([maps[..., 1:], maps[..., -1:]], 3)
-    below = torch.cat([maps[:, :, 1:], maps[:, :, -1:]], 2)
-    below_right = torch.cat([right[:, :, 1:], right[:, :, -1:]], 2)
-    return torch.cat([maps, right, below, below_right], 1).permute(0, 2, 3, 1)
-
-
 class Renderer(nn.Module):
     """Renders a batch of frames; all inputs batch-first (see ``engines.rig.Rig``).
 

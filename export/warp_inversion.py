@@ -37,7 +37,7 @@ Nodes = tuple[tuple[int, int], tuple[int, int]]  # grid rows and columns, half-o
 
 def quad_table(maps: torch.Tensor) -> torch.Tensor:
     """(..., C, g, g) -> (..., g, g, 4C): each point with its right, lower and lower-right
-    neighbours (the border repeats), the table ``_taps`` samples."""
+    neighbours (the border repeats), the table ``_sample`` samples."""
     right = torch.cat([maps[..., 1:], maps[..., -1:]], -1)
     below = torch.cat([maps[..., 1:, :], maps[..., -1:, :]], -2)
     below_right = torch.cat([right[..., 1:, :], right[..., -1:, :]], -2)
@@ -67,7 +67,10 @@ class _Points:
 
 
 def invert(
-    fields: torch.Tensor, direction: torch.Tensor, jaw_nodes: Nodes, steps=START_STEPS
+    fields: torch.Tensor,
+    direction: torch.Tensor,
+    jaw_nodes: Nodes,
+    steps: tuple[float, ...] = START_STEPS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Backward displacements, in grid steps: the skull layer's (B, 2, g, g) over the whole
     grid and the jaw layer's (B, 2, h, w) at ``jaw_nodes``.
