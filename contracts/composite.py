@@ -14,30 +14,59 @@ from typing import Any, TypeVar
 
 Array = TypeVar("Array", bound=Any)
 
-LID_LIFT_PIXELS = 64.0  # eye_lift is stored in units of 64 source pixels
+LID_SCALE_PIXELS = 64.0  # eye_scale is stored in units of 64 source pixels
+# The lid on a blink, in units of the eye's largest opening (``eye_scale``); ``eye_height`` is
+# a pixel's height below the upper lid margin and ``eye_travel`` how far the lid travels at
+# that column to meet the lower lid. The margin band (lashes, liner: LID_MARGIN) slides down
+# whole; the skin from LID_TOP above the margin down to the band unfolds (stretches) behind
+# it, as the skin folded under the crease does; nothing above LID_TOP moves.
+LID_TOP = 1.3
+LID_MARGIN = 0.3
+LID_SHADE = 0.25
+
+
+def eye_blink(
+    eye_mask: Array,  # signed eye mask: > 0 left eye, < 0 right eye
+    blink_left: Any,  # eyeBlinkLeft, broadcastable
+    blink_right: Any,
+    clip: Callable[[Array, float | None, float | None], Array],
+) -> Array:
+    """Each pixel's blink: its eye's, faded with the mask beyond the eye's corners."""
+    return clip(eye_mask, 0.0, None) * blink_left + clip(-eye_mask, 0.0, None) * blink_right
+
+
+def lid_shift(
+    height: Array,  # below the upper lid margin, in eye_scale units (negative above it)
+    travel: Array,  # the lid's travel to the lower lid at this column, eye_scale units
+    scale: Array,  # pixels
+    blink: Array,  # eye_blink
+    clip: Callable[[Array, float | None, float | None], Array],
+) -> Array:
+    """How far above, in source pixels, the lid's colour for each pixel lies: the margin band
+    moved down by ``blink * travel``, the skin above it stretched from LID_TOP (nothing moves
+    there); below the lid's edge the eye shows (``eyes`` leaves it uncovered)."""
+    moved = blink * travel
+    stretched = (height + LID_TOP) * moved / (LID_TOP - LID_MARGIN + moved)
+    return (clip(stretched, 0.0, None) - clip(stretched - moved, 0.0, None)) * scale
 
 
 def eyes(
     base: Array,  # the portrait at the skull layer's source coordinates
-    lid_rgb: Array,  # the portrait at those coordinates lifted by eye_lift
-    eye_mask: Array,  # signed eye mask: > 0 left eye, < 0 right eye
-    height: Array,  # height within the eye opening
-    blink_left: Any,  # eyeBlinkLeft, broadcastable
-    blink_right: Any,
+    lid_rgb: Array,  # the portrait there, ``lid_shift`` pixels above
+    height: Array,
+    travel: Array,
+    scale: Array,
+    blink: Array,
     clip: Callable[[Array, float | None, float | None], Array],
-    exp: Callable[[Array], Array],
 ) -> Array:
-    """On a blink the upper lid (the skin just above it, slid down) descends over the eye
-    opening, its lash line leading."""
-    blink = clip(eye_mask, 0.0, None) * blink_left + clip(-eye_mask, 0.0, None) * blink_right
-    inside = clip(abs(eye_mask), None, 1.0)
-    # The lid edge runs from the upper lash line (height -0.3) to past the lower lid.
-    lid_edge = blink * 1.4 - 0.3
-    covered = clip((lid_edge - height) / 0.12, 0.0, 1.0) * inside
-    covered = covered * clip(blink * 8.0, None, 1.0)
-    lash = exp(-(((height - lid_edge) / 0.1) ** 2)) * clip(blink * 4.0, None, 1.0)
-    out = base + (lid_rgb - base) * covered
-    return out * (1.0 - 0.55 * lash * inside)
+    """The lid above its edge (``blink * travel`` below the upper lid margin), the eye below
+    it; the edge anti-aliased over a pixel."""
+    moved = blink * travel
+    covered = clip((moved - height) * scale + 0.5, 0.0, 1.0)
+    # The unfolded lid curves over the eyeball, away from the light toward its edge.
+    down = clip((height + LID_TOP) / (LID_TOP + moved), 0.0, 1.0)
+    lid_rgb = lid_rgb * (1.0 - LID_SHADE * blink * down * down)
+    return base + (lid_rgb - base) * covered
 
 
 THROAT_DARKENING = 0.7  # the cavity's colour at the back of the throat, as a fraction lost

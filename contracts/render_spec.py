@@ -35,7 +35,7 @@ SPLIT_OUTPUT_NAMES: tuple[str, ...] = ("source_map", "jaw_map")
 # ``jaw_mouth_quads`` jaw, tongue, lower teeth and the throat's depth (read by the jaw layer) in
 # MOUTH_WINDOW.
 IMAGE_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
-EYE_CHANNELS: tuple[str, ...] = ("eyes", "eye_height", "eye_lift")
+EYE_CHANNELS: tuple[str, ...] = ("eyes", "eye_height", "eye_travel", "eye_scale")
 SKULL_MOUTH_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth")
 JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue", "lower_teeth", "throat")
 

@@ -18,6 +18,7 @@ import numpy as np
 from contracts import composite
 from contracts import motion_frame as mf
 from contracts.render_spec import (
+    EYE_CHANNELS,
     EYE_WINDOW,
     JAW_MOUTH_CHANNELS,
     MOUTH_WINDOW,
@@ -52,7 +53,7 @@ class Compositor:
         self.portrait = np.rint(rgb).astype(np.uint8)  # exact: the quads hold integer RGB
         self.portrait_float = rgb
         # One remap per set of coordinates: the portrait stacked with the layer's masks.
-        self.eye_stack = np.concatenate([rgb, _plain(rig.eye_quads, 3)], 2)  # mask, height, lift
+        self.eye_stack = np.concatenate([rgb, _plain(rig.eye_quads, len(EYE_CHANNELS))], 2)
         self.skull_stack = np.concatenate([rgb, _plain(rig.skull_mouth_quads, 3)], 2)
         # jaw, tongue, lower teeth, throat
         self.jaw_stack = np.concatenate(
@@ -81,17 +82,14 @@ class Compositor:
             return  # the formula leaves open eyes exactly as sampled
         ex, ey = crop(sx, self.eye), crop(sy, self.eye)
         eye = _planes(self.eye_stack, ex, ey)
-        mask, height, lift = eye[3:]
-        rgb = composite.eyes(
-            eye[:3],
-            _planes(self.portrait_float, ex, ey - lift * composite.LID_LIFT_PIXELS),
-            mask,
-            height,
-            float(motion[_BLINK_LEFT]),
-            float(motion[_BLINK_RIGHT]),
-            np.clip,
-            np.exp,
+        mask, height, travel, scale = eye[3:]
+        scale = scale * composite.LID_SCALE_PIXELS
+        blink = composite.eye_blink(
+            mask, float(motion[_BLINK_LEFT]), float(motion[_BLINK_RIGHT]), np.clip
         )
+        shift = composite.lid_shift(height, travel, scale, blink, np.clip)
+        lid = _planes(self.portrait_float, ex, ey - shift)
+        rgb = composite.eyes(eye[:3], lid, height, travel, scale, blink, np.clip)
         _paste(frame, rgb, self.eye)
 
     def _mouth(

@@ -233,21 +233,17 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
     basis["mouthRollLower"] = lip_shape(np.zeros(n), roll_lower * center_profile)
     basis["mouthRollUpper"] = lip_shape(np.zeros(n), roll_upper * center_profile)
 
-    # Eyes: the upper lid meets the lower lid on a blink; the iris goes half way down.
+    # Eyes. A blink is drawn by the renderer (contracts.composite.lid_shift: the lid slides down
+    # and the skin above it unfolds); the warp does not move the lids for it (a coarse warp
+    # drags the skin around the eye along), so the blinks' basis rows are zero.
     for side, upper, lower, iris in (
         ("Right", topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER, topo.RIGHT_IRIS),
         ("Left", topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER, topo.LEFT_IRIS),
     ):
-        ua, ub, la, lb, width, height = _eye_geometry(lm, frame, upper, lower)
-        lid_gap = interp_curve(la, lb, ua) - ub  # per upper-lid point, >= 0 for open eyes
+        width, height = _eye_geometry(lm, frame, upper, lower)[4:]
         inner_upper = list(upper[1:-1])
-        blink_core = inner_upper + list(lower) + list(iris)
-        blink_disp = np.zeros((len(blink_core), 3))
-        # The warp moves the lid and the skin above it half way; the renderer draws the rest.
-        blink_disp[: len(inner_upper)] = frame.vector(0.0, 0.8 * lid_gap[1:-1])
-        blink_disp[len(inner_upper) + len(lower) :] = frame.vector(0.0, 0.4 * lid_gap.max())
-        lid_protect = eyes - set(blink_core)
-        basis[f"eyeBlink{side}"] = _spread(lm, blink_core, blink_disp, 0.45 * width, lid_protect)
+        lid_protect = eyes - set(inner_upper + list(lower) + list(iris))
+        basis[f"eyeBlink{side}"] = np.zeros((n, 3))
         wide_core = inner_upper + list(lower)
         wide_disp = np.zeros((len(wide_core), 3))
         wide_disp[: len(inner_upper)] = frame.vector(0.0, -0.3 * height * np.ones(len(inner_upper)))

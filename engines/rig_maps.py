@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from contracts import composite
 from contracts.render_spec import (
     EYE_CHANNELS,
     JAW_MOUTH_CHANNELS,
@@ -30,6 +31,12 @@ def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
     )
     cv2.fillPoly(mask, [pts], (1.0,), lineType=cv2.LINE_AA, shift=4)
     return mask
+
+
+# Where the lid's margin lands on a full blink, as a fraction of the way to the lower lid's
+# margin: a little past it, as FaceMesh's lower lid line runs on the lid's inner edge and a
+# thread of white would show otherwise.
+LID_TRAVEL = 1.08
 
 
 def aux_maps(
@@ -108,12 +115,15 @@ def aux_maps(
     # The throat: what only a wide opening shows, far above the lower lip in the jaw layer's
     # source, toward the middle; the cavity darkens there.
     throat = smoothstep(0.08 * wm, 0.3 * wm, above_lower) * (1.0 - smoothstep(0.3, 0.9, across))
-    # Eyes: a soft mask of each opening (signed: subject's left +, right -) and the height
-    # within the opening, 0 at the upper lid to 1 at the lower lid, so the renderer can draw
-    # the lid descending over the eye (a coarse warp cannot squeeze a 10-pixel opening shut).
+    # Eyes: a soft mask of each eye and the lid above it (signed: subject's left +, right -),
+    # each pixel's height below the upper lid margin and the lid's travel to the lower lid at
+    # its column (both in units of the eye's largest opening, eye_scale), so the renderer can
+    # slide the lid down over the eye and unfold the skin above it (a coarse warp cannot
+    # squeeze a 10-pixel opening shut).
     eye_sign = np.zeros((size, size), np.float32)
     eye_height = np.zeros((size, size), np.float32)
-    eye_lift = np.zeros((size, size), np.float32)
+    eye_travel = np.zeros((size, size), np.float32)
+    eye_scale = np.zeros((size, size), np.float32)
     for sign, upper_idx, lower_idx in (
         (1.0, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
         (-1.0, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
@@ -121,25 +131,29 @@ def aux_maps(
         ua, ub = frame.local(lm[list(upper_idx)])
         la, lb = frame.local(lm[list(lower_idx)])
         top_b, bottom_b = interp_curve(ua, ub, pa), interp_curve(la, lb, pa)
-        span = np.maximum(bottom_b - top_b, 1.0)
-        height = (pb - top_b) / span
-        # The opening plus the upper lash line above it (it must move down with the lid), with
-        # soft edges; narrower towards the corners where the lids meet.
+        opening = max(float(np.max(interp_curve(la, lb, ua) - ub)), 1.0)
+        height = (pb - top_b) / opening
+        travel = LID_TRAVEL * np.clip(bottom_b - top_b, 0.0, None) / opening
+        # From corner to corner (the travel falls to nothing there), from above the skin that
+        # unfolds (LID_TOP over the margin) to below the lower lid.
         width = ua.max() - ua.min()
-        across = smoothstep(ua.min() - 0.02 * width, ua.min() + 0.1 * width, pa) * (
-            1.0 - smoothstep(ua.max() - 0.1 * width, ua.max() + 0.02 * width, pa)
+        across = smoothstep(ua.min() - 0.12 * width, ua.min() - 0.02 * width, pa) * (
+            1.0 - smoothstep(ua.max() + 0.02 * width, ua.max() + 0.12 * width, pa)
         )
-        mask = across * smoothstep(-0.6, -0.3, height) * (1.0 - smoothstep(1.0, 1.15, height))
-        mask = mask.astype(np.float32)
-        height = np.clip(height, -0.5, 1.0)
+        top = -composite.LID_TOP
+        below = (pb - bottom_b) / opening
+        mask = across * smoothstep(top - 0.4, top - 0.1, height)
+        mask = (mask * (1.0 - smoothstep(0.2, 0.35, below))).astype(np.float32)
         eye_sign += sign * mask
-        eye_height = np.where(mask > 0.01, height, eye_height)
-        # Where the lid skin for this pixel comes from: straight up, above the lash line.
-        eye_lift = np.where(mask > 0.01, 1.25 * span, eye_lift)
+        inside = mask > 0.01
+        eye_height = np.where(inside, np.clip(height, top - 0.5, 2.0), eye_height)
+        eye_travel = np.where(inside, travel, eye_travel)
+        eye_scale = np.where(inside, opening, eye_scale)
     maps = {
         "eyes": eye_sign,
         "eye_height": eye_height,
-        "eye_lift": eye_lift / 64.0,  # pixels / 64: float16-friendly, |value| < 1
+        "eye_travel": eye_travel,
+        "eye_scale": eye_scale / composite.LID_SCALE_PIXELS,  # float16-friendly, < 1
         "skull": skull,
         "not_base": not_base,
         "teeth": teeth,

@@ -97,22 +97,35 @@ def closed_threshold(mouth: np.ndarray) -> float:
     return float(lo + 0.15 * (hi - lo))
 
 
+# Two dips closer than this (onset to onset) are one blink read twice: a blink takes at least
+# ~100 ms to close and reopen, so no second blink can start 120 ms after the first. FaceMesh
+# does read some shut painted eyes (the Mona Lisa's) as a little more open than three-quarters
+# shut ones, latching onto the crease once no eye is left to see (docs/benchmarks.md, "Blinks").
+BLINK_MERGE_FRAMES = 5
+
+
 def detect_blinks(eyes: np.ndarray) -> tuple[list[int], list[float]]:
-    """Blink onsets (frame) and durations (ms): eye opening below 72% of its median
-    (FaceMesh's lid points stay ~45% apart even on shut eyes, so a deeper dip never comes)."""
+    """Blink onsets (frame) and durations (ms, first dip's start to the last's end): eye
+    opening below 72% of its median (FaceMesh's lid points stay ~30-45% apart even on shut
+    eyes, so a deeper dip never comes); dips starting within BLINK_MERGE_FRAMES of the
+    previous blink's onset belong to it."""
     threshold = 0.72 * np.nanmedian(eyes)
     shut = fill_nan(eyes) < threshold
-    onsets, durations = [], []
+    onsets: list[int] = []
+    ends: list[int] = []
     k = 0
     while k < len(shut):
         if shut[k]:
             start = k
             while k < len(shut) and shut[k]:
                 k += 1
-            onsets.append(start)
-            durations.append((k - start) * 1000.0 / FPS)
+            if onsets and start - onsets[-1] < BLINK_MERGE_FRAMES:
+                ends[-1] = k
+            else:
+                onsets.append(start)
+                ends.append(k)
         k += 1
-    return onsets, durations
+    return onsets, [(end - start) * 1000.0 / FPS for start, end in zip(onsets, ends, strict=True)]
 
 
 def lipsync_report(track: FaceTrack, audio: np.ndarray, phones: list[Phone]) -> LipSyncReport:
