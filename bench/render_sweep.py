@@ -74,12 +74,15 @@ def print_table(name: str, record: dict[str, Any]) -> None:
         ("  iris hidden at the peak", s["iris_hidden"], "", None),
         ("eye SSIM, mouth expressions", s["eye_ssim_mouth"], "", None),
         ("eye SSIM, any expression", s["eye_ssim_min"], "", None),
+        held("blendshapes seen by FaceMesh", "blendshapes_visible", ">="),
     ]
     print(f"\n{name}")
     for label, value, target, ok in rows:
         verdict = "" if ok is None else ("pass" if ok else "FAIL")
         print(f"  {label:30s} {_fmt(value):>15s}  {target:8s} {verdict}")
     print(f"  (worst mouth at yaw/pitch/roll {head['mouth_excess_at']})")
+    unseen = record["blendshapes"]["not_visible"]
+    print(f"  (not seen: {', '.join(unseen) if unseen else 'none'})")
 
 
 def compact_json(payload: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 Array = TypeVar("Array", bound=Any)
 
-LID_SCALE_PIXELS = 64.0  # eye_scale is stored in units of 64 source pixels
+EYE_MAP_PIXELS = 64.0  # eye_scale and the gaze flows are stored in units of 64 source pixels
 # The lid on a blink, in units of the eye's largest opening (``eye_scale``); ``eye_height`` is
 # a pixel's height below the upper lid margin and ``eye_travel`` how far the lid travels at
 # that column to meet the lower lid. The margin band (lashes, liner: LID_MARGIN) slides down
@@ -23,6 +23,21 @@ LID_SCALE_PIXELS = 64.0  # eye_scale is stored in units of 64 source pixels
 LID_TOP = 1.3
 LID_MARGIN = 0.3
 LID_SHADE = 0.25
+
+
+def gaze_source(
+    x: Array,
+    y: Array,
+    flow: tuple[Array, Array, Array, Array],  # x then y gaze flow (dx, dy), pixels at gaze 1
+    gaze_x: Any,
+    gaze_y: Any,
+) -> tuple[Array, Array]:
+    """Where the eye's content comes from at (gaze_x, gaze_y): the gaze flows scaled; they
+    are zero outside the eyes' openings."""
+    return (
+        x + gaze_x * flow[0] + gaze_y * flow[2],
+        y + gaze_x * flow[1] + gaze_y * flow[3],
+    )
 
 
 def eye_blink(
@@ -51,8 +66,8 @@ def lid_shift(
 
 
 def eyes(
-    base: Array,  # the portrait at the skull layer's source coordinates
-    lid_rgb: Array,  # the portrait there, ``lid_shift`` pixels above
+    base: Array,  # the portrait at the skull layer's source coordinates (gaze_source's)
+    lid_rgb: Array,  # the portrait there, ``lid_shift`` pixels above (no gaze)
     height: Array,
     travel: Array,
     scale: Array,

@@ -35,7 +35,16 @@ SPLIT_OUTPUT_NAMES: tuple[str, ...] = ("source_map", "jaw_map")
 # ``jaw_mouth_quads`` jaw, tongue, lower teeth and the throat's depth (read by the jaw layer) in
 # MOUTH_WINDOW.
 IMAGE_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
-EYE_CHANNELS: tuple[str, ...] = ("eyes", "eye_height", "eye_travel", "eye_scale")
+EYE_CHANNELS: tuple[str, ...] = (
+    "eyes",
+    "eye_height",
+    "eye_travel",
+    "eye_scale",
+    "gaze_x_dx",
+    "gaze_x_dy",
+    "gaze_y_dx",
+    "gaze_y_dy",
+)
 SKULL_MOUTH_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth")
 JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue", "lower_teeth", "throat")
 

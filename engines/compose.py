@@ -33,6 +33,9 @@ cv2.setNumThreads(1)
 
 _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
+_GAZE_X = mf.INDEX["gazeX"]
+_STRIDE = 3  # the eye boxes' search grid, pixels
+_GAZE_Y = mf.INDEX["gazeY"]
 
 
 def _plain(quads: np.ndarray, channels: int) -> np.ndarray:
@@ -53,7 +56,15 @@ class Compositor:
         self.portrait = np.rint(rgb).astype(np.uint8)  # exact: the quads hold integer RGB
         self.portrait_float = rgb
         # One remap per set of coordinates: the portrait stacked with the layer's masks.
-        self.eye_stack = np.concatenate([rgb, _plain(rig.eye_quads, len(EYE_CHANNELS))], 2)
+        eye_maps = _plain(rig.eye_quads, len(EYE_CHANNELS))
+        self.eye_stack = np.concatenate([rgb, eye_maps], 2)
+        self.gaze_flows = np.ascontiguousarray(eye_maps[..., 4:] * composite.EYE_MAP_PIXELS)
+        # Where in the portrait each eye's maps are not zero (the eye, the lid above it): only
+        # output pixels sampled from there can change (a tenth of the eye window).
+        sign, flow = eye_maps[..., 0], np.any(eye_maps[..., 4:] != 0.0, axis=-1)
+        self.eye_boxes = [box for box in (_box(sign > 0.0), _box(sign < 0.0)) if box]
+        # Gaze alone moves only what lies between the lids.
+        self.gaze_boxes = [box for box in (_box(flow & (sign > 0)), _box(flow & (sign < 0))) if box]
         self.skull_stack = np.concatenate([rgb, _plain(rig.skull_mouth_quads, 3)], 2)
         # jaw, tongue, lower teeth, throat
         self.jaw_stack = np.concatenate(
@@ -78,19 +89,62 @@ class Compositor:
         return out
 
     def _eyes(self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, motion: np.ndarray) -> None:
-        if motion[_BLINK_LEFT] == 0.0 and motion[_BLINK_RIGHT] == 0.0:
-            return  # the formula leaves open eyes exactly as sampled
+        blinking = motion[_BLINK_LEFT] != 0.0 or motion[_BLINK_RIGHT] != 0.0
+        gaze = float(motion[_GAZE_X]), float(motion[_GAZE_Y])
+        if not blinking and gaze == (0.0, 0.0):
+            return  # the formulas leave open eyes looking ahead exactly as sampled
+        top, _, left, _ = self.eye
         ex, ey = crop(sx, self.eye), crop(sy, self.eye)
+        h, w = ex.shape
+        # Found on every third pixel, then widened by three: an eye's box is over ten pixels
+        # wide and the warp is smooth, so no pixel of it is missed, and the formulas leave the
+        # extra pixels as sampled.
+        sx3, sy3 = ex[::_STRIDE, ::_STRIDE], ey[::_STRIDE, ::_STRIDE]
+        for x0, x1, y0, y1 in self.eye_boxes if blinking else self.gaze_boxes:
+            inside = (sx3 >= x0) & (sx3 <= x1) & (sy3 >= y0) & (sy3 <= y1)
+            rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+            if rows.size == 0:
+                continue
+            r0, r1 = (
+                max(0, int(rows[0]) * _STRIDE - _STRIDE),
+                min(h, int(rows[-1]) * _STRIDE + _STRIDE + 1),
+            )
+            c0, c1 = (
+                max(0, int(cols[0]) * _STRIDE - _STRIDE),
+                min(w, int(cols[-1]) * _STRIDE + _STRIDE + 1),
+            )
+            rgb = self._eye(ex[r0:r1, c0:c1], ey[r0:r1, c0:c1], motion, blinking, gaze)
+            _paste(frame, rgb, (top + r0, top + r1, left + c0, left + c1))
+
+    def _eye(
+        self,
+        ex: np.ndarray,
+        ey: np.ndarray,
+        motion: np.ndarray,
+        blinking: bool,
+        gaze: tuple[float, float],
+    ) -> np.ndarray:
+        """One eye's box of the eye window (source coordinates ``ex``, ``ey``) -> planar RGB."""
+        if not blinking:  # gaze alone: the flows (four channels: OpenCV's fast path) only
+            flow = _planes(self.gaze_flows, ex, ey)
+            gx, gy = composite.gaze_source(ex, ey, (flow[0], flow[1], flow[2], flow[3]), *gaze)
+            return _planes(self.portrait_float, gx, gy)
         eye = _planes(self.eye_stack, ex, ey)
-        mask, height, travel, scale = eye[3:]
-        scale = scale * composite.LID_SCALE_PIXELS
+        mask, height, travel, scale = eye[3:7]
+        base = eye[:3]
+        if gaze != (0.0, 0.0):
+            flow = eye[7:] * composite.EYE_MAP_PIXELS
+            gx, gy = composite.gaze_source(ex, ey, (flow[0], flow[1], flow[2], flow[3]), *gaze)
+            base = _planes(self.portrait_float, gx, gy)
+        scale = scale * composite.EYE_MAP_PIXELS
         blink = composite.eye_blink(
             mask, float(motion[_BLINK_LEFT]), float(motion[_BLINK_RIGHT]), np.clip
         )
         shift = composite.lid_shift(height, travel, scale, blink, np.clip)
         lid = _planes(self.portrait_float, ex, ey - shift)
-        rgb = composite.eyes(eye[:3], lid, height, travel, scale, blink, np.clip)
-        _paste(frame, rgb, self.eye)
+        return np.ascontiguousarray(
+            composite.eyes(base, lid, height, travel, scale, blink, np.clip)
+        )
 
     def _mouth(
         self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, lx: np.ndarray, ly: np.ndarray
@@ -115,6 +169,21 @@ class Compositor:
             self.colors[2],
         )
         _paste(frame, rgb, self.mouth)
+
+
+def _box(region: np.ndarray, pad: int = 2) -> tuple[float, float, float, float] | None:
+    """(x0, x1, y0, y1) around a boolean map's True pixels, widened by ``pad``; None if none
+    (the bilinear sampling reads a pixel's neighbours, so a point up to a pixel outside a
+    region still reads it)."""
+    rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    if rows.size == 0:
+        return None
+    return (
+        float(cols[0] - pad),
+        float(cols[-1] + pad),
+        float(rows[0] - pad),
+        float(rows[-1] + pad),
+    )
 
 
 def _remap(

@@ -72,6 +72,9 @@ def _signed_distance(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
     )
 
 
+LID_FOLLOWS_BROW = 0.3  # how far the upper lid's skin follows its brow
+
+
 def _spread(
     points: np.ndarray,
     core: list[int],
@@ -250,49 +253,52 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
         basis[f"eyeWide{side}"] = _spread(lm, wide_core, wide_disp, 0.45 * width, lid_protect)
         squint_core = list(lower[1:-1]) + list(upper)
         squint_disp = np.zeros((len(squint_core), 3))
-        squint_disp[: len(lower) - 2] = frame.vector(0.0, -0.3 * height * np.ones(len(lower) - 2))
-        squint_disp[len(lower) - 2 :] = frame.vector(0.0, 0.08 * height * np.ones(len(upper)))
+        squint_disp[: len(lower) - 2] = frame.vector(0.0, -0.42 * height * np.ones(len(lower) - 2))
+        squint_disp[len(lower) - 2 :] = frame.vector(0.0, 0.11 * height * np.ones(len(upper)))
         basis[f"eyeSquint{side}"] = _spread(
             lm, squint_core, squint_disp, 0.45 * width, eyes - set(squint_core)
         )
 
-    # Brows: inner/outer halves by distance from the midline.
+    # Brows: inner/outer halves by distance from the midline. The upper lid's skin follows the
+    # brow part way (a raised brow opens the eye a little, a frown narrows it); with the lids
+    # pinned the warp realized a fifth to four fifths of the brows' motion.
+    lids = {"Right": list(topo.RIGHT_EYE_UPPER[1:-1]), "Left": list(topo.LEFT_EYE_UPPER[1:-1])}
+
+    def brow_shape(core: dict[str, tuple[list[int], np.ndarray]]) -> np.ndarray:
+        """The brows' core points and displacements per side, the upper lids following."""
+        ids: list[int] = []
+        disp: list[np.ndarray] = []
+        for side, (points, moves) in core.items():
+            follow = LID_FOLLOWS_BROW * moves.mean(0)
+            ids += points + lids[side]
+            disp += [moves, np.repeat(follow[None], len(lids[side]), 0)]
+        followers = {i for side in core for i in lids[side]}
+        return _spread(lm, ids, np.concatenate(disp), 0.2 * fh, eyes - followers)
+
+    inner_of: dict[str, list[int]] = {}
     for side, brow_ids in (("Right", topo.RIGHT_BROW), ("Left", topo.LEFT_BROW)):
         brow = list(brow_ids)
         ba, _ = frame.local(lm[brow])
         dist_mid = np.abs(ba - a[topo.NOSE_TIP])
         inner = [i for i, d in zip(brow, dist_mid, strict=True) if d <= np.median(dist_mid)]
         outer = [i for i in brow if i not in inner]
+        inner_of[side] = inner
         toward_mid = 1.0 if side == "Right" else -1.0
-        basis[f"browDown{side}"] = _spread(
-            lm,
-            brow,
-            frame.vector(toward_mid * 0.015 * fh * np.ones(len(brow)), 0.04 * fh),
-            0.2 * fh,
-            eyes,
-        )
-        basis[f"browOuterUp{side}"] = _spread(
-            lm, outer, frame.vector(np.zeros(len(outer)), -0.05 * fh), 0.2 * fh, eyes
-        )
-    inner_all = [
-        i
-        for brow in (topo.RIGHT_BROW, topo.LEFT_BROW)
-        for i in brow
-        if abs(a[i] - a[topo.NOSE_TIP]) <= np.median(np.abs(a[list(brow)] - a[topo.NOSE_TIP]))
-    ]
-    basis["browInnerUp"] = _spread(
-        lm, inner_all, frame.vector(np.zeros(len(inner_all)), -0.055 * fh), 0.2 * fh, eyes
+        down = frame.vector(toward_mid * 0.02 * fh * np.ones(len(brow)), 0.06 * fh)
+        basis[f"browDown{side}"] = brow_shape({side: (brow, down)})
+        up = frame.vector(np.zeros(len(outer)), -0.075 * fh)
+        basis[f"browOuterUp{side}"] = brow_shape({side: (outer, up)})
+    basis["browInnerUp"] = brow_shape(
+        {
+            side: (inner, frame.vector(np.zeros(len(inner)), -0.08 * fh))
+            for side, inner in inner_of.items()
+        }
     )
 
-    # Gaze: the irises shift within the eye opening.
-    irises = list(topo.RIGHT_IRIS + topo.LEFT_IRIS)
-    _, _, _, _, eye_w, eye_h = _eye_geometry(lm, frame, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER)
-    gaze_x = np.zeros((n, 3))
-    gaze_x[irises] = frame.vector(0.22 * eye_w, 0.0)
-    gaze_y = np.zeros((n, 3))
-    gaze_y[irises] = frame.vector(0.0, 0.25 * eye_h)
-    basis["gazeX"] = gaze_x
-    basis["gazeY"] = gaze_y
+    # Gaze: the renderer slides the eye's content between the lids (rig_maps' gaze flows: the
+    # warp moved the irises a tenth to a half of the way), so the gaze rows are zero.
+    basis["gazeX"] = np.zeros((n, 3))
+    basis["gazeY"] = np.zeros((n, 3))
     return basis
 
 

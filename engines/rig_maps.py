@@ -39,6 +39,49 @@ def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
 LID_TRAVEL = 1.08
 
 
+# How far the irises travel at gaze 1: sideways as a fraction of the eye's width, up and down
+# as a fraction of the opening (the lids stay; the iris slides under them).
+GAZE_TRAVEL_X = 0.22
+GAZE_TRAVEL_Y = 0.3
+
+
+def _gaze_flow(
+    frame: FaceFrame,
+    ua: np.ndarray,
+    ub: np.ndarray,
+    la: np.ndarray,
+    lb: np.ndarray,
+    pa: np.ndarray,
+    pb: np.ndarray,
+) -> np.ndarray:
+    """Inside one eye's opening, where each pixel's colour comes from at gazeX 1 and at gazeY
+    1 (S, S, 4: x then y flow, image pixels from the pixel; 0 outside). Sideways the eye's
+    content slides along the eye line by GAZE_TRAVEL_X of its width in the middle, less
+    toward the corners, at the same height between the lids (a pixel a third of the way down
+    stays a third of the way down, so the lids' own pixels stay on the lids); up and down it
+    slides between the lids by up to GAZE_TRAVEL_Y of the opening, less toward the lids and
+    the corners. Both are sines, so a slide never folds (its slope stays below 1). Gaze -1 is
+    the same flow reversed (the renderer scales the flows by the gaze)."""
+    lo, hi = float(ua.min()), float(ua.max())
+    width = hi - lo
+    top_b, bottom_b = interp_curve(ua, ub, pa), interp_curve(la, lb, pa)
+    span = np.maximum(bottom_b - top_b, 1e-3)
+    height = np.clip((pb - top_b) / span, 0.0, 1.0)
+    t = np.clip((pa - lo) / width, 0.0, 1.0)
+    inside = (pb >= top_b) & (pb <= bottom_b) & (pa > lo) & (pa < hi)
+    # Sideways.
+    source_a = pa - GAZE_TRAVEL_X * width * np.sin(np.pi * t)
+    top_s, bottom_s = interp_curve(ua, ub, source_a), interp_curve(la, lb, source_a)
+    source_b = top_s + height * (bottom_s - top_s)
+    x_a = np.where(inside, source_a - pa, 0.0)
+    x_b = np.where(inside, source_b - pb, 0.0)
+    # Up and down (+: the iris down, as the warp's basis moved it).
+    source_h = height - GAZE_TRAVEL_Y * np.sin(np.pi * height) * np.sin(np.pi * t)
+    y_b = np.where(inside, (source_h - height) * span, 0.0)
+    flow = [x_a[..., None] * frame.u + x_b[..., None] * frame.v, y_b[..., None] * frame.v]
+    return np.concatenate(flow, -1).astype(np.float32)
+
+
 def aux_maps(
     lm: np.ndarray, frame: FaceFrame, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,6 +167,7 @@ def aux_maps(
     eye_height = np.zeros((size, size), np.float32)
     eye_travel = np.zeros((size, size), np.float32)
     eye_scale = np.zeros((size, size), np.float32)
+    gaze = np.zeros((size, size, 4), np.float32)
     for sign, upper_idx, lower_idx in (
         (1.0, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
         (-1.0, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
@@ -148,12 +192,17 @@ def aux_maps(
         inside = mask > 0.01
         eye_height = np.where(inside, np.clip(height, top - 0.5, 2.0), eye_height)
         eye_travel = np.where(inside, travel, eye_travel)
+        gaze += _gaze_flow(frame, ua, ub, la, lb, pa, pb)
         eye_scale = np.where(inside, opening, eye_scale)
     maps = {
         "eyes": eye_sign,
         "eye_height": eye_height,
         "eye_travel": eye_travel,
-        "eye_scale": eye_scale / composite.LID_SCALE_PIXELS,  # float16-friendly, < 1
+        "eye_scale": eye_scale / composite.EYE_MAP_PIXELS,  # float16-friendly, < 1
+        "gaze_x_dx": gaze[..., 0] / composite.EYE_MAP_PIXELS,
+        "gaze_x_dy": gaze[..., 1] / composite.EYE_MAP_PIXELS,
+        "gaze_y_dx": gaze[..., 2] / composite.EYE_MAP_PIXELS,
+        "gaze_y_dy": gaze[..., 3] / composite.EYE_MAP_PIXELS,
         "skull": skull,
         "not_base": not_base,
         "teeth": teeth,

@@ -46,6 +46,8 @@ __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "SPLIT_OUTPUT_NAMES", "Renderer", "spl
 
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
 _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
+_GAZE_X = mf.INDEX["gazeX"]
+_GAZE_Y = mf.INDEX["gazeY"]
 _JAW = mf.INDEX["jawOpen"]
 _CLOSE = mf.INDEX["mouthClose"]
 
@@ -163,7 +165,7 @@ class Renderer(nn.Module):
     def forward(
         self,
         image_quads: torch.Tensor,  # (B, H, W, 12) float32: RGB 2x2 neighbourhoods, [0, 255]
-        eye_quads: torch.Tensor,  # (B, H, W, 16) float16: render_spec.EYE_CHANNELS quads
+        eye_quads: torch.Tensor,  # (B, H, W, 32) float16: render_spec.EYE_CHANNELS quads
         skull_mouth_quads: torch.Tensor,  # (B, H, W, 12) float16: SKULL_MOUTH_CHANNELS quads
         jaw_mouth_quads: torch.Tensor,  # (B, H, W, 16) float16: JAW_MOUTH_CHANNELS quads
         controls: torch.Tensor,  # (B, N, 3) positions in the portrait
@@ -203,8 +205,16 @@ class Renderer(nn.Module):
             return torch.stack([ux, uy], 1), torch.stack([lx, ly], 1)
         rgb = _bilinear(image_quads, ux, uy)  # (B, 3, H, W)
         ex, ey = crop(ux, eye), crop(uy, eye)
-        eye_mask, height, travel, scale = torch.split(_bilinear(eye_quads, ex, ey), 1, dim=1)
-        scale = scale * composite.LID_SCALE_PIXELS
+        eye_mask, height, travel, scale, *flow = torch.split(_bilinear(eye_quads, ex, ey), 1, dim=1)
+        scale = scale * composite.EYE_MAP_PIXELS
+        x_dx, x_dy, y_dx, y_dy = (f[:, 0] * composite.EYE_MAP_PIXELS for f in flow)
+        gx, gy = composite.gaze_source(
+            ex,
+            ey,
+            (x_dx, x_dy, y_dx, y_dy),
+            motion[:, _GAZE_X].view(batch, 1, 1),
+            motion[:, _GAZE_Y].view(batch, 1, 1),
+        )
         blink = composite.eye_blink(
             eye_mask,
             motion[:, _BLINK_LEFT].view(batch, 1, 1, 1),
@@ -213,7 +223,8 @@ class Renderer(nn.Module):
         )
         shift = composite.lid_shift(height, travel, scale, blink, torch.clamp)
         lid = _bilinear(image_quads, ex, ey - shift[:, 0])
-        eye_rgb = composite.eyes(crop(rgb, eye), lid, height, travel, scale, blink, torch.clamp)
+        base = _bilinear(image_quads, gx, gy)
+        eye_rgb = composite.eyes(base, lid, height, travel, scale, blink, torch.clamp)
         sx, sy = crop(ux, mouth), crop(uy, mouth)
         skull, not_base, teeth = torch.split(_bilinear(skull_mouth_quads, sx, sy), 1, dim=1)
         jaw, tongue, lower_teeth, throat = torch.split(_bilinear(jaw_mouth_quads, lx, ly), 1, dim=1)

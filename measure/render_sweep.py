@@ -70,9 +70,10 @@ follows the lids; the plain mesh's reading is kept beside it). Definitions:
 * **blink peak fraction**: the refined mesh's eye opening (lid gap over eye width, both
   eyes' mean) at the blink's commanded peak (the median over the held frames, not the
   minimum over the blink: a minimum would pick FaceMesh's luckiest frame) over the rest
-  frame's (target <= 0.25). FaceMesh reads the lids' outline: the renderer's shut lid keeps
-  a dark outline of the open eye, which FaceMesh takes for a half-open eye even where the
-  iris is hidden, so the JSON keeps a pixel reading beside it, ``iris_hidden`` (the
+  frame's (target <= 0.25). FaceMesh reads the lids' outline: its lid points stay apart on
+  shut eyes, and on painted lids lit between a dark crease and a dark lash line it fits an
+  open eye to the lid (docs/benchmarks.md, "Blinks"), so the JSON keeps a pixel reading
+  beside it, ``iris_hidden`` (the
   fraction of the rest frame's iris disks that the peak frame changed by more than half the
   iris-to-lid contrast: ``iris_hidden``'s docstring). It says whether the iris is covered,
   not whether the eye looks shut; the target stays FaceMesh's.
@@ -86,6 +87,13 @@ follows the lids; the plain mesh's reading is kept beside it). Definitions:
   frame's. Today's warp leaves the eye region's pixels all but untouched by the mouth
   shapes (docs/benchmarks.md), so these read ~1.0 there; they are for a renderer that
   redraws the whole face.
+
+* **blendshapes visible** (``measure.sweep_blendshapes``, the blendshape audit): every ARKit
+  blendshape of the motion frame and gaze rendered alone at 0.8 and read by FaceMesh on the
+  feature its name promises (a mouth corner's height for mouthSmile, a brow's height above
+  the eye for browDown, ...), on its own side; the share that moves visibly the promised way
+  (target 1.0). Beside it the same feature as the rig commands it and as the warp realized
+  it, to tell a weak shape from a weak reading.
 
 Sanity checks of the pose reading (``head_sweep.checks``): r and slope of all three pose
 readings over the yaw ramp and the pitch ramp alone and over their small angles (|angle| <=
@@ -113,6 +121,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from contracts import motion_frame as mf
+from measure.sweep_blendshapes import blendshape_readings
 from measure.sweep_expressions import blink_readings, expressions_readings
 from measure.sweep_frames import (
     EYE_REGION,
@@ -153,6 +162,7 @@ TARGETS = {  # what renderer v2 is held to (issue 14)
     "yaw_r": 0.95,  # >=
     "mouth_excess": MOUTH_TOLERANCE,  # <=
     "blink_peak_fraction": 0.25,  # <=
+    "blendshapes_visible": 1.0,  # >=: every shape and gaze seen by FaceMesh (sweep_blendshapes)
 }
 FOLD_MIN = 0.001  # of the face box's pixels: a frame with more folded pixels counts as folded
 
@@ -239,6 +249,7 @@ def _run(renderer: FrameRenderer, reader: Reader, step: float) -> SweepResult:
     eye_box = region_box(rest.plain, EYE_REGION, 0.12, size)
     expressions, sheet_expr = expressions_readings(renderer, reader, eye_box, size)
     blink_record, sheet_blink = blink_readings(renderer, reader, rest, rest_frame, eye_box)
+    blendshapes = blendshape_readings(renderer, reader)
 
     summary = {
         "face_found": head["face_found"],
@@ -255,6 +266,7 @@ def _run(renderer: FrameRenderer, reader: Reader, step: float) -> SweepResult:
         "iris_hidden": blink_record["iris_hidden"],
         "eye_ssim_mouth": expressions["eye_ssim_mouth"],
         "eye_ssim_min": expressions["eye_ssim_min"],
+        "blendshapes_visible": blendshapes["visible_share"],
     }
     record = {
         "summary": summary,
@@ -262,6 +274,7 @@ def _run(renderer: FrameRenderer, reader: Reader, step: float) -> SweepResult:
         "head_sweep": head,
         "expressions": expressions,
         "blink": blink_record,
+        "blendshapes": blendshapes,
     }
     sheet = {
         "head": [(label, sheet_head[k]) for label, k in sheet_at.items()],
@@ -287,4 +300,5 @@ def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
         "yaw_r": at_least("yaw_r"),
         "mouth_excess": at_most("mouth_excess"),
         "blink_peak_fraction": at_most("blink_peak_fraction"),
+        "blendshapes_visible": at_least("blendshapes_visible"),
     }

@@ -151,7 +151,7 @@ def from_source_maps(
     fold = np.full(len(motion), np.nan)
     if "source_map" not in renderer.engine.output_names:
         return pose, fold
-    source = _source_points(renderer, rest_3d[:, :2])
+    source = source_points(renderer, rest_3d[:, :2])
     base: np.ndarray | None = None
     for start in range(0, len(motion), 8):
         chunk = motion[start : start + 8].astype(np.float32)
@@ -167,7 +167,7 @@ def from_source_maps(
     return pose, fold
 
 
-def _source_points(renderer: FrameRenderer, rest_xy: np.ndarray) -> np.ndarray:
+def source_points(renderer: FrameRenderer, rest_xy: np.ndarray) -> np.ndarray:
     """The source pixels that the rest frame shows at ``rest_xy`` (the rest frame's FaceMesh
     positions mapped back through the rest frame's own source map)."""
     rest = mf.neutral()[None]

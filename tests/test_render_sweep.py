@@ -12,6 +12,7 @@ import pytest
 
 from contracts import motion_frame as mf
 from measure import render_sweep as rs
+from measure import sweep_blendshapes as sb
 from measure import sweep_frames as sf
 from measure import sweep_pose as sp
 from measure import sweep_programs as sg
@@ -123,10 +124,56 @@ def test_statistics_and_verdicts() -> None:
     assert sp.pearson(x, 2 * x + 1) == pytest.approx(1.0)
     assert sp.slope(x, 0.5 * x) == pytest.approx(0.5)
     assert math.isnan(sp.pearson(x, np.zeros_like(x)))
-    passing = {"face_found": 1.0, "yaw_r": 0.99, "mouth_excess": 0.0, "blink_peak_fraction": 0.1}
+    passing = {
+        "face_found": 1.0,
+        "yaw_r": 0.99,
+        "mouth_excess": 0.0,
+        "blink_peak_fraction": 0.1,
+        "blendshapes_visible": 1.0,
+    }
     assert all(rs.verdicts(passing).values())
-    failing = {"face_found": 0.9, "yaw_r": None, "mouth_excess": 0.05, "blink_peak_fraction": 0.6}
+    failing = {
+        "face_found": 0.9,
+        "yaw_r": None,
+        "mouth_excess": 0.05,
+        "blink_peak_fraction": 0.6,
+        "blendshapes_visible": 0.9,
+    }
     assert not any(rs.verdicts(failing).values())
+
+
+def test_the_blendshape_audit_checks_every_shape_and_gaze() -> None:
+    checked = {n for c in sb.CHECKS.values() for n in c.values}
+    assert set(mf.BLENDSHAPES) | set(mf.GAZE) <= checked
+    for name, check in sb.CHECKS.items():
+        assert set(check.baseline) <= set(check.values), name
+        assert check.side == "" or name.endswith(("Left", "Right")), name
+
+
+def test_the_audit_features_read_what_they_name() -> None:
+    """Move single landmarks of a synthetic face and read each feature's change: the mouth
+    corner up, the brow up, the upper lid up, both irises to the image's right."""
+    rng = np.random.default_rng(0)
+    lm = np.zeros((478, 2))
+    lm[:, 0] = rng.uniform(100, 400, 478)
+    lm[:, 1] = rng.uniform(100, 400, 478)
+    lm[10], lm[152] = (250, 100), (250, 400)  # face height 300
+    base = sb.features(lm, lm)
+
+    def moved(index: int, dx: float, dy: float) -> dict[str, float]:
+        out = lm.copy()
+        out[index] += (dx, dy)
+        return sb.features(out, out)
+
+    assert moved(61, 0, -6)["corner_up_R"] - base["corner_up_R"] == pytest.approx(0.02)
+    assert moved(61, 0, -6)["corner_up_L"] == base["corner_up_L"]
+    assert moved(291, 6, 0)["corner_out_L"] - base["corner_out_L"] == pytest.approx(0.02)
+    assert moved(336, 0, -3)["brow_inner_L"] - base["brow_inner_L"] == pytest.approx(0.01)
+    assert moved(37, 0, -3)["upper_R"] - base["upper_R"] == pytest.approx(-0.01)
+    assert moved(159, 0, -2)["eye_R"] != base["eye_R"]
+    both = lm.copy()
+    both[[468, 473]] += (3, 0)
+    assert sb.features(both, both)["gaze_x"] > base["gaze_x"]
 
 
 @pytest.mark.slow
@@ -138,7 +185,14 @@ def test_a_sweep_on_the_bundled_portrait(tmp_path: Path) -> None:
     renderer = portrait_renderer(DEFAULT_PORTRAIT, tmp_path / "cache")
     result = rs.run_sweep(renderer, step=0.1)
     record = result.record
-    assert set(record) == {"summary", "targets", "head_sweep", "expressions", "blink"}
+    assert set(record) == {
+        "summary",
+        "targets",
+        "head_sweep",
+        "expressions",
+        "blink",
+        "blendshapes",
+    }
     summary = record["summary"]
     assert set(rs.TARGETS) <= set(summary) and set(record["targets"]) == set(rs.TARGETS)
     frame = record["head_sweep"]["per_frame"]
@@ -148,6 +202,12 @@ def test_a_sweep_on_the_bundled_portrait(tmp_path: Path) -> None:
     for axis in ("yaw_small", "pitch_small"):
         assert all(checks[axis][f"r_{m}"] > 0.9 for m in ("3d", "2d", "content")), checks
     assert 0 < summary["blink_peak_fraction"] < 1
+    shapes = record["blendshapes"]["shapes"]
+    assert set(shapes) == set(sb.CHECKS)
+    assert shapes["jawOpen"]["visible"] and shapes["eyeBlinkLeft"]["visible"]
+    # the warp's shapes carry the rig's command and the warp's reading; the eye window's none
+    assert shapes["mouthSmileLeft"]["commanded"] > 0 and shapes["mouthSmileLeft"]["realized"] > 0
+    assert shapes["gazeX+"]["commanded"] is None
     assert frame["fold"][0] == 0.0  # the rest frame's warp does not fold
     assert summary["eye_ssim_mouth"] <= 1.0
     sheet = tmp_path / "sheet.png"

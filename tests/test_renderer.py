@@ -136,6 +136,27 @@ def test_blink_closes_both_eyes(ort_engine, mona_rig, tracker) -> None:
     assert closed < 0.7 * open_eyes
 
 
+def test_gaze_moves_the_irises_between_the_lids(ort_engine, mona_rig, tracker) -> None:
+    """gazeX slides both irises along the eye line (the subject's left, the image's right, for
+    +), gazeY down; the lids stay where they are."""
+
+    def irises(**motion: float) -> np.ndarray:
+        lm = tracker.landmarks(render(ort_engine, mona_rig, **motion))
+        assert lm is not None and len(lm) == 478
+        return np.asarray(lm[[468, 473], :2], np.float64)
+
+    ahead, right, left = irises(), irises(gazeX=0.8), irises(gazeX=-0.8)
+    assert np.all(right[:, 0] > ahead[:, 0] + 1.0) and np.all(left[:, 0] < ahead[:, 0] - 1.0)
+    frame = render(ort_engine, mona_rig, gazeX=0.8)
+    still = render(ort_engine, mona_rig)
+    lids = tracker.landmarks(frame)
+    assert lids is not None
+    ahead_lm = tracker.landmarks(still)
+    assert ahead_lm is not None
+    upper = [159, 386]
+    assert np.abs(np.asarray(lids)[upper, 1] - np.asarray(ahead_lm)[upper, 1]).max() < 1.5
+
+
 def test_head_yaw_turns_the_face(ort_engine, mona_rig, tracker) -> None:
     noses = []
     for yaw in (-0.15, 0.0, 0.15):
