@@ -34,8 +34,8 @@ cv2.setNumThreads(1)
 _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
 _GAZE_X = mf.INDEX["gazeX"]
-_STRIDE = 3  # the eye boxes' search grid, pixels
 _GAZE_Y = mf.INDEX["gazeY"]
+_STRIDE = 3  # the eye boxes' search grid, pixels
 
 
 def _plain(quads: np.ndarray, channels: int) -> np.ndarray:
@@ -58,7 +58,6 @@ class Compositor:
         # One remap per set of coordinates: the portrait stacked with the layer's masks.
         eye_maps = _plain(rig.eye_quads, len(EYE_CHANNELS))
         self.eye_stack = np.concatenate([rgb, eye_maps], 2)
-        self.gaze_flows = np.ascontiguousarray(eye_maps[..., 4:] * composite.EYE_MAP_PIXELS)
         # Where in the portrait each eye's maps are not zero (the eye, the lid above it): only
         # output pixels sampled from there can change (a tenth of the eye window).
         sign, flow = eye_maps[..., 0], np.any(eye_maps[..., 4:] != 0.0, axis=-1)
@@ -101,18 +100,11 @@ class Compositor:
         # extra pixels as sampled.
         sx3, sy3 = ex[::_STRIDE, ::_STRIDE], ey[::_STRIDE, ::_STRIDE]
         for x0, x1, y0, y1 in self.eye_boxes if blinking else self.gaze_boxes:
-            inside = (sx3 >= x0) & (sx3 <= x1) & (sy3 >= y0) & (sy3 <= y1)
-            rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
-            if rows.size == 0:
+            found = _extent((sx3 >= x0) & (sx3 <= x1) & (sy3 >= y0) & (sy3 <= y1))
+            if found is None:
                 continue
-            r0, r1 = (
-                max(0, int(rows[0]) * _STRIDE - _STRIDE),
-                min(h, int(rows[-1]) * _STRIDE + _STRIDE + 1),
-            )
-            c0, c1 = (
-                max(0, int(cols[0]) * _STRIDE - _STRIDE),
-                min(w, int(cols[-1]) * _STRIDE + _STRIDE + 1),
-            )
+            r0, r1 = max(0, found[0] * _STRIDE - _STRIDE), min(h, found[1] * _STRIDE + _STRIDE + 1)
+            c0, c1 = max(0, found[2] * _STRIDE - _STRIDE), min(w, found[3] * _STRIDE + _STRIDE + 1)
             rgb = self._eye(ex[r0:r1, c0:c1], ey[r0:r1, c0:c1], motion, blinking, gaze)
             _paste(frame, rgb, (top + r0, top + r1, left + c0, left + c1))
 
@@ -125,10 +117,6 @@ class Compositor:
         gaze: tuple[float, float],
     ) -> np.ndarray:
         """One eye's box of the eye window (source coordinates ``ex``, ``ey``) -> planar RGB."""
-        if not blinking:  # gaze alone: the flows (four channels: OpenCV's fast path) only
-            flow = _planes(self.gaze_flows, ex, ey)
-            gx, gy = composite.gaze_source(ex, ey, (flow[0], flow[1], flow[2], flow[3]), *gaze)
-            return _planes(self.portrait_float, gx, gy)
         eye = _planes(self.eye_stack, ex, ey)
         mask, height, travel, scale = eye[3:7]
         base = eye[:3]
@@ -136,6 +124,8 @@ class Compositor:
             flow = eye[7:] * composite.EYE_MAP_PIXELS
             gx, gy = composite.gaze_source(ex, ey, (flow[0], flow[1], flow[2], flow[3]), *gaze)
             base = _planes(self.portrait_float, gx, gy)
+        if not blinking:
+            return base
         scale = scale * composite.EYE_MAP_PIXELS
         blink = composite.eye_blink(
             mask, float(motion[_BLINK_LEFT]), float(motion[_BLINK_RIGHT]), np.clip
@@ -171,19 +161,24 @@ class Compositor:
         _paste(frame, rgb, self.mouth)
 
 
+def _extent(region: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(first row, last row, first column, last column) of a boolean map's True pixels;
+    None if none."""
+    rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
 def _box(region: np.ndarray, pad: int = 2) -> tuple[float, float, float, float] | None:
     """(x0, x1, y0, y1) around a boolean map's True pixels, widened by ``pad``; None if none
     (the bilinear sampling reads a pixel's neighbours, so a point up to a pixel outside a
     region still reads it)."""
-    rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
-    if rows.size == 0:
+    found = _extent(region)
+    if found is None:
         return None
-    return (
-        float(cols[0] - pad),
-        float(cols[-1] + pad),
-        float(rows[0] - pad),
-        float(rows[-1] + pad),
-    )
+    r0, r1, c0, c1 = found
+    return float(c0 - pad), float(c1 + pad), float(r0 - pad), float(r1 + pad)
 
 
 def _remap(

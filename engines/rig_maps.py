@@ -53,6 +53,8 @@ def _gaze_flow(
     lb: np.ndarray,
     pa: np.ndarray,
     pb: np.ndarray,
+    top_b: np.ndarray,  # the upper and lower lid's b at each pixel's a
+    bottom_b: np.ndarray,
 ) -> np.ndarray:
     """Inside one eye's opening, where each pixel's colour comes from at gazeX 1 and at gazeY
     1 (S, S, 4: x then y flow, image pixels from the pixel; 0 outside). Sideways the eye's
@@ -64,7 +66,6 @@ def _gaze_flow(
     the same flow reversed (the renderer scales the flows by the gaze)."""
     lo, hi = float(ua.min()), float(ua.max())
     width = hi - lo
-    top_b, bottom_b = interp_curve(ua, ub, pa), interp_curve(la, lb, pa)
     span = np.maximum(bottom_b - top_b, 1e-3)
     height = np.clip((pb - top_b) / span, 0.0, 1.0)
     t = np.clip((pa - lo) / width, 0.0, 1.0)
@@ -192,7 +193,7 @@ def aux_maps(
         inside = mask > 0.01
         eye_height = np.where(inside, np.clip(height, top - 0.5, 2.0), eye_height)
         eye_travel = np.where(inside, travel, eye_travel)
-        gaze += _gaze_flow(frame, ua, ub, la, lb, pa, pb)
+        gaze += _gaze_flow(frame, ua, ub, la, lb, pa, pb, top_b, bottom_b)
         eye_scale = np.where(inside, opening, eye_scale)
     maps = {
         "eyes": eye_sign,

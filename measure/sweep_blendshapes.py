@@ -49,7 +49,7 @@ import numpy as np
 
 from contracts import motion_frame as mf
 from measure.sweep_frames import Reader, Reading, nan_to_none
-from measure.sweep_pose import content_points, source_points
+from measure.sweep_pose import content_points, source_maps, source_points
 from measure.sweep_programs import render_frames
 
 if TYPE_CHECKING:
@@ -196,13 +196,7 @@ def _realized(
     if "source_map" not in renderer.engine.output_names:
         return None
     source = source_points(renderer, points[:, :2])
-    out: list[np.ndarray] = []
-    for start in range(0, len(motions), 8):
-        chunk = motions[start : start + 8].astype(np.float32)
-        inputs = {k: np.repeat(v, len(chunk), 0) for k, v in renderer.inputs.items()}
-        maps = renderer.engine.run({**inputs, "motion": chunk})["source_map"]
-        out.extend(content_points(m, source) for m in maps)
-    return out
+    return [content_points(m, source) for m in source_maps(renderer, motions)]
 
 
 def blendshape_readings(renderer: FrameRenderer, reader: Reader) -> dict[str, Any]:
@@ -217,11 +211,12 @@ def blendshape_readings(renderer: FrameRenderer, reader: Reader) -> dict[str, An
     )
     frames = list(render_frames(renderer, motions))
     neutral = frames[baselines.index(())]
-    rest = reader.read(neutral)
-    ref = _features(rest)
+    readings = [reader.read(f) for f in frames]
+    rest = readings[baselines.index(())]
+    reads = [_features(r) for r in readings]
+    ref = reads[baselines.index(())]
     if ref is None or rest.refined is None:
         raise RuntimeError("FaceMesh found no face in the neutral frame")
-    reads = [_features(reader.read(f)) for f in frames]
     moved = _features(reader.read(np.roll(neutral, (1, 1), axis=(0, 1))))
     noise = {k: abs(v - ref[k]) for k, v in moved.items()} if moved is not None else {}
     realized = _realized(renderer, motions, rest.refined)

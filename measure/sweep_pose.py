@@ -6,7 +6,7 @@ Every measured quantity is defined in measure/render_sweep.py's docstring."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import cv2
@@ -153,18 +153,24 @@ def from_source_maps(
         return pose, fold
     source = source_points(renderer, rest_3d[:, :2])
     base: np.ndarray | None = None
-    for start in range(0, len(motion), 8):
-        chunk = motion[start : start + 8].astype(np.float32)
-        inputs = {k: np.repeat(v, len(chunk), 0) for k, v in renderer.inputs.items()}
-        maps = renderer.engine.run({**inputs, "motion": chunk})["source_map"]
-        for j in range(len(chunk)):
-            points = content_points(maps[j], source)
-            rot = projected_rotation(rest_3d, points)
-            if base is None:  # the rest frame (the program's first) is the reference
-                base = rot
-            pose[start + j] = euler(rot @ base.T)
-            fold[start + j] = fold_fraction(maps[j], box)
+    for k, source_map in enumerate(source_maps(renderer, motion)):
+        points = content_points(source_map, source)
+        rot = projected_rotation(rest_3d, points)
+        if base is None:  # the rest frame (the program's first) is the reference
+            base = rot
+        pose[k] = euler(rot @ base.T)
+        fold[k] = fold_fraction(source_map, box)
     return pose, fold
+
+
+def source_maps(
+    renderer: FrameRenderer, motion: np.ndarray, batch: int = 8
+) -> Iterator[np.ndarray]:
+    """The split graph's skull-layer source map (2, S, S) of each motion frame, in order."""
+    for start in range(0, len(motion), batch):
+        chunk = motion[start : start + batch].astype(np.float32)
+        inputs = {k: np.repeat(v, len(chunk), 0) for k, v in renderer.inputs.items()}
+        yield from renderer.engine.run({**inputs, "motion": chunk})["source_map"]
 
 
 def source_points(renderer: FrameRenderer, rest_xy: np.ndarray) -> np.ndarray:
