@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from contracts.paths import DEFAULT_PORTRAIT, MODELS_DIR, speech_dir
+from contracts.paths import DEFAULT_PORTRAIT, MODELS_DIR, singing_dir, speech_dir
 from emote.errors import CliError
 from emote.options import cache_dir
 from engines.motion_stream import MotionGenerator
@@ -47,6 +47,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     evaluate.add_argument("--motion-models", type=Path, default=None, help="learned graphs")
     evaluate.add_argument("--corpus", type=Path, default=None, help="a corpus: its held-out voices")
     evaluate.add_argument("--speech", type=Path, default=speech_dir())
+    evaluate.add_argument(
+        "--songs",
+        type=Path,
+        default=singing_dir(),
+        help="singing and rap clips, rendered (default: ../shared/assets/singing if present)",
+    )
+    evaluate.add_argument("--no-songs", action="store_true", help="skip singing and rap")
     evaluate.add_argument("--image", type=Path, default=DEFAULT_PORTRAIT)
     evaluate.add_argument("--seeds", type=int, default=4, help="seeds for head-motion variety")
     evaluate.add_argument("--no-render", action="store_true", help="motion metrics only")
@@ -148,10 +155,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(f"no corpus in {args.corpus}")
     if not args.speech.is_dir():
         raise CliError(f"speech folder not found: {args.speech}")
+    songs = None if args.no_songs else args.songs
+    if songs is not None and not songs.is_dir():
+        raise CliError(f"songs folder not found: {songs}")
     config = EvalConfig(
         generators=generators,
         corpus=corpus,
         speech_dir=args.speech,
+        songs_dir=songs,
         image=args.image,
         render=not args.no_render,
         seeds=args.seeds,

@@ -15,7 +15,14 @@ Three kinds of measurement, all written to one JSON and summarised as one table:
   to p/b/m opening contrast, rounding (mouth width at spread vowels over rounded ones),
   viseme accuracy on pixels (how often a phone of one class is told apart from a phone of
   the other class by the tracked opening or width: open vowels vs p/b/m, open vowels vs
-  close vowels, spread vs rounded), lag against the speech envelope.
+  close vowels, spread vs rounded), lag against the speech envelope, mouth motion in
+  pauses (std of the opening in silences >= 300 ms over its std in speech), head motion (std
+  of the nose tip in pixels) and blinks per minute.
+* **Rendered frames, singing and rap** (../shared/assets/singing: ``sing_*`` over
+  accompaniment, ``rap_*`` fast speech, no phone alignments; training/evaluate_songs.py
+  defines each number): mouth range, correlation and lag with the voice-band envelope,
+  mouth open on held notes and jaw quiver on them (singing), syllable nuclei met by a mouth
+  peak, head motion and blinks per minute.
 
 Also, per generator: smoothness at hop boundaries (mean frame-to-frame change across hop
 boundaries over the mean within hops: 1.0 = seamless) and the variety of head motion
@@ -31,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +46,9 @@ from contracts import motion_frame
 from contracts.clock import FPS, SAMPLE_RATE
 from contracts.phones import Phone
 from engines.motion_stream import MotionGenerator, MotionStream
+
+if TYPE_CHECKING:
+    from measure.facemesh import FaceTrack
 
 MOUTH = slice(0, 16)  # jawOpen .. mouthLowerDownRight: the lip-sync blendshapes
 HOP = 2
@@ -55,6 +66,7 @@ class EvalConfig:
     generators: dict[str, GeneratorFactory]
     corpus: Path | None = None
     speech_dir: Path | None = None
+    songs_dir: Path | None = None  # sing_*.wav, rap_*.wav; rendered only (needs render)
     image: Path | None = None
     max_val_utterances: int = 40
     seeds: int = 4
@@ -142,10 +154,11 @@ def _auc(high: list[float], low: list[float]) -> float:
     return float((a > b).mean() + 0.5 * (a == b).mean())
 
 
-def rendered_metrics(track, audio: np.ndarray, phones: list) -> dict:
+def rendered_metrics(track: FaceTrack, audio: np.ndarray, phones: list) -> dict:
     """FaceMesh measurements of one rendered clip against its reference phones
     (contracts.phones.Phone: label, start, end)."""
     from measure.lipsync import fill_nan, lipsync_report, phone_frames
+    from training.evaluate_songs import face_motion
 
     report = lipsync_report(track, audio, phones)
     n = len(track.mouth)
@@ -168,15 +181,16 @@ def rendered_metrics(track, audio: np.ndarray, phones: list) -> dict:
         "pbm_count": report.bilabials,
         "pbm_depth": float(np.mean(depth)) if depth else float("nan"),
         "vowel_to_pbm": report.vowel_to_bilabial,
-        "rounding_ratio": float(np.mean(spread) / max(np.mean(rounded), 1e-9))
+        "rounding_ratio": float(np.mean(spread) / max(float(np.mean(rounded)), 1e-9))
         if spread and rounded
         else float("nan"),
         "viseme_auc": aucs,
         "viseme_accuracy": float(np.nanmean(list(aucs.values()))),
         "lag_ms": report.lag_ms,
         "envelope_corr": report.correlation,
+        "silence_motion": report.silence_to_speech_std,
         "tracked": report.tracked_fraction,
-    }
+    } | face_motion(track)
 
 
 # ---- the evaluation -------------------------------------------------------------------
@@ -232,11 +246,14 @@ def evaluate(config: EvalConfig) -> dict:
             ]
             results[name]["heldout_voices"] = _mean_dicts(per) | {"utterances": len(per)}
 
+    renderer = None
+    if config.render and (config.speech_dir is not None or config.songs_dir is not None):
+        renderer = _Renderer(config.image, config.cache_dir)
+
     if config.speech_dir is not None:
         from measure.lipsync import pad_with_room_tone
 
         clips = [(n, *pad_with_room_tone(a, p)) for n, a, p in _real_speech(config.speech_dir)]
-        renderer = _Renderer(config.image, config.cache_dir) if config.render else None
         for name, factory in config.generators.items():
             motion_rows, render_rows, smooth = [], [], []
             for clip, audio, phones in tqdm(
@@ -255,10 +272,38 @@ def evaluate(config: EvalConfig) -> dict:
             if render_rows:
                 results[name]["rendered"] = _pool_rendered(render_rows)
                 results[name]["rendered_per_clip"] = render_rows
-        if renderer is not None:
-            renderer.close()
+
+    if config.songs_dir is not None and renderer is not None:
+        _evaluate_songs(config, renderer, results)
+    if renderer is not None:
+        renderer.close()
     results["_meta"] = {"wall_seconds": round(time.perf_counter() - t0, 1)}
     return results
+
+
+def _evaluate_songs(config: EvalConfig, renderer: _Renderer, results: dict) -> None:
+    """Render every singing and rap clip per generator (seed 0) and measure it
+    (training/evaluate_songs.py): ``songs`` and ``rap`` are the means over the ``sing_*``
+    and the ``rap_*`` clips, ``songs_per_clip`` every clip's row."""
+    from tqdm import tqdm
+
+    from training.evaluate_songs import song_clips, song_metrics
+
+    assert config.songs_dir is not None
+    clips = song_clips(config.songs_dir)
+    if not clips:
+        return
+    for name, factory in config.generators.items():
+        rows = []
+        for clip in tqdm(clips, desc=f"songs {name}", disable=not config.progress):
+            track = renderer.track(run_generator(factory(0), clip.audio))
+            metrics = song_metrics(track, clip.audio, clip.kind)
+            rows.append({"clip": clip.name, "kind": clip.kind} | metrics)
+        for kind, section in (("sing", "songs"), ("rap", "rap")):
+            of_kind = [r for r in rows if r["kind"] == kind]
+            if of_kind:
+                results[name][section] = _mean_dicts(of_kind) | {"clips": len(of_kind)}
+        results[name]["songs_per_clip"] = rows
 
 
 def _pool_rendered(rows: list[dict]) -> dict:
@@ -291,7 +336,7 @@ class _Renderer:
         self._frames = FrameRenderer(engine, rig)
         self._tracker = FaceTracker(static=True)
 
-    def track(self, motion: np.ndarray):
+    def track(self, motion: np.ndarray) -> FaceTrack:
         rgb = [self._frames.render(m[None])[0] for m in motion]
         return self._tracker.track(rgb)
 
@@ -309,6 +354,9 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("rendered", "rounding_ratio", "spread / rounded mouth width", "higher"),
     ("rendered", "viseme_accuracy", "viseme accuracy on pixels (pairwise)", "higher"),
     ("rendered", "lag_ms", "lag vs speech envelope, ms (- = lips lead)", "closer to 0"),
+    ("rendered", "silence_motion", "mouth std in pauses / in speech", "lower"),
+    ("rendered", "head_px_std", "head motion, nose-tip std px (real: 8-25)", "in 8-25"),
+    ("rendered", "blinks_per_min", "blinks per minute (speech)", "in 15-30"),
     ("real_speech_motion", "viseme_accuracy", "viseme accuracy, motion (real speech)", "higher"),
     ("real_speech_motion", "mouth_mae", "mouth blendshape error (real speech)", "lower"),
     ("real_speech_motion", "jaw_corr", "jawOpen correlation (real speech)", "higher"),
@@ -316,6 +364,21 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("heldout_voices", "mouth_mae", "mouth blendshape error (held-out voices)", "lower"),
     ("", "hop_smoothness", "hop boundary / in-hop change (1 = seamless)", "closer to 1"),
     ("", "head_variety_rad", "head motion variety across seeds, rad", "higher"),
+    ("songs", "mouth_range", "singing: mouth range p95-p5 (face heights)", "higher"),
+    ("songs", "envelope_corr", "singing: corr with voice-band envelope", "higher"),
+    ("songs", "envelope_lag_ms", "singing: lag vs voice-band envelope, ms", "closer to 0"),
+    ("songs", "held_open", "singing: mouth open on held notes", "higher"),
+    ("songs", "held_mean_opening", "singing: mean opening on held notes (face h.)", "higher"),
+    ("songs", "jaw_quiver", "singing: jaw quiver on held notes / range", "lower"),
+    ("songs", "syllable_peaks", "singing: syllables met by a mouth peak", "higher"),
+    ("songs", "head_px_std", "singing: head motion, nose-tip std px", "in 8-25"),
+    ("songs", "blinks_per_min", "singing: blinks per minute", "in 15-30"),
+    ("rap", "mouth_range", "rap: mouth range p95-p5 (face heights)", "higher"),
+    ("rap", "envelope_corr", "rap: corr with voice-band envelope", "higher"),
+    ("rap", "envelope_lag_ms", "rap: lag vs voice-band envelope, ms", "closer to 0"),
+    ("rap", "syllable_peaks", "rap: syllables met by a mouth peak", "higher"),
+    ("rap", "head_px_std", "rap: head motion, nose-tip std px", "in 8-25"),
+    ("rap", "blinks_per_min", "rap: blinks per minute", "in 15-30"),
 )
 
 
