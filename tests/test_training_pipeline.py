@@ -67,7 +67,7 @@ def test_corpus_is_reproducible_from_its_seed(pipeline, tmp_path: Path) -> None:
     assert emote(["train", "corpus", "--tiny", "--quiet", "--corpus", str(again)]) == 0
     first = read_manifest(pipeline["corpus"])["utterances"]
     second = read_manifest(again)["utterances"]
-    plan = ("voice", "split", "text", "rate", "pitch", "sing", "augment")
+    plan = ("voice", "split", "text", "rate", "pitch", "delivery", "music", "augment")
     assert [[u[k] for k in plan] for u in first] == [[u[k] for k in plan] for u in second]
     # libespeak-ng keeps state between utterances in a process (which worker speaks which
     # sentence varies), so its durations can differ by a few per cent between runs; the

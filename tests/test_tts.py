@@ -176,19 +176,42 @@ def test_festival_batches_match_single_runs() -> None:
 
 def test_mbrola_sings_held_vowels() -> None:
     spoken = _speak("mbrola/us1")
-    sung = _speak("mbrola/us1", sing=True, seed=11)
+    sung = _speak("mbrola/us1", delivery="held", seed=11)
     held = [p for p in sung.phones if p.label in VOWELS and p.end - p.start >= 0.4]
     assert held and all(p.end - p.start <= 1.5 for p in held)
     assert sung.seconds > spoken.seconds + 0.3
     assert _db(sung.audio, *_middle(held[0].start, held[0].end)) > -40.0  # sung, not silent
-    again = ENGINES["mbrola"].synthesize(SENTENCE, "mbrola/us1", sing=True, seed=11)
+    again = ENGINES["mbrola"].synthesize(SENTENCE, "mbrola/us1", delivery="held", seed=11)
     assert again.phones == sung.phones
+
+
+@pytest.mark.parametrize("delivery", ["song", "rap"])
+def test_mbrola_sings_and_raps_with_marks_on_its_vowels(delivery: str) -> None:
+    utt = _speak("mbrola/us2", delivery=delivery, seed=5)
+    vowels = [p for p in utt.phones if p.label in VOWELS]
+    beats = [a for a, _ in utt.marks["beats"]]
+    assert len(beats) >= 2 and all(0 <= b < utt.seconds for b in beats)
+    if delivery == "song":
+        # Every sung note is one of the phones' vowels, exactly (the .pho is the timing).
+        starts = {round(p.start, 3) for p in vowels}
+        assert all(round(a, 3) in starts for a, _ in utt.marks["notes"])
+        longest = max(b - a for a, b in utt.marks["notes"])
+        assert longest >= 0.5
+        a, b = max(utt.marks["notes"], key=lambda n: n[1] - n[0])
+        assert _db(utt.audio, *_middle(a, b)) > -40.0  # the held note sounds
+    else:
+        rate = len(vowels) / (vowels[-1].start - vowels[0].start)
+        assert 3.0 <= rate <= 7.5  # rests at phrase ends slow the average a little
+    again = ENGINES["mbrola"].synthesize(SENTENCE, "mbrola/us2", delivery=delivery, seed=5)
+    assert again.phones == utt.phones and again.marks == utt.marks
 
 
 def test_unsupported_settings_raise_value_error() -> None:
     espeak = _engine("espeak-ng")
     with pytest.raises(ValueError):
-        espeak.synthesize("Hello.", "espeak-ng/en-us", sing=True)
+        espeak.synthesize("Hello.", "espeak-ng/en-us", delivery="song")
+    with pytest.raises(ValueError):
+        _engine("mbrola").synthesize("Hello.", "mbrola/us1", delivery="yodel")
     with pytest.raises(ValueError):
         espeak.synthesize("Hello.", "espeak-ng/en-us", rate=5.0)
     with pytest.raises(ValueError):

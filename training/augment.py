@@ -296,7 +296,12 @@ def change_speed(
     scale = up / down
     phones = [Phone(p.label, p.start * scale, p.end * scale) for p in utt.phones]
     params = {"factor": down / up, "time_scale": scale, "up": up, "down": down}
-    return _derive(utt, audio, "speed", params, phones=phones)
+    out = _derive(utt, audio, "speed", params, phones=phones)
+    vocals = None
+    if utt.vocals is not None:
+        vocals = signal.resample_poly(np.asarray(utt.vocals, np.float64), up, down)
+        vocals = vocals[: len(out.audio)].astype(np.float32)
+    return dataclasses.replace(out, marks=utt.marks_scaled(scale), vocals=vocals)
 
 
 # --- codec ----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 motion targets, written as shards with a manifest (training/corpus_format.py).
 
 Everything is decided by the seed: the held-out voices, the sentence for each job, the
-engine/voice/rate/pitch/singing choice, the augmentation chain and the motion style. Jobs
+engine/voice/rate/pitch, the delivery (speech, held notes, song, rap), the
+accompaniment, the augmentation chain and the motion style. Jobs
 run in worker processes but their results are consumed in job order, so the corpus is the
 same for a given seed and engine set whatever the scheduling. Whole voices are held out for
 validation ("val" split), so validation measures generalisation to unseen speakers.
@@ -36,7 +37,18 @@ class CorpusConfig:
     workers: int = 2
     val_voice_fraction: float = 0.12  # of each engine's voices, at least one where it has 2+
     augment_probability: float = 0.75
-    sing_probability: float = 0.25  # MBROLA jobs only: held vowels like sung notes
+    # Deliveries (training/tts/pho.py): whole sung phrases (MBROLA voices), raps on a beat
+    # grid (MBROLA; other engines rap as fast speech over a beat), and in speech, a few
+    # vowels held like sung notes (MBROLA).
+    # Songs run ~4x longer than a spoken sentence: 8% of jobs are a quarter of the hours.
+    song_probability: float = 0.08
+    rap_probability: float = 0.12
+    rap_mbrola_share: float = 0.6
+    held_probability: float = 0.15  # of MBROLA speech jobs
+    # A band under the voice (training/music.py): most songs and raps, some speech.
+    song_music_probability: float = 0.75
+    rap_music_probability: float = 0.85
+    speech_music_probability: float = 0.08
     shard_seconds: float = 900.0
     engines: tuple[str, ...] = ()  # empty = every available engine
     max_voices_per_engine: int = 40
@@ -45,7 +57,14 @@ class CorpusConfig:
     @staticmethod
     def tiny(out: Path, seed: int = 0) -> CorpusConfig:
         """A few sentences for CI: proves the pipeline, trains nothing useful."""
-        return CorpusConfig(out=out, hours=60 / 3600, seed=seed, shard_seconds=30.0)
+        return CorpusConfig(
+            out=out,
+            hours=90 / 3600,
+            seed=seed,
+            shard_seconds=30.0,
+            song_probability=0.25,
+            rap_probability=0.25,
+        )
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,8 @@ class Job:
     text: str
     rate: float
     pitch: float
-    sing: bool
+    delivery: str  # training.tts.base.DELIVERIES
+    music: str  # "" or one of training.music.KINDS
     augment: bool
     seed: int
 
@@ -121,18 +141,27 @@ def plan_jobs(config: CorpusConfig, voices: dict[str, list[str]]) -> Iterator[Jo
     index = 0
     while True:
         for text in sentences(config.seed * 1000 + batch, 200):
-            engine = engines[int(rng.integers(len(engines)))]
+            delivery, engine = _delivery(config, engines, rng)
             voice = voices[engine][int(rng.integers(len(voices[engine])))]
-            sing = engine == "mbrola" and rng.random() < config.sing_probability
+            music_p = {
+                "song": config.song_music_probability,
+                "rap": config.rap_music_probability,
+            }.get(delivery, config.speech_music_probability)
+            music = "" if rng.random() >= music_p else delivery
+            music = "background" if music in ("speech", "held") else music
+            rate = float(rng.uniform(0.8, 1.3))
+            if delivery == "rap" and engine != "mbrola":
+                rate = float(rng.uniform(*FAST_RATE))  # no beat grid: fast speech on a beat
             yield Job(
                 index=index,
                 engine=engine,
                 voice=voice,
                 split="val" if voice in held else "train",
                 text=text,
-                rate=float(rng.uniform(0.8, 1.3)),
+                rate=rate,
                 pitch=float(rng.uniform(0.85, 1.2)),
-                sing=bool(sing),
+                delivery=delivery,
+                music=music,
                 augment=bool(rng.random() < config.augment_probability),
                 seed=int(rng.integers(2**31)),
             )
@@ -140,9 +169,33 @@ def plan_jobs(config: CorpusConfig, voices: dict[str, list[str]]) -> Iterator[Jo
         batch += 1
 
 
+FAST_RATE = (1.3, 1.7)
+
+
+def _delivery(
+    config: CorpusConfig, engines: list[str], rng: np.random.Generator
+) -> tuple[str, str]:
+    """(delivery, engine) of a job: songs on MBROLA voices (the only engine whose timing can
+    be re-written note by note), raps mostly there too, speech on any engine (evenly)."""
+    r = rng.random()
+    mbrola = "mbrola" in engines
+    if mbrola and r < config.song_probability:
+        return "song", "mbrola"
+    if r < config.song_probability + config.rap_probability:
+        if mbrola and rng.random() < config.rap_mbrola_share:
+            return "rap", "mbrola"
+        return "rap", engines[int(rng.integers(len(engines)))]
+    engine = engines[int(rng.integers(len(engines)))]
+    if engine == "mbrola" and rng.random() < config.held_probability:
+        return "held", engine
+    return "speech", engine
+
+
 def run_job(job: Job) -> JobResult:
     """Synthesize, augment and annotate one utterance (runs in a worker process)."""
     from training.augment import augment
+    from training.music import accompany
+    from training.singing import sung_motion
     from training.tts import ENGINES, TtsError
     from training.visemes import dominant_visemes, phones_to_motion
 
@@ -151,11 +204,12 @@ def run_job(job: Job) -> JobResult:
     # Some voices cannot change pitch (festival's HTS voice, flite rms): they speak at their
     # own pitch, then at their own rate, rather than being dropped from the corpus.
     attempts = [(job.rate, job.pitch), (job.rate, 1.0), (1.0, 1.0)]
+    delivery = job.delivery if job.engine == "mbrola" else "speech"
     utt, error = None, ""
     for rate, pitch in attempts:
         try:
             utt = engine.synthesize(
-                job.text, job.voice, rate=rate, pitch=pitch, sing=job.sing, seed=job.seed
+                job.text, job.voice, rate=rate, pitch=pitch, delivery=delivery, seed=job.seed
             )
             break
         except ValueError as exc:
@@ -164,11 +218,17 @@ def run_job(job: Job) -> JobResult:
             return JobResult(job, error=f"{type(exc).__name__}: {exc}")
     if utt is None:
         return JobResult(job, error=error)
+    if job.music:
+        utt = accompany(utt, np.random.default_rng([job.seed, 1]), job.music)
     if job.augment:
         utt = augment(utt, rng)
     audio = np.clip(np.asarray(utt.audio, np.float32), -1.0, 1.0)
     n_frames = frames_for(len(audio))
-    motion = phones_to_motion(utt.phones, n_frames, rng=rng, audio=audio)
+    # Head and brows follow the voice, not the band; songs and raps nod to their beat.
+    beats = [a for a, _ in utt.marks.get("beats", [])] if job.delivery in ("song", "rap") else []
+    motion = phones_to_motion(utt.phones, n_frames, rng=rng, audio=utt.dry, beats=beats)
+    if utt.marks.get("notes") or utt.marks.get("breaths"):
+        motion = sung_motion(motion, utt.marks, utt.dry, np.random.default_rng([job.seed, 2]))
     visemes = dominant_visemes(utt.phones, n_frames)
     return JobResult(job, audio, motion, visemes, augment=dict(utt.meta.get("augment", {}) or {}))
 
@@ -228,7 +288,8 @@ def synthesize_corpus(config: CorpusConfig) -> dict:
                     "seconds": round(length, 3),
                     "rate": round(result.rate, 3),
                     "pitch": round(result.pitch, 3),
-                    "sing": job.sing,
+                    "delivery": job.delivery,
+                    "music": job.music,
                     "augment": result.augment,
                 }
             )

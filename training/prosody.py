@@ -57,15 +57,19 @@ BLINK_CLOSE_S, BLINK_HOLD_S, BLINK_OPEN_S = 0.05, 0.04, 0.08
 NOD_LEAD_S = 0.06  # a nod starts this long before its vowel (the head leads the voice)
 NOD_PEAK_S = 0.18  # ... and peaks this long after it starts
 NOD_REBOUND = 0.3  # relative size of the upward rebound 0.3 s later
-NOD_RAD = 0.03  # pitch of a nod on a fully prominent syllable (style 1)
+NOD_RAD = 0.05  # pitch of a nod on a fully prominent syllable (style 1)
+BEAT_NOD_RAD = (0.015, 0.04)  # nods on a song's or rap's beats (drawn per utterance)
+BEAT_NOD_P = 0.75  # of sung and rapped utterances: the head moves with the beat
 NOD_MIN_GAP_S = 0.25
 QUESTION_RISE_ST = 3.0  # F0 rise over a phrase's last 0.5 s that reads as a question
 QUESTION_FINAL_ST = 1.0  # ... if it ends this far above the median F0
 BROW_PITCH_ST = (1.0, 4.0)  # F0 above the median that starts / fully raises the brows
-HEAD_LIMIT_RAD = {"headYaw": 0.12, "headPitch": 0.12, "headRoll": 0.08}
+# Real talkers' heads move 8-25 px (std) at 512x512; inside the renderer's clean range
+# (+-0.45 yaw, +-0.3 pitch, +-0.25 roll: docs/benchmarks.md, "Renderer v2, head range").
+HEAD_LIMIT_RAD = {"headYaw": 0.3, "headPitch": 0.2, "headRoll": 0.15}
 # Slow drift: time constant (s) and std (rad, style 1) of yaw, pitch, roll.
 DRIFT_TAU_S = np.array([1.5, 1.5, 2.0])
-DRIFT_STD = np.array([0.05, 0.015, 0.025])
+DRIFT_STD = np.array([0.1, 0.04, 0.04])
 VOR_GAIN = 0.8  # the eyes counter-rotate this much of the head turn: they stay on the viewer
 SACCADE_HOLD_S = (0.5, 2.5)
 SACCADE_S = 0.06
@@ -421,9 +425,11 @@ def prosody_motion(
     n_frames: int,
     rng: np.random.Generator,
     head: float = 1.0,
+    beats: Sequence[float] = (),
 ) -> np.ndarray:
     """(n_frames, motion_frame.DIM) float32: head, brows, eyes and gaze for the utterance;
-    the mouth fields are zero. ``head`` scales head motion (the caller's speaking style)."""
+    the mouth fields are zero. ``head`` scales head motion (the caller's speaking style);
+    ``beats`` (s), a song's or rap's beats, which most singers and rappers nod to."""
     # Each track draws from its own generator, so changing one never reshuffles another.
     seeds = rng.integers(0, 2**63, size=5)
     style_rng, drift_rng, blink_rng, nod_rng, gaze_rng = (np.random.default_rng(s) for s in seeds)
@@ -444,6 +450,11 @@ def prosody_motion(
     drift = np.stack([smooth_noise(drift_rng, n_frames, tau) for tau in DRIFT_TAU_S], axis=1)
     yaw, pitch, roll = (drift * DRIFT_STD * gain).T
     nods = nod_curve(choose_nods(syllables(phones, feats), nod_rng, style), n_frames)
+    if len(beats) and nod_rng.random() < BEAT_NOD_P:
+        size = float(nod_rng.uniform(*BEAT_NOD_RAD)) * style.head
+        every = int(nod_rng.choice([1, 2]))  # on every beat, or every other one
+        grooves = [(float(b), size) for b in list(beats)[::every]]
+        nods = nods + nod_curve(grooves, n_frames)
     t = frame_times(n_frames)
     phase = float(style_rng.uniform(0.0, 2.0 * np.pi))
     breath = np.sin(2.0 * np.pi * style.breath_hz * t + phase) * style.breath

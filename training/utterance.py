@@ -28,6 +28,12 @@ class Utterance:
     engine: str  # "espeak-ng", "mbrola", "festival", "flite", "pico"
     voice: str  # engine-qualified voice name, e.g. "espeak-ng/en-us+m3"
     meta: dict[str, object] = field(default_factory=dict)  # augmentation applied, etc.
+    # Time marks (s) that move with the phones: "notes" (sung vowels), "breaths" (audible
+    # in-breaths between sung phrases), "beats" (the accompaniment's beats, start == end).
+    marks: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # The voice alone, sample-aligned with ``audio``, once accompaniment is mixed in
+    # (training/music.py): prosody is read from it, not from the mix.
+    vocals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for phone in self.phones:  # every engine's phones are ARPAbet with positive length
@@ -36,3 +42,17 @@ class Utterance:
     @property
     def seconds(self) -> float:
         return len(self.audio) / SAMPLE_RATE
+
+    @property
+    def dry(self) -> np.ndarray:
+        """The voice without accompaniment (the audio itself when there is none)."""
+        return self.audio if self.vocals is None else self.vocals
+
+    def marks_scaled(
+        self, scale: float, shift: float = 0.0
+    ) -> dict[str, list[tuple[float, float]]]:
+        """``marks`` with every time t mapped to t * scale + shift."""
+        return {
+            key: [(a * scale + shift, b * scale + shift) for a, b in spans]
+            for key, spans in self.marks.items()
+        }

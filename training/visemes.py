@@ -455,6 +455,7 @@ def phones_to_motion(
     n_frames: int,
     rng: np.random.Generator | None = None,
     audio: np.ndarray | None = None,
+    beats: Sequence[float] = (),
 ) -> np.ndarray:
     """Motion frames (n_frames, motion_frame.DIM) float32 for an utterance.
 
@@ -469,7 +470,9 @@ def phones_to_motion(
     out[:, MOUTH_INDEX] = mouth_motion(phones, n_frames, style)
     if audio is not None:
         prosody_rng = rng if rng is not None else np.random.default_rng(0)
-        upper = prosody.prosody_motion(audio, phones, n_frames, prosody_rng, head=style.head)
+        upper = prosody.prosody_motion(
+            audio, phones, n_frames, prosody_rng, head=style.head, beats=beats
+        )
         out[:, prosody.FIELDS] = upper[:, prosody.FIELDS]
     return motion_frame.clip(out)
 

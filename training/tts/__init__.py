@@ -4,10 +4,10 @@
 
     from training.tts import ENGINES, available_engines
     engine = ENGINES["mbrola"]
-    utt = engine.synthesize("Bob bought a map.", "mbrola/us1", rate=1.2, sing=True, seed=7)
+    utt = engine.synthesize("Bob bought a map.", "mbrola/us1", rate=1.2, delivery="song", seed=7)
 
 All engines speak the same normalised text (training/tts/text.py) and label phones in
-ARPAbet (training/phoneset.py). Which engine supports which of rate, pitch and sing is in
+ARPAbet (training/phoneset.py). Which engine supports which of rate, pitch and delivery is in
 each module's docstring; an unsupported setting raises ValueError, an engine failure
 TtsError. scripts/install_tts.sh installs every engine and voice used here.
 """

@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 from training.utterance import Utterance
 
+DELIVERIES = ("speech", "held", "song", "rap")
+
 
 class TtsError(RuntimeError):
     """The engine is missing, crashed, timed out or produced output that cannot be used."""
@@ -31,11 +33,13 @@ class TtsEngine(Protocol):
 
     def synthesize(
         self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0,
-        sing: bool = False, seed: int = 0,
+        delivery: str = "speech", seed: int = 0,
     ) -> Utterance:  # fmt: skip
-        """Speak ``text``; ``rate`` > 1 is faster, ``pitch`` multiplies F0, ``sing`` holds
-        some vowels as sung notes (chosen with ``seed``). Raises ValueError for a setting the
-        engine cannot honour and TtsError when the engine fails."""
+        """Speak ``text``; ``rate`` > 1 is faster, ``pitch`` multiplies F0, ``delivery`` (one
+        of DELIVERIES) speaks, holds some vowels as sung notes ("held"), sings the whole
+        phrase to a melody ("song") or raps it on a beat ("rap"), choices drawn with
+        ``seed``. Raises ValueError for a setting the engine cannot honour and TtsError when
+        the engine fails."""
         ...
 
 

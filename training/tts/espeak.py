@@ -15,8 +15,8 @@ before the event, never more than 80% of the previous phone, and never into a pa
 Rate: espeak's words per minute, 175 x ``rate`` (0.46..2.57: espeak's 80..450 wpm; above
 450 it time-compresses the audio and the events no longer match). Pitch: espeak's pitch
 parameter, converted from the F0 ratio with a table measured on en-us, en-us+f3, en-gb and
-klatt voices (median F0 over a sentence, within about 3%); 0.8..1.65. ``sing``: not
-supported (ValueError). ``seed``: unused; espeak is deterministic.
+klatt voices (median F0 over a sentence, within about 3%); 0.8..1.65. ``delivery``:
+speech only (ValueError otherwise). ``seed``: unused; espeak is deterministic.
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ class EspeakEngine:
 
     def synthesize(
         self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0,
-        sing: bool = False, seed: int = 0,
+        delivery: str = "speech", seed: int = 0,
     ) -> Utterance:  # fmt: skip
-        if sing:
-            raise ValueError("espeak-ng cannot hold sung notes; use mbrola voices")
+        if delivery != "speech":
+            raise ValueError(f"espeak-ng can only speak (delivery {delivery!r}); use mbrola voices")
         check_prosody(self.name, rate, pitch, rates=RATES, pitches=PITCHES)
         name = split_voice(self.name, voice)
         identifier = self._voice_ids().get(name)

@@ -16,7 +16,8 @@ Rate (0.4..3.0): Duration_Stretch divided by ``rate``; HTS voices ignore Duratio
 so they get the HTS engine's ``-r`` speed option instead. Pitch (0.5..2.0): every F0 target
 multiplied by ``pitch`` in a hook that runs before waveform synthesis; HTS voices predict
 their own F0 and festival passes no pitch shift to them, so pitch != 1 is a ValueError
-there. ``sing``: not supported (ValueError). ``seed``: unused; festival is deterministic.
+there. ``delivery``: speech only (ValueError otherwise). ``seed``: unused; festival is
+deterministic.
 """
 
 from __future__ import annotations
@@ -89,10 +90,10 @@ class FestivalEngine:
 
     def synthesize(
         self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0,
-        sing: bool = False, seed: int = 0,
+        delivery: str = "speech", seed: int = 0,
     ) -> Utterance:  # fmt: skip
-        if sing:
-            raise ValueError("festival cannot hold sung notes; use mbrola voices")
+        if delivery != "speech":
+            raise ValueError(f"festival can only speak (delivery {delivery!r}); use mbrola voices")
         return self.synthesize_many([text], voice, rate, pitch)[0]
 
     def synthesize_many(

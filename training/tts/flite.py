@@ -10,7 +10,7 @@ kHz), the others at 16 kHz.
 Rate (0.4..3.0): the ``duration_stretch`` feature, the voice's default (1.1 for kal, 1.0
 otherwise) divided by ``rate``. Pitch (0.5..2.0): the ``f0_shift`` feature, which
 multiplies F0 (measured 1.5 -> x1.53 on kal, awb and slt); rms ignores it, so pitch != 1 is
-a ValueError for rms. ``sing``: not supported (ValueError). ``seed``: unused.
+a ValueError for rms. ``delivery`` other than speech: not supported (ValueError). ``seed``: unused.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ class FliteEngine:
 
     def synthesize(
         self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0,
-        sing: bool = False, seed: int = 0,
+        delivery: str = "speech", seed: int = 0,
     ) -> Utterance:  # fmt: skip
-        if sing:
-            raise ValueError("flite cannot hold sung notes; use mbrola voices")
+        if delivery != "speech":
+            raise ValueError(f"flite can only speak (delivery {delivery!r}); use mbrola voices")
         name = split_voice(self.name, voice)
         check_prosody(self.name, rate, pitch, rates=RATES,
                       pitches=None if name in _NO_PITCH else PITCHES)  # fmt: skip

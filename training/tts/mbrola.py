@@ -6,8 +6,11 @@ duration, pitch points); ``mbrola`` renders it, each phone lasting exactly its d
 are the pho's running sums, and every prosody change is an edit of the pho:
 
 * rate: durations / ``rate`` (0.4..3.0); pitch: pitch points x ``pitch`` (0.5..2.0);
-* ``sing=True``: 1-3 vowels (chosen with ``seed``) held 400-1500 ms as sung notes, flat or
-  slowly gliding, with vibrato (training/tts/pho.py).
+* ``delivery``: "held": 1-3 vowels (chosen with ``seed``) held 400-1500 ms as sung notes,
+  flat or slowly gliding, with vibrato; "song": the whole phrase sung to a melody on a beat
+  grid with held phrase-final notes, melismas and in-breaths; "rap": syllables on an 80-140
+  bpm grid at 4-7 a second (training/tts/pho.py). Song and rap return ``marks`` (notes,
+  breaths, beats) with the utterance.
 
 Voices: mbrola/us1 (female), us2, us3 (male; American) and en1 (male; British), each when
 both its MBROLA database and espeak-ng's mb-* voice are installed; 16 kHz output.
@@ -28,7 +31,7 @@ import numpy as np
 from training.phoneset import MBROLA_EN1, MBROLA_US, Labels, UnknownPhoneError
 from training.tts import pho
 from training.tts.audio import read_wav, to_model_rate
-from training.tts.base import TtsError, check_prosody, split_voice
+from training.tts.base import DELIVERIES, TtsError, check_prosody, split_voice
 from training.tts.process import have, run_tool, scratch_dir
 from training.tts.text import speakable
 from training.tts.timeline import VOWELS, phones_from_segments
@@ -66,7 +69,7 @@ class MbrolaEngine:
 
     def synthesize(
         self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0,
-        sing: bool = False, seed: int = 0,
+        delivery: str = "speech", seed: int = 0,
     ) -> Utterance:  # fmt: skip
         check_prosody(self.name, rate, pitch, rates=RATES, pitches=PITCHES)
         name = split_voice(self.name, voice)
@@ -81,8 +84,17 @@ class MbrolaEngine:
         lines = [pho.PhoLine(_RENAME.get(line.symbol, line.symbol), line.ms, line.pitch)
                  for line in lines]  # fmt: skip
         lines = pho.scale(lines, rate, pitch)
-        if sing:
-            lines = pho.sing(lines, lambda s: _is_vowel(table, s), np.random.default_rng(seed))
+        if delivery not in DELIVERIES:
+            raise ValueError(f"unknown delivery {delivery!r}; choose from {DELIVERIES}")
+        rng = np.random.default_rng(seed)
+        marks: dict[str, list[tuple[float, float]]] = {}
+        vowel = lambda s: _is_vowel(table, s)  # noqa: E731
+        if delivery == "held":
+            lines = pho.sing(lines, vowel, rng)
+        elif delivery == "song":
+            lines, marks = pho.song(lines, vowel, rng)
+        elif delivery == "rap":
+            lines, marks = pho.rap(lines, vowel, rng)
         with scratch_dir() as tmp:
             pho_path, wav_path = Path(tmp) / "in.pho", Path(tmp) / "out.wav"
             pho_path.write_text(pho.format_pho(lines))
@@ -98,8 +110,9 @@ class MbrolaEngine:
         return Utterance(
             audio=to_model_rate(samples, sample_rate), phones=phones, text=spoken,
             engine=self.name, voice=voice,
-            meta={"rate": rate, "pitch": pitch, "sing": sing, "seed": seed, "timing": "exact",
-                  "mbrola_warnings": warnings},
+            marks=_shifted(marks, AUDIO_DELAY_S.get(name, 0.0)),
+            meta={"rate": rate, "pitch": pitch, "delivery": delivery, "seed": seed,
+                  "timing": "exact", "mbrola_warnings": warnings},
         )  # fmt: skip
 
 
@@ -108,6 +121,12 @@ def _labels(table: dict[str, Labels], voice: str, symbol: str) -> Labels:
         return table[symbol]
     except KeyError:
         raise UnknownPhoneError(f"MBROLA {voice} phone {symbol!r} has no ARPAbet mapping") from None
+
+
+def _shifted(
+    marks: dict[str, list[tuple[float, float]]], delay: float
+) -> dict[str, list[tuple[float, float]]]:
+    return {k: [(a + delay, b + delay) for a, b in spans] for k, spans in marks.items()}
 
 
 def _is_vowel(table: dict[str, Labels], symbol: str) -> bool:

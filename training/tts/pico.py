@@ -10,7 +10,7 @@ Voices: pico/en-US (female, American) and pico/en-GB (female, British), 16 kHz.
 Rate and pitch use pico's own markup, ``<speed level>`` and ``<pitch level>`` (100 = the
 voice's own): rate 0.5..2.0 (pico does not shorten pauses, so speech at ``rate`` 1.5 is
 about 1.3x shorter overall); pitch 0.5..2.0 multiplies F0 (measured 1.5 -> x1.51).
-``sing``: not supported (ValueError). ``seed``: unused; pico is deterministic.
+``delivery`` other than speech: not supported (ValueError). ``seed``: unused; pico is deterministic.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ class PicoEngine:
 
     def synthesize(
         self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0,
-        sing: bool = False, seed: int = 0,
+        delivery: str = "speech", seed: int = 0,
     ) -> Utterance:  # fmt: skip
-        if sing:
-            raise ValueError("pico cannot hold sung notes; use mbrola voices")
+        if delivery != "speech":
+            raise ValueError(f"pico can only speak (delivery {delivery!r}); use mbrola voices")
         check_prosody(self.name, rate, pitch, rates=RATES, pitches=PITCHES)
         lang = split_voice(self.name, voice)
         if voice not in self.voices():
