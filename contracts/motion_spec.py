@@ -14,7 +14,8 @@ Each model (teacher, student) is two ONNX graphs, batch dimension first (dynamic
 dimensions static, everything in motion units (contracts/motion_frame.py):
 
 * encoder ``motion_<which>_encoder.onnx``: ``mel`` (B, MEL_FRAMES, N_MELS), ``history``
-  (B, HISTORY_FRAMES, DIM), ``noise`` (B, HOP_FRAMES, DIM) standard normal ->
+  (B, HISTORY_FRAMES, DIM), ``noise`` (B, HOP_FRAMES, DIM) standard normal, ``style``
+  (B, STYLE_DIM) the speaking style (contracts/style.py: ``Style.vector``) ->
   ``cond`` (B, width) and ``x_init`` (B, HOP_FRAMES, DIM): the noise mapped onto the prior
   (the dataset's per-field mean and spread, which the graph carries);
 * denoiser ``motion_<which>_denoiser.onnx``: ``cond``, ``x`` (B, HOP_FRAMES, DIM) at flow time
@@ -29,7 +30,7 @@ Time runs from t = 1 (noise) to t = 0 (motion); engines/sampler.py holds the loo
 
 from __future__ import annotations
 
-from contracts import audio_features, motion_frame
+from contracts import audio_features, motion_frame, style
 
 SAMPLES_PER_FRAME = 640
 HOP_FRAMES = 2
@@ -40,12 +41,13 @@ WINDOW_SAMPLES = PAST_SAMPLES + HOP_FRAMES * SAMPLES_PER_FRAME + LOOKAHEAD_SAMPL
 MEL_FRAMES = audio_features.num_frames(WINDOW_SAMPLES)
 N_MELS = audio_features.N_MELS
 DIM = motion_frame.DIM
+STYLE_DIM = style.STYLE_DIM
 # The window's last analysis frame ends exactly at its end (no samples left unread), and
 # windows of consecutive hops start on the same 10 ms grid.
 assert (WINDOW_SAMPLES - audio_features.WIN) % audio_features.HOP == 0
 assert SAMPLES_PER_FRAME % audio_features.HOP == 0
 
-ENCODER_INPUTS = ("mel", "history", "noise")
+ENCODER_INPUTS = ("mel", "history", "noise", "style")
 ENCODER_OUTPUTS = ("cond", "x_init")
 DENOISER_INPUTS = ("cond", "x", "t", "s")
 DENOISER_OUTPUTS = ("velocity",)

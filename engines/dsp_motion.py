@@ -38,6 +38,7 @@ import numpy as np
 
 from contracts import motion_frame
 from contracts.clock import FPS, SAMPLES_PER_FRAME
+from contracts.style import NEUTRAL, Style, express
 from engines.dsp_analysis import (
     HOP,
     ROWS_PER_FRAME,
@@ -209,6 +210,12 @@ class DspMotionGenerator:
         self._noise_block: tuple[int, np.ndarray] | None = None
         breath_rng = np.random.default_rng([self.seed, _TAG_BREATH])
         self._breath_phase = float(breath_rng.uniform(0.0, 2.0 * np.pi))
+        self.style = NEUTRAL
+
+    def set_style(self, style: Style) -> None:
+        """Speak in ``style`` from the next frame on (contracts/style.py: the same
+        expression, head energy and articulation the learned model was trained on)."""
+        self.style = style
 
     def reset(self) -> None:
         """Barge-in: forget speech dynamics and drift and ignore the audio already received
@@ -249,6 +256,7 @@ class DspMotionGenerator:
             [not ((sounds < s) & (sounds >= s - PAUSE_ROWS)).any() for s in span_start.tolist()]
         )
         self._mouth_targets(feats, bases, refs, in_speech, formant_scale, after_pause, targets)
+        targets = express(targets, self.style)  # eased like the rest: style changes glide
         out = np.empty((n_frames, motion_frame.DIM), np.float32)
         previous = np.asarray(history[-1], np.float32)
         for i in range(n_frames):

@@ -38,6 +38,7 @@ from contracts import audio_features, motion_frame
 from contracts import motion_spec as spec
 from contracts.clock import SAMPLES_PER_FRAME
 from contracts.paths import MODELS_DIR
+from contracts.style import NEUTRAL, Style
 from engines.engine import Engine, EngineError
 from engines.onnxruntime_engine import OnnxRuntimeEngine
 from engines.sampler import SAMPLERS, schedule_uniform
@@ -100,6 +101,14 @@ class LearnedMotionGenerator:
         self._mel_cache: tuple[int, np.ndarray, np.ndarray] | None = None
         self._noise_cache: dict[int, np.ndarray] = {}
         self._mute_before = 0
+        self.style = NEUTRAL
+        self._style_vector = NEUTRAL.vector()
+
+    def set_style(self, style: Style) -> None:
+        """Speak in ``style`` from the next hop on: the model's style input (the face moves
+        to it over the next few hops, carried by the history)."""
+        self.style = style
+        self._style_vector = style.vector()
 
     def reset(self) -> None:
         self._reset_pending = True
@@ -141,7 +150,14 @@ class LearnedMotionGenerator:
             [self._frame_noise(f) for f in range(frame, frame + spec.HOP_FRAMES)]
         )[None].astype(np.float32)
         mel = self._features(window, frame)
-        encoded = self.encoder.run({"mel": mel[None], "history": history[None], "noise": noise})
+        encoded = self.encoder.run(
+            {
+                "mel": mel[None],
+                "history": history[None],
+                "noise": noise,
+                "style": self._style_vector[None],
+            }
+        )
         cond = encoded["cond"]
 
         def velocity(x: np.ndarray, t: float, s: float) -> np.ndarray:

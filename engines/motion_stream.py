@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from contracts.clock import SAMPLES_PER_FRAME
+from contracts.style import Style
 from engines.audio_ring import AudioRing
 from engines.motion_buffer import MotionBuffer
 
@@ -38,6 +39,9 @@ class MotionGenerator(Protocol):
 
     def reset(self) -> None:
         """Forget transient state (barge-in); the next frames ease back to idle."""
+
+    def set_style(self, style: Style) -> None:
+        """Speak in ``style`` (contracts/style.py) from the next frames on."""
 
 
 class MotionStream:

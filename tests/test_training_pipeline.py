@@ -62,12 +62,30 @@ def test_corpus_has_every_engine_held_out_voices_and_aligned_targets(pipeline) -
 
 
 @pytest.mark.slow
+def test_corpus_sings_raps_plays_music_and_has_styles(pipeline) -> None:
+    utterances = read_manifest(pipeline["corpus"])["utterances"]
+    assert {"song", "rap", "speech"} <= {u["delivery"] for u in utterances}
+    assert {u["music"] for u in utterances} - {""}, "no utterance has a band under it"
+    assert len({u["style"] for u in utterances}) >= 3
+    examples = {e.info["id"]: e for e in iter_examples(pipeline["corpus"])}
+    jaw = motion_frame.INDEX["jawOpen"]
+    sung = [examples[u["id"]] for u in utterances if u["delivery"] == "song"]
+    spoken = [examples[u["id"]] for u in utterances if u["delivery"] == "speech"]
+
+    # Sung notes hold the jaw open longer than speech does.
+    def open_share(es: list) -> float:
+        return float(np.mean(np.concatenate([e.motion[:, jaw] for e in es]) > 0.3))
+
+    assert open_share(sung) > open_share(spoken)
+
+
+@pytest.mark.slow
 def test_corpus_is_reproducible_from_its_seed(pipeline, tmp_path: Path) -> None:
     again = tmp_path / "again"
     assert emote(["train", "corpus", "--tiny", "--quiet", "--corpus", str(again)]) == 0
     first = read_manifest(pipeline["corpus"])["utterances"]
     second = read_manifest(again)["utterances"]
-    plan = ("voice", "split", "text", "rate", "pitch", "delivery", "music", "augment")
+    plan = ("voice", "split", "text", "rate", "pitch", "delivery", "music", "style", "augment")
     assert [[u[k] for k in plan] for u in first] == [[u[k] for k in plan] for u in second]
     # libespeak-ng keeps state between utterances in a process (which worker speaks which
     # sentence varies), so its durations can differ by a few per cent between runs; the

@@ -3,7 +3,7 @@ motion targets, written as shards with a manifest (training/corpus_format.py).
 
 Everything is decided by the seed: the held-out voices, the sentence for each job, the
 engine/voice/rate/pitch, the delivery (speech, held notes, song, rap), the
-accompaniment, the augmentation chain and the motion style. Jobs
+accompaniment, the speaking style, the augmentation chain and the motion style. Jobs
 run in worker processes but their results are consumed in job order, so the corpus is the
 same for a given seed and engine set whatever the scheduling. Whole voices are held out for
 validation ("val" split), so validation measures generalisation to unseen speakers.
@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from contracts import motion_frame
+from contracts.style import STYLES, Style, express
 from training.corpus_format import frames_for, shard_name, write_manifest, write_shard
 from training.utterance import SAMPLE_RATE
 
@@ -49,6 +50,10 @@ class CorpusConfig:
     song_music_probability: float = 0.75
     rap_music_probability: float = 0.85
     speech_music_probability: float = 0.08
+    # Speaking styles (contracts/style.py): the rest neutral, the others evenly, each at an
+    # intensity drawn from style_intensity.
+    styled_probability: float = 0.6
+    style_intensity: tuple[float, float] = (0.3, 1.0)
     shard_seconds: float = 900.0
     engines: tuple[str, ...] = ()  # empty = every available engine
     max_voices_per_engine: int = 40
@@ -78,6 +83,8 @@ class Job:
     pitch: float
     delivery: str  # training.tts.base.DELIVERIES
     music: str  # "" or one of training.music.KINDS
+    style: str  # contracts.style.STYLES
+    intensity: float
     augment: bool
     seed: int
 
@@ -152,6 +159,10 @@ def plan_jobs(config: CorpusConfig, voices: dict[str, list[str]]) -> Iterator[Jo
             rate = float(rng.uniform(0.8, 1.3))
             if delivery == "rap" and engine != "mbrola":
                 rate = float(rng.uniform(*FAST_RATE))  # no beat grid: fast speech on a beat
+            style = "neutral"
+            if rng.random() < config.styled_probability:
+                style = STYLES[1 + int(rng.integers(len(STYLES) - 1))]
+            intensity = float(rng.uniform(*config.style_intensity))
             yield Job(
                 index=index,
                 engine=engine,
@@ -162,6 +173,8 @@ def plan_jobs(config: CorpusConfig, voices: dict[str, list[str]]) -> Iterator[Jo
                 pitch=float(rng.uniform(0.85, 1.2)),
                 delivery=delivery,
                 music=music,
+                style=style,
+                intensity=round(intensity, 3),
                 augment=bool(rng.random() < config.augment_probability),
                 seed=int(rng.integers(2**31)),
             )
@@ -229,6 +242,7 @@ def run_job(job: Job) -> JobResult:
     motion = phones_to_motion(utt.phones, n_frames, rng=rng, audio=utt.dry, beats=beats)
     if utt.marks.get("notes") or utt.marks.get("breaths"):
         motion = sung_motion(motion, utt.marks, utt.dry, np.random.default_rng([job.seed, 2]))
+    motion = express(motion, Style(job.style, job.intensity))
     visemes = dominant_visemes(utt.phones, n_frames)
     return JobResult(job, audio, motion, visemes, augment=dict(utt.meta.get("augment", {}) or {}))
 
@@ -290,6 +304,8 @@ def synthesize_corpus(config: CorpusConfig) -> dict:
                     "pitch": round(result.pitch, 3),
                     "delivery": job.delivery,
                     "music": job.music,
+                    "style": job.style,
+                    "intensity": job.intensity,
                     "augment": result.augment,
                 }
             )

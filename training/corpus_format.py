@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import motion_frame
+from contracts.style import Style
 
 SAMPLES_PER_FRAME = 640
 MANIFEST = "manifest.json"
@@ -37,6 +38,12 @@ class Example:
     motion: np.ndarray  # (frames, DIM) float32
     visemes: np.ndarray  # (frames,) int8
     info: dict
+
+    @property
+    def style(self) -> Style:
+        """The speaking style its targets were made in (neutral in corpora made before
+        styles existed)."""
+        return Style(self.info.get("style", "neutral"), self.info.get("intensity", 1.0))
 
 
 def frames_for(samples: int) -> int:

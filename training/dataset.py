@@ -10,7 +10,8 @@ For an utterance and a hop start k (frames k .. k + H - 1, H = motion_spec.HOP_F
 * history: frames k - K .. k - 1 as ``MotionBuffer.last(K)`` returns them in a session that
   started with the utterance: the oldest available frame repeated in front, neutral frames
   when k = 0;
-* target: frames k .. k + H - 1.
+* target: frames k .. k + H - 1;
+* style: the utterance's speaking style (contracts/style.py), the same for all its windows.
 
 Augmentations for autoregressive use: the runtime conditions on its own (imperfect) output,
 so the history is noised (exposure bias) and sometimes replaced by neutral frames (a session
@@ -58,6 +59,7 @@ class WindowBatch:
     mel: np.ndarray  # (B, MEL_FRAMES, N_MELS) float32
     history: np.ndarray  # (B, K, DIM) motion units
     target: np.ndarray  # (B, H, DIM) motion units
+    style: np.ndarray  # (B, STYLE_DIM)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Utterance:
     features: np.ndarray  # (rows, N_MELS): row m starts at sample 160 m - PAST_SAMPLES
     pcm: np.ndarray  # int16 as the corpus stores it, zero-padded: index 0 is -PAST_SAMPLES
     motion: np.ndarray  # (frames, DIM)
+    style: np.ndarray  # (STYLE_DIM,) float32
 
     def audio(self, start: int, stop: int) -> np.ndarray:
         """Float samples [start, stop) (0 = the utterance's first sample), zeros outside,
@@ -84,7 +87,12 @@ def prepare(example: Example) -> Utterance:
     padded = np.zeros(spec.PAST_SAMPLES + frames * FRAME + spec.LOOKAHEAD_SAMPLES, np.float32)
     padded[spec.PAST_SAMPLES : spec.PAST_SAMPLES + len(example.audio)] = example.audio
     pcm = np.round(padded * PCM_SCALE).astype(np.int16)  # the corpus's own samples, exactly
-    return Utterance(audio_features.log_mel(padded), pcm, example.motion.astype(np.float32))
+    return Utterance(
+        audio_features.log_mel(padded),
+        pcm,
+        example.motion.astype(np.float32),
+        example.style.vector(),
+    )
 
 
 def load_utterances(corpus: Path, split: str | None, progress: bool = False) -> list[Utterance]:
@@ -150,6 +158,7 @@ class WindowSampler:
         mel = np.empty((batch, spec.MEL_FRAMES, spec.N_MELS), np.float32)
         history = np.empty((batch, spec.HISTORY_FRAMES, spec.DIM), np.float32)
         target = np.empty((batch, spec.HOP_FRAMES, spec.DIM), np.float32)
+        style = np.empty((batch, spec.STYLE_DIM), np.float32)
         partial = rng.random(batch) < aug.partial_prob
         for b, u in enumerate(which.tolist()):
             utt = self.utterances[u]
@@ -157,6 +166,7 @@ class WindowSampler:
             mel[b] = window(utt, k, bool(partial[b]))
             history[b] = history_of(utt.motion, k)
             target[b] = utt.motion[k : k + spec.HOP_FRAMES]
+            style[b] = utt.style
         quieter = rng.random(batch) < aug.attenuate_prob
         if quieter.any():
             gain = -rng.uniform(0.0, aug.attenuate_max_db, int(quieter.sum()))
@@ -166,7 +176,7 @@ class WindowSampler:
         history += scale[:, None, None] * self.std * rng.standard_normal(history.shape)
         history = motion_frame.clip(history)
         history[rng.random(batch) < aug.history_drop_prob] = motion_frame.neutral()
-        return WindowBatch(mel, history.astype(np.float32), target)
+        return WindowBatch(mel, history.astype(np.float32), target, style)
 
 
 def hop_windows(utterance: Utterance, partial: bool = False) -> WindowBatch:
@@ -176,4 +186,5 @@ def hop_windows(utterance: Utterance, partial: bool = False) -> WindowBatch:
         np.stack([window(utterance, k, partial) for k in starts]),
         np.stack([history_of(utterance.motion, k) for k in starts]),
         np.stack([utterance.motion[k : k + spec.HOP_FRAMES] for k in starts]),
+        np.repeat(utterance.style[None], len(starts), axis=0),
     )

@@ -127,6 +127,7 @@ def teacher_paths(
     teacher: MotionModel,
     mel: torch.Tensor,
     history: torch.Tensor,
+    style: torch.Tensor,
     noise: torch.Tensor,
     steps: int,
     guidance: float = 1.0,
@@ -134,10 +135,10 @@ def teacher_paths(
     """(steps + 1, B, H, DIM) normalised points of the teacher's Heun paths on the uniform
     grid, from the noise (index 0, t = 1) to motion (index ``steps``, t = 0)."""
     with torch.no_grad():
-        cond = teacher.condition(mel, history)
+        cond = teacher.condition(mel, history, style)
         cond_null = None
         if guidance != 1.0:
-            cond_null = teacher.condition(mel, history, torch.zeros(len(mel), 1))
+            cond_null = teacher.condition(mel, history, style, torch.zeros(len(mel), 1))
         path = [noise]
         velocity = guided_velocity(teacher, cond, cond_null, guidance)
         sample_heun(velocity, noise, schedule_uniform(steps), lambda _, z: path.append(z))
@@ -184,12 +185,12 @@ def distill(config: DistillConfig) -> Checkpoint:
     losses: list[float] = []
     started = time.monotonic()
     bar = tqdm(range(config.steps), desc="distill", disable=not config.progress)
-    path = mel = history = None
+    path = mel = history = style = None
     for step in bar:
         if step % config.reuse == 0:
-            mel, history, _ = to_tensors(sampler.sample(config.batch))
+            mel, history, _, style = to_tensors(sampler.sample(config.batch))
             noise = torch.randn(config.batch, *student.denoiser.shape, generator=gen)
-            path = teacher_paths(teacher, mel, history, noise, grid, config.guidance)
+            path = teacher_paths(teacher, mel, history, style, noise, grid, config.guidance)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config.steps, config.lr, config.warmup)
         a, b = step_pairs(config.batch, grid, config.student_steps, config.any_pair_prob, rng)
@@ -198,7 +199,7 @@ def distill(config: DistillConfig) -> Checkpoint:
         t = torch.from_numpy(1.0 - a / grid).float()[:, None]
         s = torch.from_numpy(1.0 - b / grid).float()[:, None]
         target = (zb - za) / (s - t)[:, :, None]
-        cond = student.condition(mel, history)
+        cond = student.condition(mel, history, style)
         loss = torch.mean((student.velocity_z(cond, za, t, s) - target) ** 2)
         losses.append(optimizer_step(student, ema, optimizer, loss, step, config.ema))
         if step % 50 == 0:
@@ -256,12 +257,13 @@ def compare_teacher_forced(config: CompareConfig) -> dict[str, dict[str, float]]
     windows = [hop_windows(u, partial=p) for u in utterances for p in (False, True)]
     mel = torch.from_numpy(np.concatenate([w.mel for w in windows]))
     history = torch.from_numpy(np.concatenate([w.history for w in windows]))
+    style = torch.from_numpy(np.concatenate([w.style for w in windows]))
     target = np.concatenate([w.target for w in windows])
     outputs: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
-        t_cond = teacher.condition(mel, history)
-        t_null = teacher.condition(mel, history, torch.zeros(len(mel), 1))
-        s_cond = student.condition(mel, history)
+        t_cond = teacher.condition(mel, history, style)
+        t_null = teacher.condition(mel, history, style, torch.zeros(len(mel), 1))
+        s_cond = student.condition(mel, history, style)
         for seed in range(config.seeds):
             noise = torch.randn(
                 len(mel), *teacher.denoiser.shape, generator=torch.Generator().manual_seed(seed)

@@ -48,6 +48,7 @@ def example_inputs(batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
         "mel": torch.randn(batch, spec.MEL_FRAMES, spec.N_MELS, generator=gen),
         "history": 0.1 * torch.rand(batch, spec.HISTORY_FRAMES, spec.DIM, generator=gen),
         "noise": torch.randn(batch, spec.HOP_FRAMES, spec.DIM, generator=gen),
+        "style": torch.rand(batch, spec.STYLE_DIM, generator=gen),
         "x": 0.1 * torch.randn(batch, spec.HOP_FRAMES, spec.DIM, generator=gen),
         "t": torch.rand(batch, 1, generator=gen),
         "s": torch.rand(batch, 1, generator=gen) * 0.5,
@@ -61,7 +62,7 @@ def export_graphs(checkpoint: Checkpoint, which: str, out_dir: Path) -> tuple[Pa
     paths = tuple(out_dir / name for name in spec.graph_files(which))
     inputs = example_inputs(1)
     with torch.no_grad():
-        cond, _ = model.encode(inputs["mel"], inputs["history"], inputs["noise"])
+        cond, _ = model.encode(inputs["mel"], inputs["history"], inputs["noise"], inputs["style"])
         inputs["cond"] = cond
         graphs = (
             (EncoderGraph(model), spec.ENCODER_INPUTS, spec.ENCODER_OUTPUTS, paths[0]),
@@ -80,7 +81,9 @@ def parity(checkpoint: Checkpoint, paths: tuple[Path, Path], batch: int, seed: i
     model = checkpoint.model.eval()
     inputs = example_inputs(batch, seed)
     with torch.no_grad():
-        cond, x_init = model.encode(inputs["mel"], inputs["history"], inputs["noise"])
+        cond, x_init = model.encode(
+            inputs["mel"], inputs["history"], inputs["noise"], inputs["style"]
+        )
         inputs["cond"] = cond
         velocity = model.velocity(cond, inputs["x"], inputs["t"], inputs["s"])
     expected = ({"cond": cond, "x_init": x_init}, {"velocity": velocity})

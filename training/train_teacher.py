@@ -118,11 +118,14 @@ def run_info(config: object, ema: torch.nn.Module, losses: list[float], started:
     }
 
 
-def to_tensors(batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def to_tensors(
+    batch: WindowBatch,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return (
         torch.from_numpy(batch.mel),
         torch.from_numpy(batch.history),
         torch.from_numpy(batch.target),
+        torch.from_numpy(batch.style),
     )
 
 
@@ -138,13 +141,14 @@ def flow_matching_loss(
     mel: torch.Tensor,
     history: torch.Tensor,
     target: torch.Tensor,
+    style: torch.Tensor,
     audio_keep: torch.Tensor,
     t: torch.Tensor,
     noise: torch.Tensor,
 ) -> torch.Tensor:
     z0 = model.normalise(target)
     zt = (1.0 - t[:, :, None]) * z0 + t[:, :, None] * noise
-    cond = model.condition(mel, history, audio_keep)
+    cond = model.condition(mel, history, style, audio_keep)
     velocity = model.velocity_z(cond, zt, t, t)
     return torch.mean((velocity - (noise - z0)) ** 2)
 
@@ -165,11 +169,11 @@ def train_teacher(config: TeacherConfig) -> Checkpoint:
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config.steps, config.lr, config.warmup)
-        mel, history, target = to_tensors(sampler.sample(config.batch))
+        mel, history, target, style = to_tensors(sampler.sample(config.batch))
         keep = (torch.rand(config.batch, 1, generator=gen) >= config.audio_dropout).float()
         t = sample_times(config.batch, config.uniform_time_prob, gen)
         noise = torch.randn(target.shape, generator=gen)
-        loss = flow_matching_loss(model, mel, history, target, keep, t, noise)
+        loss = flow_matching_loss(model, mel, history, target, style, keep, t, noise)
         losses.append(optimizer_step(model, ema, optimizer, loss, step, config.ema))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
