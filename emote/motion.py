@@ -48,6 +48,7 @@ def cmd_motion(args: argparse.Namespace) -> int:
         "motion": args.motion,
         "seed": args.seed,
         "steps": args.steps,
+        "style": str(args.style),
         "audio": audio.name,
     }
     frames = motion_from_audio(audio, generator)

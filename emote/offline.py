@@ -142,13 +142,15 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def _render_motion_file(args: argparse.Namespace) -> int:
     from contracts.motion_file import MotionFileError, read_motion_file
+    from contracts.style import NEUTRAL
     from engines.motion_generators import DEFAULT_MOTION
     from engines.pipeline import render_motion_file
 
-    if args.motion != DEFAULT_MOTION or args.steps is not None or args.motion_models:
+    chosen = args.motion != DEFAULT_MOTION or args.steps is not None or args.motion_models
+    if chosen or args.style != NEUTRAL:
         raise CliError(
-            "--motion-file renders the motion it holds; --motion, --steps and --motion-models "
-            "choose a generator instead: give one or the other"
+            "--motion-file renders the motion it holds; --motion, --steps, --motion-models "
+            "and --style choose a generator instead: give one or the other"
         )
     # Everything is read and checked before any avatar work: a bad file changes nothing.
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from contracts.style import NEUTRAL, STYLES, Style
 from emote.errors import CliError
 from engines.motion_stream import MotionGenerator
 
@@ -31,9 +32,21 @@ def make_generator(args: argparse.Namespace) -> MotionGenerator:
     from engines.motion_generators import make_generator as make
 
     try:
-        return make(args.motion, seed=args.seed, steps=args.steps, models_dir=args.motion_models)
+        generator = make(
+            args.motion, seed=args.seed, steps=args.steps, models_dir=args.motion_models
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    generator.set_style(args.style)
+    return generator
+
+
+def parse_style(text: str) -> Style:
+    """argparse type of ``--style``: a clear error for an unknown name or intensity."""
+    try:
+        return Style.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def add_motion_arguments(parser: argparse.ArgumentParser, default: str) -> None:
@@ -56,4 +69,11 @@ def add_motion_arguments(parser: argparse.ArgumentParser, default: str) -> None:
         type=Path,
         default=None,
         help="folder of the learned motion graphs (default: the shipped assets/models)",
+    )
+    parser.add_argument(
+        "--style",
+        type=parse_style,
+        default=NEUTRAL,
+        metavar="NAME[:INTENSITY]",
+        help=f"speaking style: {', '.join(STYLES)}, intensity 0-1 (default 1), e.g. happy:0.6",
     )

@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         motion=args.motion,
         steps=args.steps,
         motion_models=args.motion_models,
+        style=args.style,
     )
     if args.max_sessions is not None:
         if args.max_sessions < 1:

@@ -9,8 +9,10 @@ velocity between t and s, so 1-4 steps follow the teacher's path (training/disti
 * ``AudioEncoder``: 1-D convolutions over the log-mel window, strided down to ~80 ms
   resolution, flattened (the position of a sound in the window matters: the frames being
   generated sit at a fixed place in it) and projected to ``width``.
-* ``ConditionEncoder``: audio encoding + the normalised history frames -> ``cond``. A learned
-  "no audio" embedding replaces the audio part for classifier-free guidance training.
+* ``ConditionEncoder``: audio encoding + the normalised history frames + the speaking style
+  (contracts/style.py) -> ``cond``. A learned "no audio" embedding replaces the audio part
+  for classifier-free guidance training (the style stays: guidance sharpens the audio's
+  effect, not the style's).
 * ``MotionDenoiser``: an MLP over the flattened hop with adaptive LayerNorm blocks
   (scale and shift from ``cond`` + time embeddings, as in DiT).
 
@@ -43,6 +45,7 @@ class MotionModelConfig:
     hop_frames: int = spec.HOP_FRAMES
     history_frames: int = spec.HISTORY_FRAMES
     dim: int = spec.DIM
+    style_dim: int = spec.STYLE_DIM
 
     @staticmethod
     def from_dict(values: dict) -> MotionModelConfig:
@@ -91,22 +94,29 @@ class AudioEncoder(nn.Module):
 
 
 class ConditionEncoder(nn.Module):
-    """Audio window + normalised history (B, K, DIM) -> conditioning (B, width)."""
+    """Audio window + normalised history (B, K, DIM) + style (B, STYLE_DIM) -> conditioning
+    (B, width)."""
 
     def __init__(self, config: MotionModelConfig) -> None:
         super().__init__()
         self.audio = AudioEncoder(config)
         self.history = nn.Linear(config.history_frames * config.dim, config.width)
+        self.style = nn.Linear(config.style_dim, config.width)
         self.no_audio = nn.Parameter(torch.zeros(config.width))
         self.out = nn.Linear(config.width, config.width)
 
     def forward(
-        self, mel: torch.Tensor, history_z: torch.Tensor, audio_keep: torch.Tensor | None = None
+        self,
+        mel: torch.Tensor,
+        history_z: torch.Tensor,
+        style: torch.Tensor,
+        audio_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         audio = self.audio(mel)
         if audio_keep is not None:  # (B, 1): 1 = hear the audio, 0 = the "no audio" embedding
             audio = audio * audio_keep + self.no_audio * (1.0 - audio_keep)
-        return self.out(nn.functional.silu(audio + self.history(history_z.flatten(1))))
+        h = audio + self.history(history_z.flatten(1)) + self.style(style)
+        return self.out(nn.functional.silu(h))
 
 
 class AdaBlock(nn.Module):
@@ -191,10 +201,14 @@ class MotionModel(nn.Module):
     # --- latent space (training) ---------------------------------------------------------
 
     def condition(
-        self, mel: torch.Tensor, history: torch.Tensor, audio_keep: torch.Tensor | None = None
+        self,
+        mel: torch.Tensor,
+        history: torch.Tensor,
+        style: torch.Tensor,
+        audio_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``history`` in motion units."""
-        return self.encoder(mel, self.normalise(history), audio_keep)
+        return self.encoder(mel, self.normalise(history), style, audio_keep)
 
     def velocity_z(
         self, cond: torch.Tensor, z: torch.Tensor, t: torch.Tensor, s: torch.Tensor
@@ -204,9 +218,9 @@ class MotionModel(nn.Module):
     # --- motion units (the exported graphs) ----------------------------------------------
 
     def encode(
-        self, mel: torch.Tensor, history: torch.Tensor, noise: torch.Tensor
+        self, mel: torch.Tensor, history: torch.Tensor, noise: torch.Tensor, style: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.condition(mel, history), self.denormalise(noise)
+        return self.condition(mel, history, style), self.denormalise(noise)
 
     def velocity(
         self, cond: torch.Tensor, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor
@@ -215,14 +229,14 @@ class MotionModel(nn.Module):
 
 
 class EncoderGraph(nn.Module):
-    """The exported encoder: (mel, history, noise) -> (cond, x_init)."""
+    """The exported encoder: (mel, history, noise, style) -> (cond, x_init)."""
 
     def __init__(self, model: MotionModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, mel, history, noise):
-        return self.model.encode(mel, history, noise)
+    def forward(self, mel, history, noise, style):
+        return self.model.encode(mel, history, noise, style)
 
 
 class DenoiserGraph(nn.Module):

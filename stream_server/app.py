@@ -18,6 +18,7 @@ from aiohttp import BodyPartReader, web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from contracts.paths import WEB_CLIENT
+from contracts.style import NEUTRAL, STYLES, Style
 from engines.avatar import AvatarError
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
 from stream_server import video_codec
@@ -31,6 +32,7 @@ from stream_server.session import Session, default_margin_s
 log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 64 * 1024
+MAX_STYLE_BYTES = 1024
 DISCONNECT_GRACE_S = 2.0  # "disconnected" may recover; "failed"/"closed" end at once
 CONNECT_TIMEOUT_S = 15.0  # an answered offer whose peer never connects
 PEER_SILENCE_S = 3.0  # no RTCP receiver report from the client for this long: it is gone
@@ -46,6 +48,7 @@ class ServerConfig:
     motion: str = DEFAULT_LIVE_MOTION  # engines/motion_generators.py
     steps: int | None = None  # sampling steps of a learned motion model (None: its default)
     motion_models: Path | None = None  # folder of the learned graphs (None: assets/models)
+    style: Style = NEUTRAL  # a new session's speaking style (the offer or the API may set it)
     margin_ms: float | None = None  # every session's compute margin (None: default_margin_s)
     render_slots: int | None = None  # render processes, all sessions (None: default_slots)
 
@@ -60,6 +63,25 @@ class LiveSession:
 
 def error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def style_of(params: object, default: Style | None) -> Style:
+    """The style a request names ({"style": NAME, "intensity": 0..1}; intensity defaults to
+    1), or ``default`` when it names none (None: the style is required). Raises ValueError
+    with the reason."""
+    if not isinstance(params, dict):
+        raise ValueError('expected a JSON object: {"style": NAME, "intensity": 0..1}')
+    name = params.get("style")
+    if name is None:
+        if default is None:
+            raise ValueError(f"'style' is required: one of {', '.join(STYLES)}")
+        return default
+    intensity = params.get("intensity", 1.0)
+    if not isinstance(name, str):
+        raise ValueError(f"'style' must be one of {', '.join(STYLES)}")
+    if isinstance(intensity, bool) or not isinstance(intensity, int | float):
+        raise ValueError("'intensity' must be a number in [0, 1]")
+    return Style(name, float(intensity))
 
 
 class AvatarServer:
@@ -111,6 +133,7 @@ class AvatarServer:
             web.post("/offer", self.offer),
             web.get("/api/sessions/{session_id}", self.session_stats),
             web.post("/api/sessions/{session_id}/interrupt", self.interrupt),
+            web.post("/api/sessions/{session_id}/style", self.set_style),
             web.delete("/api/sessions/{session_id}", self.delete_session),
             web.static("/static", WEB_CLIENT, show_index=False),
         ]
@@ -182,6 +205,10 @@ class AvatarServer:
         avatar_id = params.get("avatar") or self.avatars.default_id
         if not isinstance(avatar_id, str) or self.avatars.get(avatar_id) is None:
             return error(404, f"unknown avatar {avatar_id!r}")
+        try:
+            style = style_of(params, self.config.style)
+        except ValueError as exc:
+            return error(400, str(exc))
         if len(self.sessions) >= self.config.max_sessions or self.pool is None:
             self.metrics.rejected.inc()
             return error(
@@ -190,7 +217,7 @@ class AvatarServer:
                 **{"Retry-After": str(RETRY_AFTER_S)},
             )
         try:
-            answer, session_id = await self._connect(sdp, avatar_id)
+            answer, session_id = await self._connect(sdp, avatar_id, style)
         except ValueError as exc:
             return error(400, f"malformed offer: {exc}")
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session_id})
@@ -208,6 +235,7 @@ class AvatarServer:
                 "motion": self.config.motion,
                 "motion_seed": self.config.seed,
                 "motion_steps": self.config.steps,
+                **s.style.to_dict(),
                 "age_s": round(time.monotonic() - s.created, 1),
                 **s.stats.as_json(),
             }
@@ -220,6 +248,25 @@ class AvatarServer:
         live.session.clear_buffer()
         return web.json_response({"interrupted": True})
 
+    async def set_style(self, request: web.Request) -> web.Response:
+        """Change a live session's speaking style: {"style": NAME, "intensity": 0..1}."""
+        live = self.sessions.get(request.match_info["session_id"])
+        if live is None:
+            return error(404, "unknown session")
+        if request.content_length is None:
+            return error(411, "send the style as JSON with a Content-Length")
+        if request.content_length > MAX_STYLE_BYTES:
+            return error(413, f"the style must be at most {MAX_STYLE_BYTES} bytes of JSON")
+        try:
+            params = json.loads(await request.text())
+            style = style_of(params, None)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return error(400, 'the style must be JSON: {"style": NAME, "intensity": 0..1}')
+        except ValueError as exc:
+            return error(400, str(exc))
+        live.session.set_style(style)
+        return web.json_response(style.to_dict())
+
     async def delete_session(self, request: web.Request) -> web.Response:
         session_id = request.match_info["session_id"]
         if session_id not in self.sessions:
@@ -229,7 +276,9 @@ class AvatarServer:
 
     # -- sessions --------------------------------------------------------------------------
 
-    async def _connect(self, sdp: str, avatar_id: str) -> tuple[RTCSessionDescription, str]:
+    async def _connect(
+        self, sdp: str, avatar_id: str, style: Style
+    ) -> tuple[RTCSessionDescription, str]:
         pool = self.pool  # the avatar is known (offer checked) and its rig on disk (store)
         assert pool is not None
         session_id = uuid.uuid4().hex
@@ -248,6 +297,7 @@ class AvatarServer:
             self.metrics,
             self.margin_s,
             pool.slots,
+            style,
         )
         pc = RTCPeerConnection()
         live = LiveSession(session, pc)

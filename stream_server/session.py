@@ -44,6 +44,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from contracts.clock import FPS, SAMPLE_RATE
+from contracts.style import NEUTRAL, Style
 from engines.audio_io import OUTPUT_RATE, mono_resampler, resample_mono
 from engines.motion_stream import MotionGenerator, MotionStream
 from stream_server.clock_fit import ArrivalFitter, SessionClock
@@ -88,6 +89,7 @@ class Session:
         metrics: Metrics,
         margin_s: float = MARGIN_PER_LOAD_S,
         slots: RenderSlots | None = None,
+        style: Style = NEUTRAL,
     ) -> None:
         self.id = session_id
         self.avatar_id = avatar_id
@@ -115,6 +117,9 @@ class Session:
         self._pending: list[tuple[int, np.ndarray]] = []  # generated, not yet rendered
         self._interrupt = threading.Event()
         self._interrupted_at = -1.0  # monotonic time of the last interrupt
+        generator.set_style(style)
+        self.style = style  # as last set; the worker hands it to the generator between hops
+        self._style_applied = style
         self._sender_offset: float | None = None  # our clock - the sender's audio clock
         self._last_sent = 0.0
         self._stop = threading.Event()
@@ -198,6 +203,11 @@ class Session:
 
     interrupt = clear_buffer  # the HTTP API's name (POST /api/sessions/{id}/interrupt)
 
+    def set_style(self, style: Style) -> None:
+        """Speak in ``style`` from the next hop on (the worker applies it between hops, so
+        a hop never mixes two styles)."""
+        self.style = style
+
     @property
     def interrupt_pending(self) -> bool:
         """An interrupt the worker has not handled yet."""
@@ -217,6 +227,10 @@ class Session:
                 if self._interrupt.is_set():
                     self._handle_interrupt()
                     item = None  # taken before the interrupt was seen: it is interrupted speech
+                style = self.style  # one read: the latest style set wins
+                if style is not self._style_applied:
+                    self._stream.generator.set_style(style)
+                    self._style_applied = style
                 if item is None:
                     self._fill_silence()
                 else:

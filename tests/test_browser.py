@@ -159,6 +159,7 @@ BACKGROUND_BOX = (0, 0, 64, 64)  # the painting's sky, pinned by the renderer
 
 def test_microphone_call_streams_a_talking_portrait(page, server: str, tmp_path: Path) -> None:
     page.check("#source-mic")
+    page.select_option("#style", "happy")  # sent with the offer
     page.click("#start")
 
     page.wait_for_function("window.emoteStats.framesDecoded > 50", timeout=30_000)
@@ -200,6 +201,17 @@ def test_microphone_call_streams_a_talking_portrait(page, server: str, tmp_path:
     # The stats panel shows the numbers, not dashes.
     assert page.inner_text("#stat-fps") != "–"
     assert page.inner_text("#stat-server-latency").endswith("ms")
+
+    # The speaking style: chosen before the call, changed during it.
+    session_url = f"{server}/api/sessions/{stats['sessionId']}"
+    assert _get_json(session_url)["style"] == "happy"
+    page.select_option("#style", "sad")
+    page.fill("#intensity", "0.5")
+    page.dispatch_event("#intensity", "input")
+    deadline = time.monotonic() + 5
+    while _get_json(session_url)["style"] != "sad" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (_get_json(session_url)["style"], _get_json(session_url)["intensity"]) == ("sad", 0.5)
 
     page.click("#interrupt")
     page.wait_for_selector("#message:has-text('Interrupted')")

@@ -269,6 +269,12 @@ def bad_offers() -> list[tuple[str, dict[str, Any], int]]:
         ("no-video", {"json": {"sdp": audio_only, "type": "offer"}}, 400),
         ("no-vp8", {"json": {"sdp": h264_only, "type": "offer"}}, 400),
         ("unknown-avatar", {"json": {"sdp": good, "type": "offer", "avatar": "nobody"}}, 404),
+        ("unknown-style", {"json": {"sdp": good, "type": "offer", "style": "joyful"}}, 400),
+        (
+            "style-too-strong",
+            {"json": {"sdp": good, "type": "offer", "style": "happy", "intensity": 3}},
+            400,
+        ),
         ("too-large", {"json": {"sdp": good + "a=x\r\n" * 20_000, "type": "offer"}}, 413),
     ]
 
@@ -288,6 +294,7 @@ def test_unknown_sessions_are_404(server: str) -> None:
         ("GET", "/api/sessions/nope"),
         ("DELETE", "/api/sessions/nope"),
         ("POST", "/api/sessions/nope/interrupt"),
+        ("POST", "/api/sessions/nope/style"),
     ):
         reply = request(method, server + path)
         assert reply.status == 404, (method, path)
@@ -319,6 +326,8 @@ def test_a_real_session_works_after_bad_requests(server: str) -> None:
         assert stats["session_id"] == client.session_id
         assert stats["frames_sent"] >= 25
         assert stats["latency_ms"] > 0
+        assert (stats["style"], stats["intensity"]) == ("neutral", 1.0)
+        await _styles_change_and_bad_ones_change_nothing(server, client.session_id)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{server}/healthz") as r:
                 assert (await r.json())["sessions"] == 1
@@ -330,6 +339,28 @@ def test_a_real_session_works_after_bad_requests(server: str) -> None:
 
     asyncio.run(scenario())
     wait_for_sessions(server, 0, timeout_s=2.0)
+
+
+async def _styles_change_and_bad_ones_change_nothing(server: str, session_id: str) -> None:
+    url = f"{server}/api/sessions/{session_id}/style"
+    good = await _request("POST", url, json={"style": "happy", "intensity": 0.6})
+    assert good.status == 200 and good.json() == {"style": "happy", "intensity": 0.6}
+    bad = [
+        {"json": {"style": "joyful"}},
+        {"json": {"style": "sad", "intensity": 1.5}},
+        {"json": {"style": "sad", "intensity": "loud"}},
+        {"json": {"style": "sad", "intensity": True}},
+        {"json": {"intensity": 0.5}},
+        {"json": ["happy"]},
+        {"data": b"happy", "headers": {"Content-Type": "text/plain"}},
+        {"json": {"style": "sad", "pad": "x" * 2000}},
+    ]
+    for kwargs in bad:
+        reply = await _request("POST", url, **kwargs)
+        assert reply.status in (400, 413), (kwargs, reply.status)
+        reply.error()
+    stats = (await _request("GET", f"{server}/api/sessions/{session_id}")).json()
+    assert (stats["style"], stats["intensity"]) == ("happy", 0.6)
 
 
 def rejected_total(url: str) -> int:

@@ -3,6 +3,8 @@ motion frames; the dsp generator speaks in them."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -110,3 +112,25 @@ def test_dsp_speaks_in_the_style_and_glides_into_it() -> None:
     steps = np.diff(brow[38:])
     assert steps.max() < 0.35  # eased in, not a jump
     assert brow[-5:].mean() > 0.5
+
+
+def test_a_session_hands_its_style_to_the_generator_between_hops() -> None:
+    from stream_server.metrics import Metrics
+    from stream_server.session import Session
+
+    generator = DspMotionGenerator()
+    face = np.zeros((512, 512, 3), np.uint8)
+    session = Session("s", "a", lambda motion: face, generator, Metrics(), style=Style("sad"))
+    assert generator.style == Style("sad")  # from the first frame
+    session.set_style(Style("angry", 0.5))
+    assert session.style == Style("angry", 0.5)
+    assert generator.style == Style("sad")  # not under the worker's feet
+    session.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while generator.style != Style("angry", 0.5):
+            assert time.monotonic() < deadline, "the worker never applied the style"
+            time.sleep(0.02)
+    finally:
+        session.stop()
+        session.join()

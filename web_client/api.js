@@ -41,6 +41,8 @@ export const postOffer = (offer) => request('POST', '/offer', offer);
 export const sessionStats = (id) => request('GET', `/api/sessions/${encodeURIComponent(id)}`);
 export const interruptSession = (id) =>
   request('POST', `/api/sessions/${encodeURIComponent(id)}/interrupt`);
+export const setSessionStyle = (id, style, intensity) =>
+  request('POST', `/api/sessions/${encodeURIComponent(id)}/style`, { style, intensity });
 export const deleteSession = (id) =>
   request('DELETE', `/api/sessions/${encodeURIComponent(id)}`);
 

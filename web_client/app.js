@@ -1,6 +1,8 @@
 // The page: portrait gallery and upload, audio source, the call, live stats.
 
-import { ApiError, interruptSession, listAvatars, sessionStats, uploadAvatar } from './api.js';
+import {
+  ApiError, interruptSession, listAvatars, sessionStats, setSessionStyle, uploadAvatar,
+} from './api.js';
 import { AvatarCall, Cancelled, fileSource, microphoneSource } from './rtc.js';
 import { ReceiveStats } from './stats.js';
 
@@ -24,6 +26,9 @@ const el = {
   audioFileName: $('audio-file-name'),
   start: $('start'),
   interrupt: $('interrupt'),
+  style: $('style'),
+  intensity: $('intensity'),
+  intensityValue: $('intensity-value'),
   stop: $('stop'),
   meter: $('meter-fill'),
   message: $('message'),
@@ -245,7 +250,7 @@ async function start() {
     }
   };
 
-  const call = new AvatarCall({ avatarId: state.selectedId, source });
+  const call = new AvatarCall({ avatarId: state.selectedId, source, style: chosenStyle });
   state.call = call;
   call.addEventListener('phase', (event) => onCallPhase(call, event.detail));
   call.addEventListener('ended', (event) => {
@@ -339,6 +344,31 @@ el.interrupt.addEventListener('click', async () => {
   } catch (err) {
     showMessage(`Interrupt failed: ${err.message}`);
   }
+});
+
+// -- speaking style: sent with the offer, changed live during a call --------------------------
+
+function chosenStyle() {
+  return { style: el.style.value, intensity: Number(el.intensity.value) };
+}
+
+let styleTimer = null;
+async function sendStyle() {
+  const call = state.call;
+  if (!call?.sessionId) return; // not live yet: the offer will carry it
+  const { style, intensity } = chosenStyle();
+  try {
+    await setSessionStyle(call.sessionId, style, intensity);
+  } catch (err) {
+    showMessage(`Style change failed: ${err.message}`);
+  }
+}
+
+el.style.addEventListener('change', sendStyle);
+el.intensity.addEventListener('input', () => {
+  el.intensityValue.textContent = Number(el.intensity.value).toFixed(2);
+  clearTimeout(styleTimer); // a drag sends its last value, not every step
+  styleTimer = setTimeout(sendStyle, 150);
 });
 
 window.addEventListener('pagehide', () => {

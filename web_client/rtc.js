@@ -122,9 +122,10 @@ function minimizePlayoutDelay(receiver) {
  *   ended   {message?: string}  the call is over (after stop(), or it failed)
  */
 export class AvatarCall extends EventTarget {
-  constructor({ avatarId, source }) {
+  constructor({ avatarId, source, style = null }) {
     super();
     this.avatarId = avatarId;
+    this.style = style; // () => ({ style, intensity }): read when the offer is sent
     this.source = source;
     this.pc = null;
     this.sessionId = null;
@@ -165,7 +166,10 @@ export class AvatarCall extends EventTarget {
     await waitForIceGathering(pc); // the server takes no trickled candidates
     this._check();
 
-    const offer = { sdp: pc.localDescription.sdp, type: pc.localDescription.type, avatar: this.avatarId };
+    const offer = {
+      sdp: pc.localDescription.sdp, type: pc.localDescription.type, avatar: this.avatarId,
+      ...(this.style ? this.style() : {}),
+    };
     let answer;
     for (;;) {
       try {
