@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="singing and rap clips, rendered (default: ../shared/assets/singing if present)",
     )
     evaluate.add_argument("--no-songs", action="store_true", help="skip singing and rap")
+    evaluate.add_argument(
+        "--no-styles", action="store_true", help="skip rendering the speaking styles"
+    )
     evaluate.add_argument("--image", type=Path, default=DEFAULT_PORTRAIT)
     evaluate.add_argument("--seeds", type=int, default=4, help="seeds for head-motion variety")
     evaluate.add_argument("--no-render", action="store_true", help="motion metrics only")
@@ -163,6 +166,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         corpus=corpus,
         speech_dir=args.speech,
         songs_dir=songs,
+        styles=not args.no_styles,
         image=args.image,
         render=not args.no_render,
         seeds=args.seeds,
