@@ -276,6 +276,8 @@ def evaluate(config: EvalConfig) -> dict:
                 results[name]["rendered_per_clip"] = render_rows
             if renderer is not None and config.styles:
                 results[name]["styles"] = _evaluate_styles(factory, clips[0][1], renderer)
+            if renderer is not None:
+                results[name]["onsets"] = _evaluate_onsets(factory, config.speech_dir, renderer)
 
     if config.songs_dir is not None and renderer is not None:
         _evaluate_songs(config, renderer, results)
@@ -283,6 +285,24 @@ def evaluate(config: EvalConfig) -> dict:
         renderer.close()
     results["_meta"] = {"wall_seconds": round(time.perf_counter() - t0, 1)}
     return results
+
+
+def _evaluate_onsets(factory: GeneratorFactory, speech_dir: Path, renderer: _Renderer) -> dict:
+    """Speech bursts after 1 s pauses (training/evaluate_onsets.py); ``deterministic``: the
+    same program generated twice gives the same frames."""
+    from engines.audio_io import decode_audio
+    from training.evaluate_onsets import burst_program, onset_metrics, read_words
+
+    clips = [
+        (decode_audio(path.with_name(path.name.removesuffix(".phones.json") + ".wav")),
+         read_words(path))
+        for path in sorted(speech_dir.glob("*.phones.json"))
+    ]  # fmt: skip
+    audio, bursts, pauses = burst_program(clips)
+    frames = run_generator(factory(0), audio)
+    again = run_generator(factory(0), audio)
+    metrics = onset_metrics(renderer.track(frames), bursts, pauses)
+    return metrics | {"deterministic": float(np.array_equal(frames, again))}
 
 
 def _evaluate_styles(factory: GeneratorFactory, audio: np.ndarray, renderer: _Renderer) -> dict:
@@ -380,6 +400,10 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("heldout_voices", "mouth_mae", "mouth blendshape error (held-out voices)", "lower"),
     ("", "hop_smoothness", "hop boundary / in-hop change (1 = seamless)", "closer to 1"),
     ("", "head_variety_rad", "head motion variety across seeds, rad", "higher"),
+    ("onsets", "onset_in_window", "onsets after 1 s pauses within -60..+40 ms", "higher"),
+    ("onsets", "onset_median_ms", "onset: median mouth onset - first vowel, ms", "in -60..40"),
+    ("onsets", "onset_missed", "onsets missed (no opening within 400 ms)", "lower"),
+    ("onsets", "bilabials_shut", "p/b/m before the first vowel kept shut", "higher"),
     ("styles", "reads", "speaking styles that read on FaceMesh (of 4)", "higher"),
     ("songs", "mouth_range", "singing: mouth range p95-p5 (face heights)", "higher"),
     ("songs", "envelope_corr", "singing: corr with voice-band envelope", "higher"),
