@@ -18,7 +18,11 @@ Noise: each frame has its own noise vector, a pure function of (seed, frame inde
 hop's noise is its frames' vectors. Hops that overlap (a live stream asks for frame k, then
 k + 1, each time sampling the hop k, k + 1) therefore agree on the noise of the frames they
 share, so the sample drawn for a frame does not jump between hops. ``temperature`` scales
-the noise (< 1: closer to the most likely motion, less variety).
+the noise of the mouth's fields (< 1: closer to the most likely motion, less variety: the
+mouth follows the audio), ``face_temperature`` that of the rest (head, brows, eyes, gaze:
+motion the audio only loosely decides, which a cold sample flattens: at 0.5 the model
+blinked 0-2 times in 7-13 s and its head moved half as much as at 0.8; at 1.0 a head
+sometimes swung far; docs/benchmarks.md, "Motion v2").
 
 Determinism: nothing carries state between calls except a barge-in, so the output depends
 only on the seed, the audio, the history and how the calls split the frames into hops.
@@ -46,7 +50,11 @@ from engines.sampler import SAMPLERS, schedule_uniform
 DEFAULT_STEPS = {"student": 2, "teacher": 24}
 DEFAULT_SAMPLER = {"student": "flow_map", "teacher": "heun"}
 STUDENT_MAX_STEPS = 4  # what distillation trained (training/distill.py)
-DEFAULT_TEMPERATURE = 0.5  # swept 0.5/0.8/1.0 on rendered frames: docs/benchmarks.md
+DEFAULT_TEMPERATURE = 0.5  # the mouth: swept 0.5/0.8/1.0 on rendered frames (benchmarks.md)
+DEFAULT_FACE_TEMPERATURE = 0.8  # head, brows, eyes, gaze: swept 0.5/0.8/1.0 (benchmarks.md)
+MOUTH_FIELDS = [
+    i for i, name in enumerate(motion_frame.FIELDS) if name.startswith(("jaw", "mouth"))
+]
 RESET_EASE_FRAMES = 5  # 200 ms
 TRAIN_HINT = (
     "run `emote train motion` (or: python -m training.export_motion --pipeline --corpus DIR)"
@@ -72,6 +80,7 @@ class LearnedMotionGenerator:
         threads: int = 1,
         temperature: float = DEFAULT_TEMPERATURE,
         graphs: tuple[Engine, Engine] | None = None,
+        face_temperature: float = DEFAULT_FACE_TEMPERATURE,
     ) -> None:
         if which not in spec.WHICH:
             raise ValueError(f"unknown motion model {which!r}; choose from {spec.WHICH}")
@@ -87,6 +96,9 @@ class LearnedMotionGenerator:
         self.schedule = schedule_uniform(self.steps)
         self.seed = int(seed)
         self.temperature = float(temperature)
+        self.face_temperature = float(face_temperature)
+        self._temperatures = np.full(spec.DIM, self.face_temperature, np.float32)
+        self._temperatures[MOUTH_FIELDS] = self.temperature
         if graphs is not None:  # e.g. the torch reference (export.torch_engines.motion_engines)
             self.encoder, self.denoiser = graphs
         elif backend in ("onnxruntime", "tensorrt"):
@@ -146,8 +158,9 @@ class LearnedMotionGenerator:
 
     def sample_hop(self, window: np.ndarray, history: np.ndarray, frame: int) -> np.ndarray:
         """(HOP_FRAMES, DIM) frames for the hop starting at ``frame`` from its full window."""
-        noise = self.temperature * np.stack(
-            [self._frame_noise(f) for f in range(frame, frame + spec.HOP_FRAMES)]
+        noise = (
+            self._temperatures
+            * np.stack([self._frame_noise(f) for f in range(frame, frame + spec.HOP_FRAMES)])
         )[None].astype(np.float32)
         mel = self._features(window, frame)
         encoded = self.encoder.run(

@@ -140,7 +140,7 @@ VISEMES: dict[str, VisemeSpec] = {
     # Lower lip rolled in under the upper teeth, upper lip lifted a little to show them.
     "FV": VisemeSpec(
         {"jawOpen": 0.1, "mouthRollLower": 0.55, **_pair("mouthUpperUp", 0.2)},
-        (0.8, 0.5, 0.5, 1.0), lead=0.06, lag=0.06,
+        (0.9, 0.5, 0.5, 1.0), lead=0.06, lag=0.06,
     ),
     # A small gap with the teeth visible: the tongue tip sits between them.
     "TH": VisemeSpec(
@@ -180,13 +180,15 @@ VISEMES: dict[str, VisemeSpec] = {
         {"jawOpen": 0.06, "mouthPucker": 0.7, "mouthFunnel": 0.25},
         (0.6, 1.0, 0.8, 0.6), lead=0.08, lag=0.1,
     ),
-    # Jaw well down and the lower lip with it: the clearest open shape.
+    # Jaw well down and the lower lip with it: the clearest open shape. The open vowels part
+    # the lips as far as dsp's do (lowerDown 0.45-0.5, upperUp 0.22-0.25): with less, FaceMesh
+    # read the rendered mouth at a third of dsp's opening (docs/benchmarks.md, "Motion v2").
     "AA": VisemeSpec(
-        {"jawOpen": 0.6, **_pair("mouthLowerDown", 0.35), **_pair("mouthUpperUp", 0.1)},
+        {"jawOpen": 0.6, **_pair("mouthLowerDown", 0.5), **_pair("mouthUpperUp", 0.22)},
         (1.0, 0.6, 0.6, 0.5), lead=0.06, lag=0.14,
     ),
     "AE": VisemeSpec(
-        {"jawOpen": 0.42, **_pair("mouthLowerDown", 0.3), **_pair("mouthUpperUp", 0.15),
+        {"jawOpen": 0.42, **_pair("mouthLowerDown", 0.45), **_pair("mouthUpperUp", 0.25),
          **_pair("mouthStretch", 0.25), **_pair("mouthSmile", 0.1)},
         (0.9, 0.6, 0.7, 0.5), lead=0.06, lag=0.14,
     ),
@@ -197,7 +199,8 @@ VISEMES: dict[str, VisemeSpec] = {
         (0.8, 0.7, 0.9, 0.5), lead=0.06, lag=0.14,
     ),
     "AO": VisemeSpec(
-        {"jawOpen": 0.45, "mouthFunnel": 0.5, "mouthPucker": 0.15, **_pair("mouthLowerDown", 0.15)},
+        {"jawOpen": 0.45, "mouthFunnel": 0.5, "mouthPucker": 0.15, **_pair("mouthLowerDown", 0.3),
+         **_pair("mouthUpperUp", 0.12)},
         (0.9, 0.9, 0.7, 0.5), lead=0.08, lag=0.14,
     ),
     "UW": VisemeSpec(
@@ -380,6 +383,9 @@ def _sealed(mouth: np.ndarray, kind: str) -> np.ndarray:
         m[:, p["mouthRollUpper"]] = np.maximum(m[:, p["mouthRollUpper"]], 0.1)
     else:
         m[:, p["mouthClose"]] = 0.0
+        for side in ("Left", "Right"):  # the upper lip bares the teeth no more than /f/ does
+            up = p[f"mouthUpperUp{side}"]
+            m[:, up] = np.minimum(m[:, up], TARGETS[VISEME_INDEX[kind], up])
         m[:, p["mouthRollLower"]] = np.maximum(m[:, p["mouthRollLower"]], 0.5)
         m[:, p["mouthPucker"]] *= 0.5
     return m
