@@ -74,6 +74,26 @@ UPPER: np.ndarray = _UPPER
 # ARKit "Left"/"Right" are the subject's own sides, as in ARKit.
 
 
+# The head turns the renderer draws as a head (issue 14's head range, docs/benchmarks.md
+# "Renderer v2, head range"): generators keep their frames inside it (``keep_head_in_range``).
+CLEAN_HEAD_RANGE: dict[str, float] = {"headYaw": 0.45, "headPitch": 0.3, "headRoll": 0.25}
+_KNEE = 0.7  # the soft limit leaves values below this share of the range untouched
+
+
+def keep_head_in_range(frames: np.ndarray) -> np.ndarray:
+    """``frames`` (..., DIM) with head yaw, pitch and roll softly limited to
+    CLEAN_HEAD_RANGE: unchanged up to 70% of the range, then bending smoothly (C1, tanh)
+    toward its edge, never past it."""
+    out = np.array(frames, np.float32, copy=True)
+    for name, limit in CLEAN_HEAD_RANGE.items():
+        v = out[..., INDEX[name]]
+        knee = _KNEE * limit
+        excess = np.maximum(np.abs(v) - knee, 0.0)
+        bent = knee + (limit - knee) * np.tanh(excess / (limit - knee))
+        out[..., INDEX[name]] = np.where(np.abs(v) > knee, np.sign(v) * bent, v)
+    return out
+
+
 def neutral(batch: int | None = None) -> np.ndarray:
     """The rest pose: all zeros (no expression, head as in the portrait)."""
     shape = (DIM,) if batch is None else (batch, DIM)

@@ -19,10 +19,11 @@ hop's noise is its frames' vectors. Hops that overlap (a live stream asks for fr
 k + 1, each time sampling the hop k, k + 1) therefore agree on the noise of the frames they
 share, so the sample drawn for a frame does not jump between hops. ``temperature`` scales
 the noise of the mouth's fields (< 1: closer to the most likely motion, less variety: the
-mouth follows the audio), ``face_temperature`` that of the rest (head, brows, eyes, gaze:
-motion the audio only loosely decides, which a cold sample flattens: at 0.5 the model
-blinked 0-2 times in 7-13 s and its head moved half as much as at 0.8; at 1.0 a head
-sometimes swung far; docs/benchmarks.md, "Motion v2").
+mouth follows the audio), ``head_temperature`` that of the head pose, ``face_temperature``
+that of the rest (brows, eyes, gaze: motion the audio only loosely decides, which a cold
+sample flattens: at 0.5 the model blinked 0-2 times in 7-13 s). The head stays at 0.5: at
+0.8 a sampled head sometimes drifted to a held turn on songs (3 of 6 song and rap runs; 1
+of 12 at 0.5); docs/benchmarks.md, "Motion v2".
 
 Determinism: nothing carries state between calls except a barge-in, so the output depends
 only on the seed, the audio, the history and how the calls split the frames into hops.
@@ -51,7 +52,8 @@ DEFAULT_STEPS = {"student": 2, "teacher": 24}
 DEFAULT_SAMPLER = {"student": "flow_map", "teacher": "heun"}
 STUDENT_MAX_STEPS = 4  # what distillation trained (training/distill.py)
 DEFAULT_TEMPERATURE = 0.5  # the mouth: swept 0.5/0.8/1.0 on rendered frames (benchmarks.md)
-DEFAULT_FACE_TEMPERATURE = 0.8  # head, brows, eyes, gaze: swept 0.5/0.8/1.0 (benchmarks.md)
+DEFAULT_HEAD_TEMPERATURE = 0.5  # head pose: swept 0.5/0.65/0.8 (benchmarks.md)
+DEFAULT_FACE_TEMPERATURE = 0.8  # brows, eyes, gaze: swept 0.5/0.8/1.0 (benchmarks.md)
 MOUTH_FIELDS = [
     i for i, name in enumerate(motion_frame.FIELDS) if name.startswith(("jaw", "mouth"))
 ]
@@ -81,6 +83,7 @@ class LearnedMotionGenerator:
         temperature: float = DEFAULT_TEMPERATURE,
         graphs: tuple[Engine, Engine] | None = None,
         face_temperature: float = DEFAULT_FACE_TEMPERATURE,
+        head_temperature: float = DEFAULT_HEAD_TEMPERATURE,
     ) -> None:
         if which not in spec.WHICH:
             raise ValueError(f"unknown motion model {which!r}; choose from {spec.WHICH}")
@@ -99,6 +102,7 @@ class LearnedMotionGenerator:
         self.face_temperature = float(face_temperature)
         self._temperatures = np.full(spec.DIM, self.face_temperature, np.float32)
         self._temperatures[MOUTH_FIELDS] = self.temperature
+        self._temperatures[motion_frame.HEAD_SLICE] = float(head_temperature)
         if graphs is not None:  # e.g. the torch reference (export.torch_engines.motion_engines)
             self.encoder, self.denoiser = graphs
         elif backend in ("onnxruntime", "tensorrt"):
@@ -178,7 +182,9 @@ class LearnedMotionGenerator:
             return self.denoiser.run({"cond": cond, "x": x, **times})["velocity"]
 
         x = self.sampler(velocity, encoded["x_init"], self.schedule)
-        return motion_frame.clip(np.asarray(x[0], np.float32))
+        # Now and then a sampled head turns on and on (an autoregressive drift); kept inside
+        # the range the renderer draws, it comes back (docs/benchmarks.md, "Motion v2").
+        return motion_frame.keep_head_in_range(motion_frame.clip(np.asarray(x[0], np.float32)))
 
     def _frame_noise(self, frame: int) -> np.ndarray:
         """The noise vector of one frame (cached: consecutive hops share frames)."""

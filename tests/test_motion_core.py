@@ -138,3 +138,20 @@ def test_motion_stream_waits_for_lookahead_and_hops_at_most_two_frames() -> None
     assert [k for k, _ in stream.push(np.zeros(1, np.float32))] == [0]
     stream.push(np.zeros(640 * 10, np.float32))
     assert max(n for _, n, _ in gen.calls) <= 2
+
+
+def test_heads_are_kept_inside_the_renderers_clean_range() -> None:
+    for name, limit in mf.CLEAN_HEAD_RANGE.items():
+        values = np.linspace(-3 * limit, 3 * limit, 601, dtype=np.float32)
+        frames = np.zeros((len(values), mf.DIM), np.float32)
+        frames[:, mf.INDEX[name]] = values
+        kept = mf.keep_head_in_range(frames)[:, mf.INDEX[name]]
+        inside = np.abs(values) <= 0.7 * limit
+        np.testing.assert_array_equal(kept[inside], values[inside])  # small turns untouched
+        assert np.abs(kept).max() <= limit + 1e-6
+        steps = np.diff(kept)
+        assert (steps >= 0).all()  # still monotonic: a turn further stays further
+        assert np.abs(np.diff(steps)).max() < 0.05 * np.abs(steps).max()  # no kink
+    other = mf.neutral(1)
+    other[0, mf.INDEX["jawOpen"]] = 0.9
+    np.testing.assert_array_equal(mf.keep_head_in_range(other), other)

@@ -154,19 +154,12 @@ def test_interrupt_drops_the_queued_speech_and_the_face_goes_idle(
     check_interrupt(server, speech)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the learned model barely opens the mouth (issue 15): live its speech reads at most "
-    "~0.025 of the face height, so the threshold (a fifth of the range) sits inside the "
-    "0.007-0.010 that FaceMesh reads on its shut mouth through VP8; offline its shut mouth "
-    "reads <= 0.0018 with the head turning to 0.32 rad (docs/benchmarks.md)",
-)
 def test_interrupt_with_the_learned_model(learned_server: str, speech: np.ndarray) -> None:
-    """Issue 14's target for the renderer: the learned model's head turns (no clamp) render
-    cleanly enough that the barge-in test reads the same with it as with dsp. Before the
-    depth-tested warp it failed on tears that FaceMesh took for an open mouth; now the frames
-    are whole and it fails on the learned model's small mouth (issue 15): strict, so that it
-    reports when that is fixed."""
+    """The barge-in test with the learned model (issue 14's renderer target, part of issue
+    15's live default): its head turns render whole (before the depth-tested warp, tears read
+    as an open mouth) and since motion v2 its mouth opens far enough to be told from shut
+    through VP8 (the issue 4 model's speech read at most ~0.025 of the face height, inside
+    the shut mouth's noise)."""
     check_interrupt(learned_server, speech)
 
 
