@@ -67,7 +67,8 @@ def _protect(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float32)
 
 
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
+    """Root mean square (0 for no samples)."""
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
@@ -90,7 +91,7 @@ def coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndar
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.maximum(np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE), 20.0)
     noise = np.fft.irfft(spectrum * freqs ** (-exponent / 2.0), n)
-    return noise / max(_rms(noise), 1e-12)
+    return noise / max(rms(noise), 1e-12)
 
 
 def babble(rng: np.random.Generator, n: int, others: Sequence[np.ndarray]) -> np.ndarray:
@@ -98,12 +99,12 @@ def babble(rng: np.random.Generator, n: int, others: Sequence[np.ndarray]) -> np
     out = np.zeros(n)
     for _ in range(int(rng.integers(3, 7))):
         source = np.asarray(others[int(rng.integers(len(others)))], np.float64)
-        if _rms(source) == 0.0:
+        if rms(source) == 0.0:
             continue
         looped = np.resize(source, n + len(source))
         start = int(rng.integers(len(source)))
-        out += looped[start : start + n] / _rms(source) * rng.uniform(0.5, 1.0)
-    return out / max(_rms(out), 1e-12)
+        out += looped[start : start + n] / rms(source) * rng.uniform(0.5, 1.0)
+    return out / max(rms(out), 1e-12)
 
 
 def add_noise(
@@ -170,7 +171,7 @@ def add_reverb(
     ir = room_impulse_response(rng, rt60, drr_db, predelay)
     dry = np.asarray(utt.audio, np.float64)
     wet = signal.fftconvolve(dry, ir)[: len(dry)]
-    wet *= _rms(dry) / max(_rms(wet), 1e-12)
+    wet *= rms(dry) / max(rms(wet), 1e-12)
     params = {
         "rt60_s": round(rt60, 3),
         "drr_db": round(drr_db, 2),
@@ -254,7 +255,7 @@ def equalize(
         sos = np.concatenate(sections)
         # The default edge padding (3 taps per pole) is longer than a very short input.
         wet = signal.sosfiltfilt(sos, dry, padlen=min(3 * (2 * len(sos) + 1), len(dry) - 1))
-    wet *= _rms(dry) / max(_rms(wet), 1e-12)
+    wet *= rms(dry) / max(rms(wet), 1e-12)
     rounded = [{k: round(v, 3) if isinstance(v, float) else v for k, v in b.items()} for b in bands]
     return _derive(utt, wet, "eq", {"bands": rounded})
 

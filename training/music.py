@@ -30,6 +30,8 @@ import numpy as np
 from scipy import signal
 
 from contracts.phones import Phone
+from training.augment import rms, speech_mask
+from training.tts.pho import MAJOR, MINOR, semitone_hz
 from training.utterance import SAMPLE_RATE, Utterance
 
 KINDS = ("song", "rap", "background")
@@ -38,8 +40,6 @@ INTRO_S = (0.4, 2.5)
 OUTRO_S = (0.3, 1.5)
 INTRO_P = {"song": 0.75, "rap": 0.75, "background": 0.3}
 PEAK = 0.99
-_MAJOR = (0, 2, 4, 5, 7, 9, 11)
-_MINOR = (0, 2, 3, 5, 7, 8, 10)
 # Chord roots as scale degrees, one chord a bar.
 PROGRESSIONS = {
     False: ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 4), (5, 3, 0, 4)),
@@ -65,10 +65,6 @@ class Arrangement:
     vmr_db: float
     intro_s: float
     outro_s: float
-
-
-def _hz(semitones: float) -> float:
-    return float(440.0 * 2.0 ** (semitones / 12.0))
 
 
 def _voice_root(utt: Utterance) -> int:
@@ -173,7 +169,7 @@ def _add(track: np.ndarray, event: np.ndarray, start_s: float, gain: float) -> N
 
 def _chord(arr: Arrangement, bar: int) -> list[int]:
     """Semitones re A440 of the bar's triad, an octave under the key's root."""
-    scale = _MINOR if arr.minor else _MAJOR
+    scale = MINOR if arr.minor else MAJOR
     degree = arr.progression[bar % len(arr.progression)]
     notes = []
     for step in (degree, degree + 2, degree + 4):
@@ -199,7 +195,7 @@ def render(
     beat = 60.0 / arr.bpm
     first = arr.first_beat_s - beat * np.ceil(arr.first_beat_s / beat)  # at or before 0
     n_beats = int(np.ceil((seconds - first) / beat)) + 1
-    scale = _MINOR if arr.minor else _MAJOR
+    scale = MINOR if arr.minor else MAJOR
     for k in range(n_beats):
         t = first + k * beat
         bar, in_bar = divmod(k, 4)
@@ -213,34 +209,21 @@ def render(
                 _add(track, hat(rng), t + h * beat / arr.hats_per_beat, 0.25)
         if arr.bass:
             for half in (0.0, 0.5):
-                root = _hz(chord[0] - 12)
+                root = semitone_hz(chord[0] - 12)
                 _add(track, tone(root, 0.45 * beat, 6, 0.005, 0.3, tilt=1.5), t + half * beat, 0.5)
         if arr.chords == "pad" and in_bar == 0:
             for note in chord:
                 for detune in (0.997, 1.003):
-                    pad = tone(_hz(note) * detune, 4 * beat, 6, 0.2, 8.0 * beat, tilt=1.2)
+                    pad = tone(semitone_hz(note) * detune, 4 * beat, 6, 0.2, 8.0 * beat, tilt=1.2)
                     _add(track, pad, t, 0.12)
         elif arr.chords == "pluck":
             for note in chord:
-                _add(track, tone(_hz(note), beat, 8, 0.003, 0.35), t, 0.2)
+                _add(track, tone(semitone_hz(note), beat, 8, 0.003, 0.35), t, 0.2)
         if arr.lead and any(a <= t and t + beat <= b for a, b in quiet):
             step = int(rng.integers(0, 7))
-            hz = _hz(arr.root + scale[step] + (12 if rng.random() < 0.3 else 0))
+            hz = semitone_hz(arr.root + scale[step] + (12 if rng.random() < 0.3 else 0))
             _add(track, tone(hz, 0.95 * beat, 5, 0.02, 2.0 * beat, vibrato=0.3), t, 0.35)
     return track[: int(seconds * SAMPLE_RATE)]
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-
-
-def _voiced_rms(utt: Utterance) -> float:
-    """RMS of the voice over its non-silent phones (the whole clip if none)."""
-    mask = np.zeros(len(utt.dry), bool)
-    for p in utt.phones:
-        if p.label != "SIL":
-            mask[int(p.start * SAMPLE_RATE) : int(np.ceil(p.end * SAMPLE_RATE))] = True
-    return _rms(utt.dry[mask] if mask.any() else utt.dry)
 
 
 def _silences(utt: Utterance, seconds: float) -> list[tuple[float, float]]:
@@ -272,7 +255,8 @@ def accompany(utt: Utterance, rng: np.random.Generator, kind: str) -> Utterance:
     music = np.zeros(len(voice))
     band = render(arr, seconds, music_rng, _silences(moved, seconds))[: len(voice)]
     music[: len(band)] = band
-    gain = _voiced_rms(moved) / (10.0 ** (arr.vmr_db / 20.0) * max(_rms(music), 1e-9))
+    voiced = rms(moved.audio[speech_mask(moved)])  # the voice over its phones
+    gain = voiced / (10.0 ** (arr.vmr_db / 20.0) * max(rms(music), 1e-9))
     mix = voice + gain * music
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
     scale = PEAK / peak if peak > PEAK else 1.0

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from contracts import motion_frame
+from training import prosody
 from training.utterance import SAMPLE_RATE
 
-FPS = 25
 _I = motion_frame.INDEX
 # A note's jaw gain: 1 + SING_GAIN * length * loudness (both 0..1), at most JAW_MAX.
 SING_GAIN = (0.35, 0.7)  # drawn per utterance: how big a singer's mouth is
@@ -27,10 +27,6 @@ RAMP_IN_S, RAMP_OUT_S = 0.08, 0.06
 # An in-breath: the jaw drops a little and the lips part.
 BREATH_JAW = (0.1, 0.2)
 BREATH_LIPS = 0.12
-
-
-def _frame_times(n_frames: int) -> np.ndarray:
-    return (np.arange(n_frames) + 0.5) / FPS
 
 
 def _window(t: np.ndarray, start: float, end: float, ramp_in: float, ramp_out: float) -> np.ndarray:
@@ -51,13 +47,9 @@ def _level_db(audio: np.ndarray, start: float, end: float, loud: float) -> float
 
 
 def _loud_level(audio: np.ndarray) -> float:
-    """The utterance's loud level: 95th percentile of 40 ms frame levels (dB)."""
-    frame = SAMPLE_RATE // FPS
-    n = len(audio) // frame
-    if n == 0:
-        return 0.0
-    power = np.mean(np.square(audio[: n * frame].reshape(n, frame), dtype=np.float64), axis=1)
-    return float(np.percentile(10.0 * np.log10(power + 1e-12), 95))
+    """The utterance's loud level: 95th percentile of its 40 ms frame levels (dB)."""
+    n = len(audio) // prosody.SAMPLES_PER_FRAME
+    return float(np.percentile(prosody.frame_energy_db(audio, n), 95)) if n else 0.0
 
 
 def sung_motion(
@@ -69,7 +61,7 @@ def sung_motion(
     """``motion`` (n_frames, DIM) with sung notes opened and in-breaths shown; ``voice`` is
     the dry vocal (its note levels set the gain)."""
     out = np.array(motion, np.float64, copy=True)
-    t = _frame_times(len(out))
+    t = prosody.frame_times(len(out))
     gain = float(rng.uniform(*SING_GAIN))
     loud = _loud_level(voice)
     jaw = _I["jawOpen"]

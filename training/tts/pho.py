@@ -138,13 +138,14 @@ RAP_LONG_P = 0.2  # a syllable held for two slots
 RAP_REST_SLOTS = (1, 3)  # at phrase ends
 PAUSE_MS = 100.0
 TRAILING_SILENCE_MS = 150  # a "_" line at least this long ends a phrase
-_MAJOR = (0, 2, 4, 5, 7, 9, 11)
-_MINOR = (0, 2, 3, 5, 7, 8, 10)
+MAJOR = (0, 2, 4, 5, 7, 9, 11)  # semitones of each scale degree above the tonic
+MINOR = (0, 2, 3, 5, 7, 8, 10)
 _CONSONANT_MIN_MS = 20.0
 _MAX_POINTS = 80  # mbrola reads about 1 kB of a .pho line: 3 s notes get 37 ms points
 
 
-def _hz(semitones: float) -> float:
+def semitone_hz(semitones: float) -> float:
+    """The pitch ``semitones`` above A440 (below when negative), in Hz."""
     return 440.0 * 2.0 ** (semitones / 12.0)
 
 
@@ -208,7 +209,7 @@ def _sung_vowel(
             degree += int(rng.choice([-2, -1, 1, 2]))
             octave, step = divmod(degree, 12)
             nearest = min(scale, key=lambda s: abs(s - step))
-            targets.append(_hz(root + 12 * octave + nearest))
+            targets.append(semitone_hz(root + 12 * octave + nearest))
     vibrato_hz = float(rng.uniform(*_VIBRATO_HZ))
     depth = float(rng.uniform(*SONG_VIBRATO_SEMITONES)) if ms > 400.0 else 0.0
     glide_ms = min(60.0, 0.2 * ms)
@@ -223,7 +224,7 @@ def _sung_vowel(
             base = _semitones(previous_hz) + (base - _semitones(previous_hz)) * t_ms / glide_ms
         onset = min(1.0, max(0.0, (frac - 0.33) / 0.2))
         wobble = onset * depth * math.sin(2.0 * math.pi * vibrato_hz * t_ms / 1000.0)
-        points.append((100.0 * frac, _hz(base + wobble)))
+        points.append((100.0 * frac, semitone_hz(base + wobble)))
     return points
 
 
@@ -257,7 +258,7 @@ def song(
         return lines, {}
     bpm = float(rng.uniform(*SONG_BPM))
     beat_ms = 60_000.0 / bpm
-    scale = _MAJOR if rng.random() < 0.6 else _MINOR
+    scale = MAJOR if rng.random() < 0.6 else MINOR
     root = round(_semitones(_median_f0(lines))) + int(rng.integers(-3, 3))
     degree = int(rng.integers(0, 5))
     phrase_left = int(rng.integers(*SONG_PHRASE_SYLLABLES))
@@ -277,7 +278,7 @@ def song(
         breath = 1000.0 * float(rng.uniform(*BREATH_S)) if phrase_end and not last else 0.0
         degree = int(np.clip(degree + rng.choice([-2, -1, -1, 0, 1, 1, 2]), -3, 9))
         octave, step = divmod(degree, 7)
-        hz = _hz(root + 12 * octave + scale[step])
+        hz = semitone_hz(root + 12 * octave + scale[step])
         after_ms = _fit(after, 0.45 * (slot - breath))
         glide_from = previous_hz
 
@@ -327,14 +328,14 @@ def rap(
     slot_index = 0
     for n, (vowel, after, pause) in enumerate(syllables):
         slots = 2 if rng.random() < RAP_LONG_P else 1
-        spoken = [hz for _, hz in vowel.pitch] or [_hz(mean)]
+        spoken = [hz for _, hz in vowel.pitch] or [semitone_hz(mean)]
         semis = mean + 0.5 * (_semitones(float(np.mean(spoken))) - mean)
         semis += 1.0 if slot_index % division == 0 else 0.0
         slot_index += slots
         after_ms = _fit(after, 0.6 * slot_ms)
 
         def pitch(ms: float, semis: float = semis) -> list[tuple[float, float]]:
-            return _flat(_hz(semis))
+            return _flat(semitone_hz(semis))
 
         next_onset = first_onset + slot_index * slot_ms
         t, _ = _place(out, vowel, after, after_ms, t, next_onset, pitch, lambda c: c.pitch)
