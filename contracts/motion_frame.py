@@ -60,6 +60,10 @@ DIM: int = len(FIELDS)
 NUM_BLENDSHAPES: int = len(BLENDSHAPES)
 INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELDS)}
 
+# The mouth's fields (jawOpen and every mouth* blendshape): what lip sync drives.
+MOUTH_INDICES = np.array(
+    [i for i, name in enumerate(BLENDSHAPES) if name.startswith(("jaw", "mouth"))]
+)
 HEAD_SLICE = slice(NUM_BLENDSHAPES, NUM_BLENDSHAPES + len(HEAD_POSE))
 GAZE_SLICE = slice(HEAD_SLICE.stop, HEAD_SLICE.stop + len(GAZE))
 

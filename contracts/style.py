@@ -63,9 +63,6 @@ ARTICULATION: dict[str, float] = {
 assert set(EXPRESSIONS) == set(HEAD_ENERGY) == set(ARTICULATION) == set(STYLES)
 
 _I = motion_frame.INDEX
-MOUTH = np.array(
-    [i for i, name in enumerate(motion_frame.BLENDSHAPES) if name.startswith(("jaw", "mouth"))]
-)
 ROTATION = np.array([_I["headYaw"], _I["headPitch"], _I["headRoll"]])
 _SMILES = np.array([_I["mouthSmileLeft"], _I["mouthSmileRight"]])
 _PRESSES = np.array([_I["mouthPressLeft"], _I["mouthPressRight"]])
@@ -139,7 +136,7 @@ def express(frames: np.ndarray, style: Style) -> np.ndarray:
     if style.weight == 0.0:
         return frames
     out = np.array(frames, np.float32, copy=True)
-    out[..., MOUTH] *= articulation(style)
+    out[..., motion_frame.MOUTH_INDICES] *= articulation(style)
     out[..., ROTATION] *= head_energy(style)
     add = np.broadcast_to(offsets(style), out.shape).copy()
     rounding = np.clip(out[..., _I["mouthPucker"]] + out[..., _I["mouthFunnel"]], 0.0, 1.0)

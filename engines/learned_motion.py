@@ -54,9 +54,6 @@ STUDENT_MAX_STEPS = 4  # what distillation trained (training/distill.py)
 DEFAULT_TEMPERATURE = 0.5  # the mouth: swept 0.5/0.8/1.0 on rendered frames (benchmarks.md)
 DEFAULT_HEAD_TEMPERATURE = 0.5  # head pose: swept 0.5/0.65/0.8 (benchmarks.md)
 DEFAULT_FACE_TEMPERATURE = 0.8  # brows, eyes, gaze: swept 0.5/0.8/1.0 (benchmarks.md)
-MOUTH_FIELDS = [
-    i for i, name in enumerate(motion_frame.FIELDS) if name.startswith(("jaw", "mouth"))
-]
 RESET_EASE_FRAMES = 5  # 200 ms
 TRAIN_HINT = (
     "run `emote train motion` (or: python -m training.export_motion --pipeline --corpus DIR)"
@@ -101,7 +98,7 @@ class LearnedMotionGenerator:
         self.temperature = float(temperature)
         self.face_temperature = float(face_temperature)
         self._temperatures = np.full(spec.DIM, self.face_temperature, np.float32)
-        self._temperatures[MOUTH_FIELDS] = self.temperature
+        self._temperatures[motion_frame.MOUTH_INDICES] = self.temperature
         self._temperatures[motion_frame.HEAD_SLICE] = float(head_temperature)
         if graphs is not None:  # e.g. the torch reference (export.torch_engines.motion_engines)
             self.encoder, self.denoiser = graphs
