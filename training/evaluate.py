@@ -50,6 +50,7 @@ from engines.motion_stream import MotionGenerator, MotionStream
 
 if TYPE_CHECKING:
     from measure.facemesh import FaceTrack
+    from training.evaluate_onsets import Burst
 
 MOUTH = slice(0, 16)  # jawOpen .. mouthLowerDownRight: the lip-sync blendshapes
 HOP = 2
@@ -203,14 +204,18 @@ def _mean_dicts(items: list[dict]) -> dict:
     return {k: float(np.nanmean([it[k] for it in items])) for k in keys}
 
 
-def _real_speech(speech_dir: Path) -> list[tuple[str, np.ndarray, list]]:
+def _real_speech(speech_dir: Path) -> list[tuple[str, np.ndarray, list, list]]:
+    """(name, audio, phones, words) of every clip with a reference alignment."""
     from contracts.phones import load_phones
     from engines.audio_io import decode_audio
+    from training.evaluate_onsets import read_words
 
     clips = []
     for phones_path in sorted(speech_dir.glob("*.phones.json")):
         wav = phones_path.with_name(phones_path.name.removesuffix(".phones.json") + ".wav")
-        clips.append((wav.stem, decode_audio(wav), load_phones(phones_path)))
+        clips.append(
+            (wav.stem, decode_audio(wav), load_phones(phones_path), read_words(phones_path))
+        )
     return clips
 
 
@@ -254,8 +259,11 @@ def evaluate(config: EvalConfig) -> dict:
 
     if config.speech_dir is not None:
         from measure.lipsync import pad_with_room_tone
+        from training.evaluate_onsets import burst_program
 
-        clips = [(n, *pad_with_room_tone(a, p)) for n, a, p in _real_speech(config.speech_dir)]
+        speech = _real_speech(config.speech_dir)
+        clips = [(n, *pad_with_room_tone(a, p)) for n, a, p, _ in speech]
+        bursts = burst_program([(a, words) for _, a, _, words in speech])
         for name, factory in config.generators.items():
             motion_rows, render_rows, smooth = [], [], []
             for clip, audio, phones in tqdm(
@@ -277,7 +285,7 @@ def evaluate(config: EvalConfig) -> dict:
             if renderer is not None and config.styles:
                 results[name]["styles"] = _evaluate_styles(factory, clips[0][1], renderer)
             if renderer is not None:
-                results[name]["onsets"] = _evaluate_onsets(factory, config.speech_dir, renderer)
+                results[name]["onsets"] = _evaluate_onsets(factory, bursts, renderer)
 
     if config.songs_dir is not None and renderer is not None:
         _evaluate_songs(config, renderer, results)
@@ -287,18 +295,17 @@ def evaluate(config: EvalConfig) -> dict:
     return results
 
 
-def _evaluate_onsets(factory: GeneratorFactory, speech_dir: Path, renderer: _Renderer) -> dict:
-    """Speech bursts after 1 s pauses (training/evaluate_onsets.py); ``deterministic``: the
-    same program generated twice gives the same frames."""
-    from engines.audio_io import decode_audio
-    from training.evaluate_onsets import burst_program, onset_metrics, read_words
+def _evaluate_onsets(
+    factory: GeneratorFactory,
+    program: tuple[np.ndarray, list[Burst], list[tuple[float, float]]],
+    renderer: _Renderer,
+) -> dict:
+    """Speech bursts after 1 s pauses (training/evaluate_onsets.py: ``program`` is
+    burst_program's); ``deterministic``: the same program generated twice gives the same
+    frames."""
+    from training.evaluate_onsets import onset_metrics
 
-    clips = [
-        (decode_audio(path.with_name(path.name.removesuffix(".phones.json") + ".wav")),
-         read_words(path))
-        for path in sorted(speech_dir.glob("*.phones.json"))
-    ]  # fmt: skip
-    audio, bursts, pauses = burst_program(clips)
+    audio, bursts, pauses = program
     frames = run_generator(factory(0), audio)
     again = run_generator(factory(0), audio)
     metrics = onset_metrics(renderer.track(frames), bursts, pauses)

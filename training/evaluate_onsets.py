@@ -34,17 +34,14 @@ import numpy as np
 from contracts.clock import FPS, SAMPLE_RATE
 from contracts.phones import Phone
 from measure.facemesh import FaceTrack
-from measure.lipsync import fill_nan
+from measure.lipsync import BILABIALS, fill_nan
+from training.prosody import VOWELS
 
 EVERY_S = 1.6
 SILENCE_S = 1.0
 OPEN_FRACTION = 0.15
 WINDOW_MS = (-60.0, 40.0)
 SEARCH_S = (-0.3, 0.4)
-VOWELS = frozenset(
-    ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW")
-)
-BILABIALS = frozenset(("P", "B", "M"))
 
 
 @dataclass(frozen=True)
