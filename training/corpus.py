@@ -154,8 +154,8 @@ def plan_jobs(config: CorpusConfig, voices: dict[str, list[str]]) -> Iterator[Jo
                 "song": config.song_music_probability,
                 "rap": config.rap_music_probability,
             }.get(delivery, config.speech_music_probability)
-            music = "" if rng.random() >= music_p else delivery
-            music = "background" if music in ("speech", "held") else music
+            kind = delivery if delivery in ("song", "rap") else "background"
+            music = kind if rng.random() < music_p else ""
             rate = float(rng.uniform(0.8, 1.3))
             if delivery == "rap" and engine != "mbrola":
                 rate = float(rng.uniform(*FAST_RATE))  # no beat grid: fast speech on a beat
