@@ -12,6 +12,8 @@ One concern per module:
 * ``program``: the speech a live client sends (bursts starting at loud open vowels).
 * ``webrtc_client``: the aiortc client that sends a program and records what comes back.
 * ``server``: ``emote serve`` on a free loopback port, for a measurement.
+* ``soak``: the soak and churn bench (the server's RSS, threads, fds and shared memory over
+  an hour of sessions and after many short ones; ``bench.soak``).
 * ``mouth_reference``: the motion generator's own lip lead, rendered offline.
 * ``bench_options``: the latency benchmark's options (``emote bench``, ``bench.latency``).
 * ``render_sweep``: the renderer sweep's runner (head sweep, expressions, blink on a

@@ -161,12 +161,18 @@ class ProgramTrack(MediaStreamTrack):
         if self.start is None:
             self.start = time.monotonic()
         await asyncio.sleep(max(0.0, self.start + j * CHUNK_S - time.monotonic()))
-        chunk = self.program.samples[j * CHUNK : (j + 1) * CHUNK]
-        pcm = np.zeros(CHUNK, np.int16)
-        pcm[: len(chunk)] = np.clip(chunk * 32767, -32768, 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = j * CHUNK
-        frame.time_base = fractions.Fraction(1, RATE)
+        frame = audio_frame(self.program.samples[j * CHUNK : (j + 1) * CHUNK], j)
         self.sent.append(time.monotonic())
         return frame
+
+
+def audio_frame(chunk: np.ndarray, j: int) -> av.AudioFrame:
+    """20 ms frame number ``j`` (s16 48 kHz mono) of float samples ``chunk`` (padded with
+    silence to a whole frame)."""
+    pcm = np.zeros(CHUNK, np.int16)
+    pcm[: len(chunk)] = np.clip(chunk * 32767, -32768, 32767).astype(np.int16)
+    frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = RATE
+    frame.pts = j * CHUNK
+    frame.time_base = fractions.Fraction(1, RATE)
+    return frame

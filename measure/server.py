@@ -36,7 +36,23 @@ def serve(
 ) -> Iterator[str]:
     """Run ``emote serve`` on a free loopback port until the block ends; yields its URL.
     ``margin_ms``: its ``--margin-ms`` (None: the server's default); ``options``: more of
-    its command-line options (e.g. ``("--motion", "learned")``)."""
+    its command-line options (e.g. ``("--motion", "learned")``). The server admits
+    ``max_sessions`` (``--capacity``) unless ``options`` name another ``--capacity`` (``auto``:
+    the server measures its own)."""
+    with serve_process(max_sessions, cache_dir, timeout_s, margin_ms, options) as (url, _pid):
+        yield url
+
+
+@contextlib.contextmanager
+def serve_process(
+    max_sessions: int,
+    cache_dir: Path | None = None,
+    timeout_s: float = 120.0,
+    margin_ms: float | None = None,
+    options: tuple[str, ...] = (),
+) -> Iterator[tuple[str, int]]:
+    """:func:`serve`, yielding the URL and the server's process id (for readings of its
+    memory, threads and files: measure.soak)."""
     import urllib.request
 
     port = free_port()
@@ -47,6 +63,8 @@ def serve(
         command = [sys.executable, "-m", "emote", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--max-sessions", str(max_sessions)]
         command += ["--cache-dir", str(cache_dir)]
+        if "--capacity" not in options:  # a measurement states its load; the server's own
+            command += ["--capacity", str(max_sessions)]  # capacity probe is tested apart
         if margin_ms is not None:
             command += ["--margin-ms", str(margin_ms)]
         command += list(options)
@@ -66,7 +84,7 @@ def serve(
                     if json.loads(response.read())["status"] == "ok":
                         break
                 time.sleep(0.3)
-            yield url
+            yield url, process.pid
         finally:
             process.terminate()
             try:
