@@ -9,6 +9,7 @@
 | ``EMOTE_TRT_PRECISION`` | ``fp32`` | native TensorRT precision: fp32, fp16 |
 | ``EMOTE_RENDER_WORKERS`` | cores + 1 | render threads of ``emote render`` |
 | ``EMOTE_RENDER_BATCH`` | 1 | frames per engine call in ``emote render`` |
+| ``EMOTE_TOKEN`` | (none) | the API's bearer token for ``emote serve`` (--token wins) |
 
 The README's table is this one. ``current()`` parses the environment on its first call and
 keeps the result for the process (render processes are spawned and read their own, inherited
@@ -41,6 +42,7 @@ class Settings:
     trt_precision: str
     render_workers: int
     render_batch: int
+    token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -53,6 +55,7 @@ class Settings:
             trt_precision=_choice(env, "EMOTE_TRT_PRECISION", "fp32", TRT_PRECISIONS),
             render_workers=_positive(env, "EMOTE_RENDER_WORKERS", (os.cpu_count() or 1) + 1),
             render_batch=_positive(env, "EMOTE_RENDER_BATCH", 1),
+            token=_token(env, "EMOTE_TOKEN"),
         )
 
 
@@ -85,4 +88,11 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     value = _read(env, name) or default
     if value not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    value = _read(env, name)
+    if value is not None and (len(value) < 16 or not value.isprintable() or " " in value):
+        raise SettingsError(f"{name} must be at least 16 printable characters without spaces")
     return value

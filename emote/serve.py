@@ -39,21 +39,62 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="render processes shared by all sessions, earliest send time first "
         "(default: one per CPU core)",
     )
+    serve.add_argument(
+        "--cache-max-mb",
+        type=float,
+        default=2048.0,
+        help="cap on the avatar cache (~49 MB an uploaded avatar); past it the least recently "
+        "used uploads are deleted, never the default or one in a live session (default: 2048)",
+    )
+    serve.add_argument(
+        "--capacity",
+        default="auto",
+        help="sessions this machine serves at 25 fps: 'auto' (default) measures it at start-up "
+        "and while serving; a number fixes it; --max-sessions caps it further",
+    )
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="the API's bearer token (default: EMOTE_TOKEN; on an address other than loopback "
+        "one is generated and printed unless --insecure)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve an address other than loopback without an access token (not recommended)",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="another web origin (scheme://host[:port]) whose pages may call the API; repeatable",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name the server answers to (a reverse proxy's Host); '*' for any; repeatable",
+    )
     serve.add_argument("--seed", type=int, default=0)
     add_motion_arguments(serve, DEFAULT_LIVE_MOTION)
     serve.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
+    from contracts.settings import current
     from engines.heap import keep_freed_memory
+    from stream_server import http_errors
+    from stream_server.access import AccessPolicy, exposure
     from stream_server.app import ServerConfig, create_app
     from stream_server.loopback import is_loopback, use_loopback_only
 
     if not Path(args.avatar).is_file():
         raise CliError(f"avatar image not found: {args.avatar}")
     make_generator(args)  # a missing or broken motion model fails here, not per session
+    if not args.cache_max_mb > 0:
+        raise CliError("--cache-max-mb must be above 0")
     config = ServerConfig(
         default_avatar=Path(args.avatar),
         cache_dir=cache_dir(args),
@@ -62,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         steps=args.steps,
         motion_models=args.motion_models,
         style=args.style,
+        cache_max_mb=args.cache_max_mb,
     )
     if args.max_sessions is not None:
         if args.max_sessions < 1:
@@ -75,6 +117,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.render_slots < 1:
             raise CliError("--render-slots must be at least 1")
         config.render_slots = args.render_slots
+    if args.capacity != "auto":
+        if not args.capacity.isdigit() or int(args.capacity) < 1:
+            raise CliError("--capacity must be 'auto' or a whole number of at least 1")
+        config.capacity = int(args.capacity)
+    token = args.token or current().token
+    if token is not None and (len(token) < 16 or " " in token or not token.isprintable()):
+        raise CliError("--token must be at least 16 printable characters without spaces")
+    exposed = exposure(args.host, token, args.insecure)
+    config.access = AccessPolicy.for_bind(
+        args.host, exposed.token, args.allow_host, args.allow_origin
+    )
     use_loopback_only(is_loopback(args.host))
     keep_freed_memory()  # the render processes set it for themselves
     logging.getLogger().setLevel(logging.INFO)
@@ -83,5 +136,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"emote: serving on http://{args.host}:{args.port} (max {config.max_sessions} sessions)",
         file=sys.stderr,
     )
-    web.run_app(create_app(config), host=args.host, port=args.port, print=None, access_log=None)
+    if exposed.generated:
+        print(
+            f"emote: API access token (send 'Authorization: Bearer …'): {exposed.token}",
+            file=sys.stderr,
+        )
+    if exposed.warning:
+        logging.getLogger("emote").warning(exposed.warning)
+    http_errors.run(create_app(config), args.host, args.port)
     return 0

@@ -6,7 +6,9 @@ nothing is cached then. Loading a cached avatar never imports mediapipe, so a se
 start and serve known avatars without paying for the face model.
 
 Pipeline: read the header (limits checked before any pixel is decoded) -> decode, at a reduced
-JPEG scale where possible, with EXIF orientation applied and any mode turned into RGB ->
+scale where possible (JPEG in the DCT domain; other formats are box-reduced right after the
+decode, before the copies that the mode conversion makes), with EXIF orientation applied and
+any mode turned into RGB ->
 FaceMesh on a copy of at most ``DETECT_MAX_SIDE`` px -> the largest face -> a square crop of
 ``CROP_SIDE_PER_FACE`` face heights around it, decoded at the coarsest scale that still has
 ``size`` px across it, synthesized where it leaves the image (engines/framing.py: the photo
@@ -27,7 +29,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -50,7 +52,7 @@ _ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "AVIF", "BMP", "TIFF", "GIF")
 
 # Detection runs on a copy whose longest side is at most DETECT_MAX_SIDE. FaceMesh's detector
 # looks at 128x128 and its mesh at 192x192 face crops, so more pixels only cost time. The
-# JPEG is decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that keeps at least this many px.
+# Images are decoded at the coarsest scale (1/2, 1/4, 1/8) that keeps at least this many px.
 DETECT_MAX_SIDE = 1024
 
 # Framing, in units of the face height (landmark 10, top of the forehead, to 152, the chin).
@@ -160,7 +162,10 @@ def _check_byte_count(n: int) -> None:
 
 
 def _avatar_id(data: bytes, size: int) -> str:
-    h = hashlib.sha256(data)
+    return _finish_id(hashlib.sha256(data), size)
+
+
+def _finish_id(h: hashlib._Hash, size: int) -> str:
     # Everything that changes the result goes into the id, so a changed parameter is a miss.
     h.update(
         f"|size={size}|side={CROP_SIDE_PER_FACE}|shift={CROP_CENTER_SHIFT}"
@@ -169,9 +174,33 @@ def _avatar_id(data: bytes, size: int) -> str:
     return h.hexdigest()[:16]
 
 
+def avatar_id_of_file(path: Path, size: int = 512) -> str:
+    """The id :func:`prepare_avatar` gives the image in ``path``, hashed in 1 MB reads, so that
+    a server can find an upload in the cache without holding the file in memory."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return _finish_id(h, size)
+
+
+def check_image_file(path: Path) -> tuple[int, int]:
+    """The (width, height) in the header of the image file at ``path``, after the checks that
+    need no pixels: byte count, accepted format, pixel limit. Raises AvatarError.
+
+    Only the header is parsed (Pillow's open is lazy), so a server can refuse an image that
+    would not fit the limits before it spends a decode, or a process, on it."""
+    try:
+        _check_byte_count(path.stat().st_size)
+        with path.open("rb") as f, _open(f) as img:
+            return img.size
+    except OSError as e:
+        raise AvatarError(f"Cannot read the image: {e.strerror or e}") from e
+
+
 def _build(data: bytes, size: int, avatar_id: str) -> tuple[Avatar, dict[str, Any]]:
     raw_w, raw_h = _open(data).size  # header only: the decode scale depends on it
-    # Decode at the coarsest JPEG scale with >= DETECT_MAX_SIDE px, then shrink for FaceMesh.
+    # Decode at the coarsest scale with >= DETECT_MAX_SIDE px, then shrink for FaceMesh.
     src, src_scale, (w, h) = _decode(data, _reduction(max(raw_w, raw_h), DETECT_MAX_SIDE))
     det_scale = min(1.0, DETECT_MAX_SIDE / max(src.shape[:2]))
     det = resize(src, round(src.shape[1] * det_scale), round(src.shape[0] * det_scale))
@@ -196,7 +225,7 @@ def _build(data: bytes, size: int, avatar_id: str) -> tuple[Avatar, dict[str, An
     side = CROP_SIDE_PER_FACE * face_h
 
     # Crop from a decode with at least `size` px across the crop: the detection decode when it
-    # has them, else a finer JPEG scale (other formats were decoded at full size already).
+    # has them, else a finer scale (down to the full size).
     if side * src_scale < size and src_scale < 1.0:
         src, src_scale, _ = _decode(data, _reduction(side, size))
     image, box, padded = crop_square(
@@ -237,13 +266,14 @@ def _build(data: bytes, size: int, avatar_id: str) -> tuple[Avatar, dict[str, An
 # --- decoding ------------------------------------------------------------------------------
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes | BinaryIO) -> Image.Image:
     """Parse the header only (Image.open is lazy) and enforce the pixel limit."""
     Image.init()  # registers all plugins, so that the filter below sees them
     formats = [f for f in _ACCEPTED_FORMATS if f in Image.OPEN]
     too_big = f"The image is larger than {MAX_PIXELS // 1_000_000} megapixels, the limit."
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
-        img = Image.open(io.BytesIO(data), formats=formats)
+        img = Image.open(source, formats=formats)
     except Image.DecompressionBombError as e:  # > 2x Pillow's own limit: refused in open()
         raise AvatarError(too_big) from e
     except UnidentifiedImageError as e:
@@ -265,7 +295,7 @@ def _open(data: bytes) -> Image.Image:
 
 
 def _reduction(have_px: float, need_px: float) -> int:
-    """The largest JPEG DCT scale denominator that keeps ``need_px`` of ``have_px``."""
+    """The largest scale denominator (a JPEG DCT scale) that keeps ``need_px`` of ``have_px``."""
     return next(k for k in (8, 4, 2, 1) if k == 1 or have_px / k >= need_px)
 
 
@@ -274,18 +304,22 @@ def _decode(data: bytes, reduce: int) -> tuple[np.ndarray, float, tuple[int, int
     original image's upright (width, height).
 
     ``reduce`` > 1 asks JPEG for DCT-domain downscaling (much faster than decoding the full
-    image and resizing); other formats ignore it and come back at full size.
+    image and resizing, and the full image is never in memory); other formats are decoded at
+    full size and box-reduced at once (:func:`_reduced`), so that the mode conversion and the
+    copies after it work on the small image: a 40 MP RGBA PNG made ~0.8 GB of copies before.
     """
     img = _open(data)
     raw_w, raw_h = img.size
     if reduce > 1:
         img.draft(None, (max(1, raw_w // reduce), max(1, raw_h // reduce)))
-    scale = img.size[0] / raw_w
     # Pillow's default, but process-global: re-asserted so that nothing else in the process
     # can make a truncated upload decode into a half-grey image instead of an error.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         img.load()
+        if reduce > 1 and img.size == (raw_w, raw_h):  # draft() did nothing: not a JPEG
+            img = _reduced(img, reduce)
+        scale = img.size[0] / raw_w
         # Read after load(): PNG's getexif() would otherwise decode the image a second time.
         if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # orientations that swap the axes
             raw_w, raw_h = raw_h, raw_w
@@ -296,6 +330,21 @@ def _decode(data: bytes, reduce: int) -> tuple[np.ndarray, float, tuple[int, int
     except Exception as e:  # OSError("image file is truncated"), zlib errors, ...
         raise AvatarError("The image file is truncated or corrupt.") from e
     return rgb, scale, (raw_w, raw_h)
+
+
+def _reduced(img: Image.Image, factor: int) -> Image.Image:
+    """``img`` shrunk ``factor`` times by box averaging. Palette and bilevel images are
+    expanded first (averaging palette indices would be noise); a mode Pillow cannot reduce
+    (16-bit greyscale) stays at full size, which the caller's scale accounts for."""
+    if img.mode in ("P", "PA"):
+        has_alpha = img.mode == "PA" or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    try:
+        return img.reduce(factor)
+    except ValueError:  # "image has wrong mode"
+        return img
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -53,12 +53,15 @@ class Client:
         program: Program | None,
         keep: Callable[[int, float], bool] | None = None,
         avatar: str | None = None,
+        token: str | None = None,
     ) -> None:
         use_loopback_only(is_loopback(urlparse(url).hostname or ""))
         self.url = url.rstrip("/")
         self.track = ProgramTrack(program) if program is not None else None
         self.keep = keep or (lambda n, t: False)
         self.avatar = avatar
+        # The server's bearer token (emote serve --token), sent with every API request.
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.received = Received()
         self.session_id: str | None = None
         self.avatar_png: bytes | None = None  # the session's avatar, as the server framed it
@@ -87,7 +90,7 @@ class Client:
         body = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
         if self.avatar:
             body["avatar"] = self.avatar
-        async with http.post(f"{self.url}/offer", json=body) as response:
+        async with http.post(f"{self.url}/offer", json=body, headers=self.headers) as response:
             text = await response.text()
         if response.status != 200:
             await pc.close()
@@ -133,19 +136,25 @@ class Client:
             got.audio_rms.append(float(np.sqrt((pcm**2).mean())))
 
     async def stats(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
-        async with http.get(f"{self.url}/api/sessions/{self.session_id}") as response:
+        async with http.get(
+            f"{self.url}/api/sessions/{self.session_id}", headers=self.headers
+        ) as response:
             return await response.json() if response.status == 200 else None
 
     async def fetch_avatar(self, http: aiohttp.ClientSession, avatar_id: str) -> None:
         """Keep the avatar's framed image (for the offline reference: measure.mouth_reference)."""
-        async with http.get(f"{self.url}/api/avatars/{avatar_id}/image") as response:
+        async with http.get(
+            f"{self.url}/api/avatars/{avatar_id}/image", headers=self.headers
+        ) as response:
             if response.status == 200:
                 self.avatar_png = await response.read()
 
     async def close(self, http: aiohttp.ClientSession | None = None) -> None:
         """DELETE the session (when ``http`` is given), then close the peer connection."""
         if http is not None and self.session_id:
-            async with http.delete(f"{self.url}/api/sessions/{self.session_id}"):
+            async with http.delete(
+                f"{self.url}/api/sessions/{self.session_id}", headers=self.headers
+            ):
                 pass
         if self.pc is not None:
             await self.pc.close()

@@ -6,15 +6,14 @@ import asyncio
 import contextlib
 import datetime
 import functools
-import json
 import logging
 import os
+import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from contracts.paths import WEB_CLIENT
@@ -22,21 +21,30 @@ from contracts.style import NEUTRAL, STYLES, Style
 from engines.avatar import AvatarError
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
 from stream_server import video_codec
+from stream_server.access import AccessPolicy
+from stream_server.admission import Admission
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
+from stream_server.capacity import CpuMeter, FrameCost, probe, sessions_for
+from stream_server.http_errors import error, json_errors
+from stream_server.http_limits import HttpError, parse_json, read_body
 from stream_server.jitter import release_immediately
 from stream_server.metrics import Metrics
 from stream_server.render_pool import RenderPool
 from stream_server.render_slots import default_slots
+from stream_server.sdp_limits import SdpError, check_offer_sdp
 from stream_server.session import Session, default_margin_s
+from stream_server.uploads import UploadError, UploadLimits, receive_image
 
 log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 64 * 1024
 MAX_STYLE_BYTES = 1024
 DISCONNECT_GRACE_S = 2.0  # "disconnected" may recover; "failed"/"closed" end at once
-CONNECT_TIMEOUT_S = 15.0  # an answered offer whose peer never connects
+CONNECT_TIMEOUT_S = 10.0  # an answered offer whose peer never connects gives its slot back
 PEER_SILENCE_S = 3.0  # no RTCP receiver report from the client for this long: it is gone
 RETRY_AFTER_S = 5
+MONITOR_S = 5.0  # how often the server reads its CPU and its sessions' frame rates
+SLOW_FPS = 24.0  # a session below this over a window is logged (overload)
 
 
 @dataclass
@@ -51,6 +59,9 @@ class ServerConfig:
     style: Style = NEUTRAL  # a new session's speaking style (the offer or the API may set it)
     margin_ms: float | None = None  # every session's compute margin (None: default_margin_s)
     render_slots: int | None = None  # render processes, all sessions (None: default_slots)
+    cache_max_mb: float = 2048.0  # the avatar cache's cap, LRU-evicted (stream_server.avatars)
+    capacity: int | None = None  # sessions this machine serves at 25 fps (None: measure it)
+    access: AccessPolicy = field(default_factory=AccessPolicy)  # token, hosts, origins
 
 
 @dataclass
@@ -59,10 +70,7 @@ class LiveSession:
     pc: RTCPeerConnection
     tasks: list[asyncio.Task] = field(default_factory=list)
     closing: bool = False
-
-
-def error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+    started: bool = False  # the worker runs once the peer has connected
 
 
 def style_of(params: object, default: Style | None) -> Style:
@@ -94,6 +102,9 @@ class AvatarServer:
         self.pool: RenderPool | None = None
         self.sessions: dict[str, LiveSession] = {}
         self.started = time.monotonic()
+        self.admission = Admission(config.max_sessions, config.capacity or config.max_sessions)
+        self.frame_cost: FrameCost | None = None  # None until measured (or --capacity given)
+        self._monitor: asyncio.Task | None = None
         self.margin_s = (
             default_margin_s(config.max_sessions)
             if config.margin_ms is None
@@ -108,14 +119,84 @@ class AvatarServer:
             self.config.cache_dir,
             self.avatars.default_id,
         )
+        if self.config.capacity is None:
+            await self._probe_capacity()
+        self._monitor = asyncio.ensure_future(self._watch_load())
         log.info(
-            "ready: default avatar %s, max %d sessions, compute margin %.0f ms",
+            "ready: default avatar %s, %d sessions (max %d, capacity %d), compute margin %.0f ms",
             self.avatars.default_id,
+            self.admission.limit,
             self.config.max_sessions,
+            self.admission.capacity,
             self.margin_s * 1000.0,
         )
 
+    async def _probe_capacity(self) -> None:
+        """Time a frame here (stream_server.capacity) and admit what fits at 25 fps."""
+        pool, avatar_id = self.pool, self.avatars.default_id
+        assert pool is not None and avatar_id is not None
+        generator = await asyncio.to_thread(
+            make_generator,
+            self.config.motion,
+            self.config.seed,
+            self.config.steps,
+            self.config.motion_models,
+        )
+        self.frame_cost = await asyncio.to_thread(
+            probe, generator, functools.partial(pool.render, avatar_id)
+        )
+        self._set_capacity(self.frame_cost)
+
+    def _set_capacity(self, cost: FrameCost) -> None:
+        capacity = sessions_for(cost.total_ms, usable_cpus())
+        if capacity != self.admission.capacity:
+            log.info(
+                "capacity: %d sessions at 25 fps (a frame costs %.1f ms of CPU, %s)",
+                capacity,
+                cost.total_ms,
+                cost.source,
+            )
+        self.admission.capacity = capacity
+        self.frame_cost = cost
+
+    async def _watch_load(self) -> None:
+        """Every few seconds: each session's frame rate (a session below 24 fps is logged,
+        so overload shows), and, with sessions running, the CPU a frame really costs here,
+        which updates the capacity (unless --capacity fixed it)."""
+        pool = self.pool
+        assert pool is not None
+        meter = CpuMeter(lambda: pool.pids)
+        sent: dict[str, tuple[float, int]] = {}
+        while True:
+            await asyncio.sleep(MONITOR_S)
+            now = time.monotonic()
+            rates = {}
+            for sid, live in list(self.sessions.items()):
+                frames = live.session.stats.frames_sent
+                if sid in sent and live.started:
+                    t0, f0 = sent[sid]
+                    rates[sid] = (frames - f0) / max(1e-3, now - t0)
+                sent[sid] = (now, frames)
+            for sid in set(sent) - set(self.sessions):
+                del sent[sid]
+            self.metrics.session_fps_min.value = round(min(rates.values()), 1) if rates else 0.0
+            if rates and min(rates.values()) < SLOW_FPS:
+                log.warning(
+                    "overloaded: %d sessions at %.1f-%.1f fps",
+                    len(rates),
+                    min(rates.values()),
+                    max(rates.values()),
+                )
+            if not self.sessions:
+                meter = CpuMeter(lambda: pool.pids)  # idle time says nothing of a frame
+                continue
+            measured = await asyncio.to_thread(meter.sample, self.metrics.frames_delivered.value)
+            if measured is not None and self.frame_cost is not None:
+                self._set_capacity(self.frame_cost.measured(measured))
+
     async def shutdown(self, _app: web.Application) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
@@ -142,17 +223,27 @@ class AvatarServer:
         return web.FileResponse(WEB_CLIENT / "index.html")
 
     async def healthz(self, _request: web.Request) -> web.Response:
+        admission = self.admission
         return web.json_response(
             {
                 "status": "ok" if self.pool is not None else "starting",
-                "sessions": len(self.sessions),
-                "max_sessions": self.config.max_sessions,
+                "sessions": admission.taken,
+                "connecting": sum(not live.started for live in self.sessions.values()),
+                "max_sessions": admission.limit,
+                "capacity": admission.capacity,
+                "max_sessions_option": admission.max_sessions,
+                "load": round(admission.taken / admission.limit, 2),
+                "frame_cost": None if self.frame_cost is None else self.frame_cost.as_json(),
+                "session_fps_min": self.metrics.session_fps_min.value,
                 "uptime_s": round(time.monotonic() - self.started, 1),
             }
         )
 
     async def metrics_text(self, _request: web.Request) -> web.Response:
-        self.metrics.sessions.value = len(self.sessions)
+        self.metrics.sessions.value = self.admission.taken
+        self.metrics.capacity.value = self.admission.limit
+        if self.frame_cost is not None:
+            self.metrics.frame_cpu_ms.value = round(self.frame_cost.total_ms, 2)
         return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def list_avatars(self, _request: web.Request) -> web.Response:
@@ -165,61 +256,61 @@ class AvatarServer:
         return web.FileResponse(path)
 
     async def upload_avatar(self, request: web.Request) -> web.Response:
-        if not request.content_type.startswith("multipart/"):
-            return error(400, "send the image as multipart/form-data (field 'image')")
+        """Receive the image into a temporary file within the limits (stream_server.uploads),
+        prepare it (one at a time, in a child process) and keep the avatar cache under
+        --cache-max-mb, sparing the avatars of live sessions (stream_server.avatars)."""
+        limits = UploadLimits(max_bytes=MAX_UPLOAD_BYTES)
         try:
-            reader = await request.multipart()
-            part = await reader.next()
-            while part is not None and getattr(part, "name", None) != "image":
-                part = await reader.next()
-        except (ValueError, AssertionError) as exc:
-            return error(400, f"malformed multipart body: {exc}")
-        if part is None:
-            return error(400, "no 'image' field in the upload")
-        if not isinstance(part, BodyPartReader):  # a nested multipart, not a file
-            return error(400, "the 'image' field must be a file")
-        data = bytearray()
-        while chunk := await part.read_chunk(1 << 20):
-            data.extend(chunk)
-            if len(data) > MAX_UPLOAD_BYTES:  # stop reading early
-                return error(413, "image over 50 MB")
-        name = Path(part.filename or "upload").stem.replace("_", " ")[:60] or "upload"
-        try:
-            info = await self.avatars.upload(bytes(data), name)
+            async with (
+                self.avatars.gate.admit(),
+                receive_image(request, self.config.cache_dir / "tmp", limits) as image,
+            ):
+                info = await self.avatars.upload(
+                    image.path,
+                    image.name,
+                    cache_max_bytes=int(self.config.cache_max_mb * 2**20),
+                    in_use=lambda: {live.session.avatar_id for live in self.sessions.values()},
+                )
+        except UploadError as exc:  # the body was not read to its end: close the connection
+            response = error(exc.status, exc.message, **exc.headers)
+            response.force_close()
+            return response
         except AvatarError as exc:
             return error(422, str(exc))
         return web.json_response(info.as_json(), status=201)
 
     async def offer(self, request: web.Request) -> web.Response:
-        if request.content_length and request.content_length > MAX_OFFER_BYTES:
-            return error(413, "offer too large")
-        try:
-            params = json.loads(await request.text())
-            sdp, kind = params["sdp"], params["type"]
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, "the offer must be JSON: {sdp, type, avatar?}")
-        except (KeyError, TypeError):
-            return error(400, "the offer needs 'sdp' and 'type'")
+        body = await read_body(request, MAX_OFFER_BYTES, "the offer")
+        params = parse_json(body, "the offer")
+        if not isinstance(params, dict) or "sdp" not in params or "type" not in params:
+            raise HttpError(400, "the offer needs 'sdp' and 'type'")
+        sdp, kind = params["sdp"], params["type"]
         if kind != "offer" or not isinstance(sdp, str) or "m=" not in sdp:
-            return error(400, "'type' must be 'offer' and 'sdp' a session description")
+            raise HttpError(400, "'type' must be 'offer' and 'sdp' a session description")
+        try:
+            check_offer_sdp(sdp)
+        except SdpError as exc:
+            raise HttpError(400, f"malformed offer: {exc}") from None
         avatar_id = params.get("avatar") or self.avatars.default_id
         if not isinstance(avatar_id, str) or self.avatars.get(avatar_id) is None:
-            return error(404, f"unknown avatar {avatar_id!r}")
+            raise HttpError(404, f"unknown avatar {str(avatar_id)[:80]!r}")
         try:
             style = style_of(params, self.config.style)
         except ValueError as exc:
-            return error(400, str(exc))
-        if len(self.sessions) >= self.config.max_sessions or self.pool is None:
+            raise HttpError(400, str(exc)) from None
+        # The slot is taken here, before any await: simultaneous offers cannot all pass.
+        self.avatars.touch(avatar_id)  # used now: the cache's eviction spares it longest
+        if self.pool is None or not self.admission.take():
             self.metrics.rejected.inc()
-            return error(
-                503,
-                "the server is at capacity; try again shortly",
-                **{"Retry-After": str(RETRY_AFTER_S)},
-            )
+            message = self.admission.refusal() if self.pool else "the server is starting"
+            return error(503, message, **{"Retry-After": str(RETRY_AFTER_S)})
         try:
             answer, session_id = await self._connect(sdp, avatar_id, style)
-        except ValueError as exc:
-            return error(400, f"malformed offer: {exc}")
+        except BaseException as exc:
+            self.admission.release()
+            if isinstance(exc, ValueError):
+                raise HttpError(400, f"malformed offer: {exc}") from None
+            raise
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session_id})
 
     async def session_stats(self, request: web.Request) -> web.Response:
@@ -253,17 +344,14 @@ class AvatarServer:
         live = self.sessions.get(request.match_info["session_id"])
         if live is None:
             return error(404, "unknown session")
-        if request.content_length is None:
-            return error(411, "send the style as JSON with a Content-Length")
-        if request.content_length > MAX_STYLE_BYTES:
-            return error(413, f"the style must be at most {MAX_STYLE_BYTES} bytes of JSON")
+        body = await read_body(request, MAX_STYLE_BYTES, "the style")
+        params = parse_json(body, 'the style ({"style": NAME, "intensity": 0..1})')
         try:
-            params = json.loads(await request.text())
             style = style_of(params, None)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, 'the style must be JSON: {"style": NAME, "intensity": 0..1}')
         except ValueError as exc:
             return error(400, str(exc))
+        if live.closing:
+            return error(404, "unknown session")
         live.session.set_style(style)
         return web.json_response(style.to_dict())
 
@@ -281,7 +369,7 @@ class AvatarServer:
     ) -> tuple[RTCSessionDescription, str]:
         pool = self.pool  # the avatar is known (offer checked) and its rig on disk (store)
         assert pool is not None
-        session_id = uuid.uuid4().hex
+        session_id = secrets.token_hex(16)  # unguessable; logs show its first 8 digits
         generator = await asyncio.to_thread(
             make_generator,
             self.config.motion,
@@ -310,7 +398,10 @@ class AvatarServer:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             state = pc.connectionState
-            if state in ("failed", "closed"):
+            if state == "connected" and not live.started and not live.closing:
+                live.started = True  # costs nothing until the peer connects
+                session.start()
+            elif state in ("failed", "closed"):
                 await self.close_session(session_id)
             elif state == "disconnected":
                 await asyncio.sleep(DISCONNECT_GRACE_S)
@@ -343,7 +434,6 @@ class AvatarServer:
                 task.cancel()
             await pc.close()
             raise
-        session.start()
         self.sessions[session_id] = live
         self.metrics.sessions_total.inc()
         live.tasks.append(asyncio.ensure_future(self._watch(session_id)))
@@ -361,7 +451,7 @@ class AvatarServer:
         while (live := self.sessions.get(session_id)) is not None and not live.closing:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            if not live.session.alive:
+            if live.started and not live.session.alive:
                 break
             if live.pc.connectionState != "connected":
                 if now - started > CONNECT_TIMEOUT_S:
@@ -372,7 +462,9 @@ class AvatarServer:
                 last_report = max(last_report, now - report)
             if now - last_report > PEER_SILENCE_S:
                 log.info(
-                    "session %s: no receiver reports for %.0f s", session_id, now - last_report
+                    "session %s…: no receiver reports for %.0f s",
+                    session_id[:8],
+                    now - last_report,
                 )
                 break
         await self.close_session(session_id)
@@ -388,9 +480,11 @@ class AvatarServer:
                 task.cancel()
         with contextlib.suppress(Exception):
             await live.pc.close()
-        await asyncio.to_thread(live.session.join)
+        if live.started:
+            await asyncio.to_thread(live.session.join)
         self.sessions.pop(session_id, None)
-        log.info("session %s closed", session_id)
+        self.admission.release()
+        log.info("session %s… closed", session_id[:8])
 
 
 async def _last_receiver_report(pc: RTCPeerConnection) -> float | None:
@@ -408,10 +502,21 @@ async def _last_receiver_report(pc: RTCPeerConnection) -> float | None:
     return max(0.0, (datetime.datetime.now(datetime.UTC) - newest).total_seconds())
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (a container's limit, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def create_app(config: ServerConfig) -> web.Application:
     video_codec.install()
     server = AvatarServer(config)
-    app = web.Application(client_max_size=52 * 1024 * 1024)
+    app = web.Application(
+        client_max_size=52 * 1024 * 1024,
+        middlewares=[json_errors, config.access.middleware],
+    )
     app["server"] = server
     app.add_routes(server.routes())
     app.on_startup.append(server.startup)

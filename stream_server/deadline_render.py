@@ -81,7 +81,7 @@ class DeadlineRenderer:
             try:
                 yuv = self._render(motion)
             except RenderError:  # the pool replaced a dead process: this frame is not sent
-                log.exception("session %s: frame %d not rendered", self.session_id, k)
+                log.exception("session %s…: frame %d not rendered", self.session_id[:8], k)
                 return False
             done = time.monotonic()
         spent = done - start

@@ -80,6 +80,16 @@ class Metrics:
         self.sessions = Gauge("emote_sessions", "Sessions currently open")
         self.sessions_total = Counter("emote_sessions_total", "Sessions opened since start")
         self.rejected = Counter("emote_sessions_rejected_total", "Offers refused (capacity)")
+        self.capacity = Gauge(
+            "emote_capacity_sessions",
+            "Sessions admitted at most: the measured capacity at 25 fps, capped by --max-sessions",
+        )
+        self.frame_cpu_ms = Gauge(
+            "emote_frame_cpu_ms", "CPU time a frame costs on this machine (ms; probe or measured)"
+        )
+        self.session_fps_min = Gauge(
+            "emote_session_fps_min", "The slowest session's frame rate over the last 5 s"
+        )
         self.frames_delivered = Counter("emote_frames_delivered_total", "Video frames sent")
         self.frames_dropped = Counter(
             "emote_frames_dropped_total", "Video frames not sent: they could not be ready in time"
@@ -113,6 +123,9 @@ class Metrics:
             self.sessions,
             self.sessions_total,
             self.rejected,
+            self.capacity,
+            self.frame_cpu_ms,
+            self.session_fps_min,
             self.frames_delivered,
             self.frames_dropped,
             self.motion_ms,

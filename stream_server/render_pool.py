@@ -120,6 +120,11 @@ class RenderPool:
             raise RenderError(payload)
         return payload
 
+    @property
+    def pids(self) -> list[int]:
+        """The render processes' ids (the server reads their CPU time: capacity.CpuMeter)."""
+        return [w.process.pid for w in list(self._workers) if w.process.pid is not None]
+
     def _replace(self, dead: _Worker) -> _Worker:
         self._workers.remove(dead)
         _stop([dead])

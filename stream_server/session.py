@@ -134,6 +134,10 @@ class Session:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the worker (the server does when the peer connects: a session that is
+        still connecting costs no CPU). The clock starts now: no audio can have been placed
+        before, and frames for the time spent connecting would only be dropped."""
+        self.clock.t0 = time.monotonic()
         self._worker.start()
 
     def stop(self) -> None:
@@ -239,7 +243,7 @@ class Session:
                 self._renderer.render_ready(pending)
                 self.encoder.encode_stored()
         except Exception:  # a broken session must not take the server down
-            log.exception("session %s worker failed", self.id)
+            log.exception("session %s… worker failed", self.id[:8])
             self._stop.set()
 
     def _fill_silence(self) -> None:

@@ -33,8 +33,10 @@ def test_values_are_parsed() -> None:
             "EMOTE_TRT_PRECISION": "fp16",
             "EMOTE_RENDER_WORKERS": "3",
             "EMOTE_RENDER_BATCH": " 2 ",
+            "EMOTE_TOKEN": "0123456789abcdef-x",
         }
     )
+    assert s.token == "0123456789abcdef-x" and Settings.from_env({}).token is None
     assert s.cache_dir == Path.home() / "elsewhere" and s.trt_cache == Path("/tmp/trt")
     assert (s.ort_threads, s.ort_opt, s.trt_precision) == (2, "basic", "fp16")
     assert (s.render_workers, s.render_batch) == (3, 2)
@@ -50,6 +52,8 @@ def test_values_are_parsed() -> None:
         ("EMOTE_RENDER_BATCH", "1.5"),
         ("EMOTE_ORT_OPT", "fast"),
         ("EMOTE_TRT_PRECISION", "int8"),
+        ("EMOTE_TOKEN", "short"),
+        ("EMOTE_TOKEN", "has a space in it somewhere"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
