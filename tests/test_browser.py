@@ -266,3 +266,42 @@ def test_a_busy_server_is_retried_with_a_countdown(browser, page, server: str) -
         second.close()
     page.click("#stop")
     page.wait_for_function("window.emoteStats.connectionState === 'closed'", timeout=5_000)
+
+
+def test_a_server_with_a_token_asks_for_it_once_and_then_works(
+    browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`emote serve --token`: the page asks for the token, keeps it for the tab, and every API
+    call (images included: an <img> cannot send it) carries it."""
+    token = "browser-token-0123456789"
+    cache = tmp_path_factory.mktemp("browser-token") / "cache"
+    with serve(1, cache, timeout_s=SERVER_START_TIMEOUT_S, options=("--token", token)) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(url)
+            page.locator("#token-form").wait_for(state="visible", timeout=15_000)
+            page.fill("#token-input", "wrong-token-0123456789")
+            page.click("#token-form button[type=submit]")
+            page.wait_for_function(
+                "document.querySelector('#token-error').textContent.includes('not accepted')",
+                timeout=15_000,
+            )
+            page.fill("#token-input", token)
+            page.click("#token-form button[type=submit]")
+            page.wait_for_function(
+                "[...document.querySelectorAll('.thumb img')].some((i) => i.naturalWidth > 0)",
+                timeout=15_000,
+            )
+            assert page.locator("#token-form").is_hidden()
+            page.reload()  # kept for the tab: no second prompt
+            page.wait_for_selector(".thumb img")
+            assert page.locator("#token-form").is_hidden()
+            page.click("#start")
+            page.wait_for_function("window.emoteStats.phase === 'live'", timeout=30_000)
+            page.click("#stop")
+            page.wait_for_function("window.emoteStats.connectionState === 'closed'", timeout=5_000)
+        finally:
+            page.close()
+        assert not errors, f"uncaught errors in the page: {errors}"

@@ -8,6 +8,31 @@ export class ApiError extends Error {
   }
 }
 
+// The server's access token (emote serve --token; required beyond loopback). Entered once,
+// or given as the link's #token=..., and kept for this tab (sessionStorage): never in the URL
+// the server sees, never in a cookie another site's request would carry.
+const TOKEN_KEY = 'emote-token';
+let token = sessionStorage.getItem(TOKEN_KEY) ?? '';
+
+(function tokenFromLink() {
+  const match = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (!match) return;
+  setToken(decodeURIComponent(match[1]));
+  history.replaceState(null, '', window.location.pathname + window.location.search);
+})();
+
+export function setToken(value) {
+  token = value.trim();
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+export const hasToken = () => token !== '';
+
+export function authHeaders() {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 async function errorFrom(response) {
   let message = `${response.status} ${response.statusText}`.trim();
   try {
@@ -21,7 +46,7 @@ async function errorFrom(response) {
 }
 
 async function request(method, path, body) {
-  const init = { method, headers: {} };
+  const init = { method, headers: authHeaders() };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -56,6 +81,7 @@ export function uploadAvatar(file, { onProgress, onSent } = {}) {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', '/api/avatars');
     xhr.responseType = 'json';
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener('progress', (event) => {
       if (event.lengthComputable) onProgress?.(event.loaded / event.total);
     });
@@ -77,4 +103,18 @@ export function uploadAvatar(file, { onProgress, onSent } = {}) {
     form.append('image', file, file.name || 'portrait');
     xhr.send(form);
   });
+}
+
+const imageUrls = new Map(); // avatar id -> object URL of its image fetched with the token
+
+/** A URL an <img> can show for the avatar's image: the API path itself without a token; with
+ * one, the image fetched with it (an <img> cannot send headers). */
+export async function avatarImageUrl(avatar) {
+  if (!token) return avatar.image;
+  if (!imageUrls.has(avatar.id)) {
+    const response = await fetch(avatar.image, { headers: authHeaders() });
+    if (!response.ok) throw await errorFrom(response);
+    imageUrls.set(avatar.id, URL.createObjectURL(await response.blob()));
+  }
+  return imageUrls.get(avatar.id);
 }

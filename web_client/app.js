@@ -1,7 +1,8 @@
 // The page: portrait gallery and upload, audio source, the call, live stats.
 
 import {
-  ApiError, interruptSession, listAvatars, sessionStats, setSessionStyle, uploadAvatar,
+  ApiError, authHeaders, avatarImageUrl, hasToken, interruptSession, listAvatars, sessionStats,
+  setSessionStyle, setToken, uploadAvatar,
 } from './api.js';
 import { AvatarCall, Cancelled, fileSource, microphoneSource } from './rtc.js';
 import { ReceiveStats } from './stats.js';
@@ -42,6 +43,9 @@ const el = {
   uploadStatus: $('upload-status'),
   uploadError: $('upload-error'),
   sessionIdLabel: $('session-id-label'),
+  tokenForm: $('token-form'),
+  tokenInput: $('token-input'),
+  tokenError: $('token-error'),
   stat: {
     fps: $('stat-fps'),
     decoded: $('stat-decoded'),
@@ -131,7 +135,7 @@ function setPhase(phase, overlayText = '') {
 function showPoster() {
   const avatar = state.avatars.find((a) => a.id === state.selectedId);
   if (avatar) {
-    el.poster.src = avatar.image;
+    avatarImageUrl(avatar).then((url) => { el.poster.src = url; }, () => {});
     el.poster.alt = `${avatar.name} (still portrait)`;
   }
 }
@@ -373,7 +377,11 @@ el.intensity.addEventListener('input', () => {
 
 window.addEventListener('pagehide', () => {
   const id = state.call?.sessionId;
-  if (id) fetch(`/api/sessions/${encodeURIComponent(id)}`, { method: 'DELETE', keepalive: true });
+  if (id) {
+    fetch(`/api/sessions/${encodeURIComponent(id)}`, {
+      method: 'DELETE', keepalive: true, headers: authHeaders(),
+    });
+  }
 });
 
 // -- stats ----------------------------------------------------------------------------------
@@ -446,7 +454,6 @@ function renderGallery() {
     label.className = 'thumb';
     label.title = avatar.name;
     const img = Object.assign(document.createElement('img'), {
-      src: avatar.image,
       alt: '',
       loading: 'lazy',
       width: 96,
@@ -456,6 +463,7 @@ function renderGallery() {
       className: 'thumb-name',
       textContent: avatar.name,
     });
+    avatarImageUrl(avatar).then((url) => { img.src = url; }, () => {});
     label.append(img, name);
     if (avatar.default) {
       label.append(Object.assign(document.createElement('span'), {
@@ -479,6 +487,10 @@ async function loadAvatars() {
   try {
     state.avatars = await listAvatars();
   } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      askForToken(hasToken() ? 'That token was not accepted; check it and try again.' : '');
+      return;
+    }
     el.gallery.replaceChildren(Object.assign(document.createElement('p'), {
       className: 'field-error',
       textContent: `Cannot load the portraits: ${err.message}`,
@@ -490,6 +502,23 @@ async function loadAvatars() {
   renderGallery();
   if (chosen) selectAvatar(chosen.id);
 }
+
+// -- access token (servers bound beyond loopback ask for one) -------------------------------
+
+function askForToken(problem) {
+  el.tokenForm.hidden = false;
+  el.tokenError.textContent = problem;
+  el.tokenError.hidden = !problem;
+  el.tokenInput.focus();
+}
+
+el.tokenForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  setToken(el.tokenInput.value);
+  el.tokenInput.value = '';
+  el.tokenForm.hidden = true;
+  loadAvatars();
+});
 
 function setUploadProgress(fraction, text) {
   el.uploadProgress.hidden = false;
