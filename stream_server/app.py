@@ -480,8 +480,7 @@ class AvatarServer:
                 task.cancel()
         with contextlib.suppress(Exception):
             await live.pc.close()
-        if live.started:
-            await asyncio.to_thread(live.session.join)
+        await asyncio.to_thread(live.session.join)
         self.sessions.pop(session_id, None)
         self.admission.release()
         log.info("session %s… closed", session_id[:8])

@@ -42,6 +42,12 @@ class FrameEncoder:
         """The running mean of the encoding time (s), which a frame's deadline must allow."""
         return self._encode_estimate
 
+    def close(self) -> None:
+        """The session ended: free the encoder and the frames kept (``Vp8Stream.close``)."""
+        self._queue.discard_unsent()
+        self._frames.clear()
+        self._vp8.close()
+
     def request_keyframe(self) -> None:
         """The next frame encoded is a keyframe (a receiver lost one: PLI/FIR)."""
         self._vp8.request_keyframe()

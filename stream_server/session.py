@@ -146,7 +146,13 @@ class Session:
         self.audio.stop()
 
     def join(self, timeout: float = 2.0) -> None:
-        self._worker.join(timeout)
+        """Wait for the worker to end (after ``stop``), then free the encoder, whatever holds
+        on to the session's objects (the peer connection's reference cycles keep them until
+        the garbage collector runs). A worker never started has nothing to wait for."""
+        if self._worker.ident is not None:
+            self._worker.join(timeout)
+        if not self._worker.is_alive():
+            self.encoder.close()
 
     @property
     def alive(self) -> bool:

@@ -115,6 +115,12 @@ class Vp8Stream:
     def request_keyframe(self) -> None:
         self._keyframe.set()
 
+    def close(self) -> None:
+        """Free the encoder now (~15 MB of libvpx state at 512x512). Left to the garbage
+        collector, it lives as long as the cycles around a closed peer connection: a server
+        measured +3.3 MB of RSS per short session until it did this."""
+        self._codec = None
+
     def encode(self, i420: np.ndarray, index: int) -> EncodedVideoFrame:
         """Frame ``index`` (25 fps) of a (height * 3 / 2, width) I420 image."""
         pts = index * PTS_PER_FRAME
