@@ -84,6 +84,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from contracts.settings import current
+    from engines.blas_threads import single_threaded_blas
     from engines.heap import keep_freed_memory
     from stream_server import http_errors
     from stream_server.access import AccessPolicy, exposure
@@ -130,6 +131,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     use_loopback_only(is_loopback(args.host))
     keep_freed_memory()  # the render processes set it for themselves
+    single_threaded_blas()  # a spinning BLAS thread cost a core (engines.blas_threads)
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("aioice").setLevel(logging.WARNING)
     print(

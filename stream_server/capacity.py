@@ -30,7 +30,9 @@ from engines.motion_stream import MotionGenerator, MotionStream
 from stream_server.video_codec import Vp8Stream
 
 UTILIZATION = 0.85  # of the cores: the rest absorbs jitter (a render's wall time grows with load)
-LIVE_OVERHEAD = 2.0  # a live frame's CPU / the probe's sum (docs/benchmarks.md, "Capacity")
+LIVE_OVERHEAD = (
+    1.5  # a live frame's CPU / the probe's sum: 17.5 / 11.5 ms (docs/benchmarks.md, "Capacity")
+)
 PROBE_SECONDS = 2.0
 WINDOW_S = 20.0  # the runtime meter's window
 MIN_FRAMES = 100  # a window with fewer frames sent says little about their cost
@@ -75,7 +77,9 @@ class FrameCost:
 
 
 def probe(
-    generator: MotionGenerator, render: Callable[[np.ndarray], np.ndarray], seconds: float = 2.0
+    generator: MotionGenerator,
+    render: Callable[[np.ndarray], np.ndarray],
+    seconds: float = PROBE_SECONDS,
 ) -> FrameCost:
     """Time one frame's motion, render and VP8 on this machine (blocking: call from a worker
     thread). ``render`` takes a motion frame and returns an I420 frame (a render process)."""

@@ -161,9 +161,11 @@ def _serve(
     try:
         import cv2
 
+        from engines.blas_threads import single_threaded_blas
         from engines.heap import keep_freed_memory
 
         keep_freed_memory()  # ~3 ms of page faults a frame less (engines.heap)
+        single_threaded_blas()  # no spinning BLAS threads (engines.blas_threads)
         os.nice(RENDER_NICE)  # the event loop's pacing first (see RENDER_NICE)
         # The server's block. Attaching registers it again with the server's resource tracker
         # (shared with spawned children; a set, so a no-op); the server unlinks it.
