@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -31,6 +32,8 @@ log = logging.getLogger("stream_server.session")
 MOUTH_FIELDS = [i for i, n in enumerate(mf.BLENDSHAPES) if n.startswith(("jaw", "mouth"))]
 MOUTH_CLOSE_RATE = 0.15  # mouth openness left after each frame of closing (dsp: 1 - 0.85)
 CLOSE_FRAMES = 3  # closing frames rendered past the screen on an interrupt (0.15^3: shut)
+SHARE_WINDOW_S = 1.0  # a session's share: the frames it rendered in this last while
+SHARE_BIAS_S = 0.005  # priority lost per frame of share (render_slots); 25 fps: 125 ms
 
 
 class DeadlineRenderer:
@@ -55,6 +58,7 @@ class DeadlineRenderer:
         self.metrics = metrics
         self.lookahead_samples = lookahead_samples
         self._render_estimate = 0.01  # running mean of render time (s)
+        self._rendered: deque[float] = deque()  # when this session's recent frames rendered
 
     def render_ready(self, pending: list[tuple[int, np.ndarray]]) -> None:
         """Render the generated frames ``(k, motion)`` that can be ready in time."""
@@ -73,7 +77,7 @@ class DeadlineRenderer:
         if time.monotonic() + needed > due:
             return False
         queued = time.monotonic()
-        with self._slots.slot(due):
+        with self._slots.slot(due, self.share_bias(queued)):
             start = time.monotonic()
             self.metrics.render_wait_ms.observe((start - queued) * 1000)
             if start + needed > due:
@@ -85,6 +89,7 @@ class DeadlineRenderer:
                 return False
             done = time.monotonic()
         spent = done - start
+        self._rendered.append(done)
         self.metrics.render_ms.observe(spent * 1000)
         self._render_estimate += 0.1 * (spent - self._render_estimate)
         complete = (
@@ -92,6 +97,13 @@ class DeadlineRenderer:
         )
         self.metrics.audio_to_frame_ms.observe(max(0.0, done - complete) * 1000)
         return self.encoder.store(k, yuv)
+
+    def share_bias(self, now: float) -> float:
+        """This session's priority bias in the render slots: ``SHARE_BIAS_S`` per frame it
+        rendered in the last ``SHARE_WINDOW_S`` (equal for sessions at the same rate)."""
+        while self._rendered and self._rendered[0] < now - SHARE_WINDOW_S:
+            self._rendered.popleft()
+        return SHARE_BIAS_S * len(self._rendered)
 
     def close_mouth_after(self, shown: int, stream: MotionStream) -> None:
         """The frames past the one sent last (``shown``) belong to the interrupted speech:

@@ -1,11 +1,17 @@
 """Render slots shared by a server's sessions: at most N renders at once, earliest send time
-first.
+first, less a share bias so that an overloaded server slows every session alike.
 
 Every session has its own worker thread. Left alone, four workers on two cores render four
 frames at once and each takes several times its CPU time (the server measured 20-28 ms of
 wall time for a 6.5 ms render under load). With slots, renders beyond the cores queue
 instead, the frame due soonest goes first, and a frame whose send time can no longer be met
 once its turn comes is skipped before it costs anything.
+
+Plain earliest-deadline-first starves under overload: with 4 sessions on 2 cores the one
+whose frames fall last in each frame period lost nearly every contest (23.7 / 21.5 / 16.5 /
+6.6 fps measured). A waiter's priority is therefore its deadline plus ``SHARE_BIAS_S`` per
+frame its session rendered in the last second (``DeadlineRenderer``): sessions at the same
+rate keep pure deadline order; one that has fallen behind goes first until it catches up.
 """
 
 from __future__ import annotations
@@ -38,9 +44,10 @@ class RenderSlots:
         self._cond = threading.Condition()
 
     @contextlib.contextmanager
-    def slot(self, deadline: float) -> Iterator[None]:
-        """Hold a slot for the block; waits while all are busy or an earlier deadline waits."""
-        entry = (deadline, next(self._order))
+    def slot(self, deadline: float, bias: float = 0.0) -> Iterator[None]:
+        """Hold a slot for the block; waits while all are busy or an earlier ``deadline +
+        bias`` waits (``bias``: the session's share, see the module's docstring)."""
+        entry = (deadline + bias, next(self._order))
         with self._cond:
             heapq.heappush(self._waiting, entry)
             while self._free == 0 or self._waiting[0] != entry:

@@ -76,3 +76,36 @@ def test_never_more_renders_than_slots() -> None:
     order, peak = _run(RenderSlots(2), [5.0, 4.0, 3.0, 2.0, 1.0], hold_s=0.02)
     assert sorted(order) == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert peak == 2
+
+
+def test_a_session_that_fell_behind_goes_before_earlier_deadlines() -> None:
+    """The share bias (DeadlineRenderer.share_bias): a frame of a session at 25 fps (bias
+    0.125 s) waits behind one due 40 ms later from a session that rendered 5 frames (0.025)."""
+    from stream_server.deadline_render import SHARE_BIAS_S
+
+    slots = RenderSlots(1)
+    order: list[str] = []
+    held = threading.Event()
+
+    def hold() -> None:
+        with slots.slot(0.0):
+            held.set()
+            time.sleep(0.3)
+
+    def render(name: str, deadline: float, frames: int) -> None:
+        with slots.slot(deadline, SHARE_BIAS_S * frames):
+            order.append(name)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    waiters = [
+        threading.Thread(target=render, args=("at 25 fps", 1.00, 25)),
+        threading.Thread(target=render, args=("behind", 1.04, 5)),
+    ]
+    for waiter in waiters:
+        waiter.start()
+        time.sleep(0.05)
+    for thread in [holder, *waiters]:
+        thread.join()
+    assert order == ["behind", "at 25 fps"]
