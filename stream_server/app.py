@@ -148,6 +148,10 @@ class AvatarServer:
         self._set_capacity(self.frame_cost)
 
     def _set_capacity(self, cost: FrameCost) -> None:
+        """Record what a frame costs; admit what fits, unless --capacity fixed it."""
+        self.frame_cost = cost
+        if self.config.capacity is not None:
+            return
         capacity = sessions_for(cost.total_ms, usable_cpus())
         if capacity != self.admission.capacity:
             log.info(
@@ -157,7 +161,6 @@ class AvatarServer:
                 cost.source,
             )
         self.admission.capacity = capacity
-        self.frame_cost = cost
 
     async def _watch_load(self) -> None:
         """Every few seconds: each session's frame rate (a session below 24 fps is logged,
@@ -191,8 +194,9 @@ class AvatarServer:
                 meter = CpuMeter(lambda: pool.pids)  # idle time says nothing of a frame
                 continue
             measured = await asyncio.to_thread(meter.sample, self.metrics.frames_delivered.value)
-            if measured is not None and self.frame_cost is not None:
-                self._set_capacity(self.frame_cost.measured(measured))
+            if measured is not None:
+                known = self.frame_cost or FrameCost(0.0, 0.0, 0.0, "measured", measured)
+                self._set_capacity(known.measured(measured))
 
     async def shutdown(self, _app: web.Application) -> None:
         if self._monitor is not None:
@@ -501,6 +505,9 @@ async def _last_receiver_report(pc: RTCPeerConnection) -> float | None:
     return max(0.0, (datetime.datetime.now(datetime.UTC) - newest).total_seconds())
 
 
+SERVER = web.AppKey("server", AvatarServer)
+
+
 def usable_cpus() -> int:
     """The cores this process may run on (a container's limit, not the host's count)."""
     try:
@@ -516,7 +523,7 @@ def create_app(config: ServerConfig) -> web.Application:
         client_max_size=52 * 1024 * 1024,
         middlewares=[json_errors, config.access.middleware],
     )
-    app["server"] = server
+    app[SERVER] = server
     app.add_routes(server.routes())
     app.on_startup.append(server.startup)
     app.on_shutdown.append(server.shutdown)
