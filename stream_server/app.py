@@ -20,6 +20,7 @@ from contracts.paths import WEB_CLIENT
 from contracts.style import NEUTRAL, STYLES, Style
 from engines.avatar import AvatarError
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
+from engines.motion_stream import MotionGenerator
 from stream_server import video_codec
 from stream_server.access import AccessPolicy
 from stream_server.admission import Admission
@@ -135,17 +136,16 @@ class AvatarServer:
         """Time a frame here (stream_server.capacity) and admit what fits at 25 fps."""
         pool, avatar_id = self.pool, self.avatars.default_id
         assert pool is not None and avatar_id is not None
-        generator = await asyncio.to_thread(
-            make_generator,
-            self.config.motion,
-            self.config.seed,
-            self.config.steps,
-            self.config.motion_models,
+        generator = await self._new_generator()
+        cost = await asyncio.to_thread(probe, generator, functools.partial(pool.render, avatar_id))
+        self._set_capacity(cost)
+
+    async def _new_generator(self) -> MotionGenerator:
+        """A fresh motion generator of the server's kind (built off the event loop)."""
+        config = self.config
+        return await asyncio.to_thread(
+            make_generator, config.motion, config.seed, config.steps, config.motion_models
         )
-        self.frame_cost = await asyncio.to_thread(
-            probe, generator, functools.partial(pool.render, avatar_id)
-        )
-        self._set_capacity(self.frame_cost)
 
     def _set_capacity(self, cost: FrameCost) -> None:
         """Record what a frame costs; admit what fits, unless --capacity fixed it."""
@@ -374,13 +374,7 @@ class AvatarServer:
         pool = self.pool  # the avatar is known (offer checked) and its rig on disk (store)
         assert pool is not None
         session_id = secrets.token_hex(16)  # unguessable; logs show its first 8 digits
-        generator = await asyncio.to_thread(
-            make_generator,
-            self.config.motion,
-            self.config.seed,
-            self.config.steps,
-            self.config.motion_models,
-        )
+        generator = await self._new_generator()
         session = Session(
             session_id,
             avatar_id,
