@@ -26,6 +26,7 @@ from stream_server.access import AccessPolicy
 from stream_server.admission import Admission
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.capacity import CpuMeter, FrameCost, probe, sessions_for
+from stream_server.gc_policy import collect_closed_session, freeze_startup
 from stream_server.http_errors import error, json_errors
 from stream_server.http_limits import HttpError, parse_json, read_body
 from stream_server.jitter import release_immediately
@@ -69,7 +70,8 @@ class ServerConfig:
 class LiveSession:
     session: Session
     pc: RTCPeerConnection
-    tasks: list[asyncio.Task] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)  # ended when the session closes
+    watcher: asyncio.Task | None = None  # AvatarServer._watch: ends by itself
     closing: bool = False
     started: bool = False  # the worker runs once the peer has connected
 
@@ -123,13 +125,16 @@ class AvatarServer:
         if self.config.capacity is None:
             await self._probe_capacity()
         self._monitor = asyncio.ensure_future(self._watch_load())
+        frozen = freeze_startup()  # later collections walk only what sessions add
         log.info(
-            "ready: default avatar %s, %d sessions (max %d, capacity %d), compute margin %.0f ms",
+            "ready: default avatar %s, %d sessions (max %d, capacity %d), compute margin %.0f ms"
+            ", %d start-up objects frozen",
             self.avatars.default_id,
             self.admission.limit,
             self.config.max_sessions,
             self.admission.capacity,
             self.margin_s * 1000.0,
+            frozen,
         )
 
     async def _probe_capacity(self) -> None:
@@ -434,7 +439,7 @@ class AvatarServer:
             raise
         self.sessions[session_id] = live
         self.metrics.sessions_total.inc()
-        live.tasks.append(asyncio.ensure_future(self._watch(session_id)))
+        live.watcher = asyncio.ensure_future(self._watch(session_id))
         return pc.localDescription, session_id
 
     async def _watch(self, session_id: str) -> None:
@@ -443,29 +448,42 @@ class AvatarServer:
         A peer that vanishes without closing (a killed tab, a cable pulled) is noticed by
         aiortc only when ICE consent expires (~30 s); the client's RTCP receiver reports,
         sent about every second while it receives video, tell it within a few seconds.
+        Ends by itself within a second of the session closing; this frame holds only the
+        id across its sleeps, so it never keeps a closed session's objects alive.
         """
         started = time.monotonic()
         last_report = started
-        while (live := self.sessions.get(session_id)) is not None and not live.closing:
+        while True:
             await asyncio.sleep(1.0)
-            now = time.monotonic()
-            if live.started and not live.session.alive:
-                break
-            if live.pc.connectionState != "connected":
-                if now - started > CONNECT_TIMEOUT_S:
-                    break
-                continue
-            report = await _last_receiver_report(live.pc)
-            if report is not None:
-                last_report = max(last_report, now - report)
-            if now - last_report > PEER_SILENCE_S:
-                log.info(
-                    "session %s…: no receiver reports for %.0f s",
-                    session_id[:8],
-                    now - last_report,
-                )
+            verdict, last_report = await self._check(session_id, started, last_report)
+            if verdict == "closed":
+                return
+            if verdict == "close":
                 break
         await self.close_session(session_id)
+
+    async def _check(
+        self, session_id: str, started: float, last_report: float
+    ) -> tuple[str, float]:
+        """One look at a session for ``_watch``: "closed" (gone or closing), "close" (close
+        it now) or "ok", and the newest receiver report's time."""
+        live = self.sessions.get(session_id)
+        if live is None or live.closing:
+            return "closed", last_report
+        now = time.monotonic()
+        if live.started and not live.session.alive:
+            return "close", last_report
+        if live.pc.connectionState != "connected":
+            return ("close" if now - started > CONNECT_TIMEOUT_S else "ok"), last_report
+        report = await _last_receiver_report(live.pc)
+        if report is not None:
+            last_report = max(last_report, now - report)
+        if now - last_report > PEER_SILENCE_S:
+            log.info(
+                "session %s…: no receiver reports for %.0f s", session_id[:8], now - last_report
+            )
+            return "close", last_report
+        return "ok", last_report
 
     async def close_session(self, session_id: str) -> None:
         live = self.sessions.get(session_id)
@@ -473,15 +491,32 @@ class AvatarServer:
             return
         live.closing = True
         live.session.stop()
-        for task in live.tasks:
-            if task is not asyncio.current_task():
-                task.cancel()
-        with contextlib.suppress(Exception):
-            await live.pc.close()
+        await _stop_tasks(live.tasks, live.pc)
         await asyncio.to_thread(live.session.join)
         self.sessions.pop(session_id, None)
+        del live
         self.admission.release()
-        log.info("session %s… closed", session_id[:8])
+        collect_ms = collect_closed_session()  # its codecs' threads go now (gc_policy)
+        log.info("session %s… closed (collected in %.1f ms)", session_id[:8], collect_ms)
+
+
+async def _stop_tasks(tasks: list[asyncio.Task], pc: RTCPeerConnection) -> None:
+    """Close a session's peer connection and let its tasks end (the caller's own and
+    ``_watch`` end by themselves). Closing the connection ends the client's audio track,
+    so ``Session.consume`` returns on its own; only a task still running 2 s later is
+    cancelled. A cancelled task's frame, locals and all, stays referenced from its
+    CancelledError, which the event loop keeps past a collection: a consume task
+    cancelled while it waited kept its session's resamplers and their ffmpeg threads."""
+    with contextlib.suppress(Exception):
+        await pc.close()
+    others = [task for task in tasks if task is not asyncio.current_task()]
+    if not others:
+        return
+    _done, pending = await asyncio.wait(others, timeout=2.0)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
 
 
 async def _last_receiver_report(pc: RTCPeerConnection) -> float | None:
