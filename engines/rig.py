@@ -156,11 +156,12 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
+# 19: the jaw layer starts at the lower inner lip (a painted open mouth's own gap left out);
 # 18: the gaze flows (eye maps), no gaze in the warp; 17: the lid slides and unfolds
 # (eye maps), no blink in the warp; 16: the cavity's colour back
 # to v1's; 15: spread lips thin, corners drop less; 14: the mouth interior's parts; 13:
 # head_depth and the 48-point warp grid
-RIG_VERSION = 18
+RIG_VERSION = 19
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:

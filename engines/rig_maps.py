@@ -33,6 +33,21 @@ def _polygon_mask(size: int, polygon: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _below_curve(size: int, curve: np.ndarray, frame: FaceFrame) -> np.ndarray:
+    """A soft mask of what lies below a lip line (corner to corner along the face's u axis),
+    the line extended sideways and down to far past the image border."""
+    far = 4.0 * size
+    right_corner, left_corner = curve[0], curve[-1]
+    polygon = np.concatenate(
+        [
+            curve,
+            [left_corner + far * frame.u, left_corner + far * (frame.u + frame.v)],
+            [right_corner + far * (frame.v - frame.u), right_corner - far * frame.u],
+        ]
+    )
+    return _polygon_mask(size, polygon)
+
+
 # Where the lid's margin lands on a full blink, as a fraction of the way to the lower lid's
 # margin: a little past it, as FaceMesh's lower lid line runs on the lid's inner edge and a
 # thread of white would show otherwise.
@@ -93,16 +108,13 @@ def aux_maps(
     inner_lower = lm[list(topo.LIPS_INNER_LOWER)]
     # Below the mouth line: the upper inner lip extended to the image border. Inside the face
     # oval that is the jaw (lower lip, chin); outside it the neck and background ("base").
-    far = 4.0 * size
-    right_corner, left_corner = inner_upper[0, :2], inner_upper[-1, :2]
-    below_poly = np.concatenate(
-        [
-            inner_upper[:, :2],
-            [left_corner + far * frame.u, left_corner + far * (frame.u + frame.v)],
-            [right_corner + far * (frame.v - frame.u), right_corner - far * frame.u],
-        ]
-    )
-    below = _polygon_mask(size, below_poly)
+    below = _below_curve(size, inner_upper[:, :2], frame)
+    # The jaw layer starts at the lower inner lip. A portrait painted with parted lips (the
+    # rest pose closes them: rig_basis.rest_offset) leaves its own gap, teeth and all, out of
+    # both layers: the jaw layer took it along and stretched it into a pale streak as the
+    # lower lip dropped (a yellowish blob on the Vermeer at jawOpen 0.9); the renderer's own
+    # interior shows there instead. On a shut mouth the two lines coincide.
+    below_lower = _below_curve(size, inner_lower[:, :2], frame)
     # FaceMesh's face oval only approximates the painted jaw line: the jaw layer takes a margin
     # of neck and background with it (stretched smoothly by the warp) rather than tearing the
     # chin where the oval misses it.
@@ -111,7 +123,7 @@ def aux_maps(
         _polygon_mask(size, lm[list(topo.FACE_OVAL)]),
         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (margin, margin)),
     )
-    jaw_region = below * oval
+    jaw_region = below * below_lower * oval
     base_region = below * (1.0 - oval)
     # Layers composite skull over jaw over base: the lower layers reach a few pixels under the
     # ones above so their soft edges never let the mouth interior show through.

@@ -4,7 +4,6 @@ and parity between engine backends."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,20 +193,46 @@ def test_eye_and_mouth_windows_contain_the_features(mona_avatar) -> None:
     assert top < lm[0, 1] and lm[152, 1] + 0.08 < bottom
 
 
-def test_an_open_mouth_portrait_closes_at_rest(
-    ort_engine, mona_rig, tracker, tmp_path: Path
-) -> None:
-    # Make an open-mouthed portrait by rendering one, then animate it from its own rig.
+@pytest.fixture(scope="module")
+def open_mouthed(ort_engine, mona_rig, tracker, tmp_path_factory):
+    """An open-mouthed portrait (the bundled one rendered at jawOpen 1: dark interior, upper
+    teeth), prepared and rigged as a user's upload would be: (its source opening, avatar, rig)."""
     opened = render(ort_engine, mona_rig, jawOpen=1.0)
-    path = tmp_path / "open.png"
+    folder = tmp_path_factory.mktemp("open_mouth")
+    path = folder / "open.png"
     Image.fromarray(opened).save(path)
     source_opening = mouth_opening(tracker, opened)
+    avatar = prepare_avatar(path, cache_dir=folder / "cache")
+    return source_opening, avatar, build_rig(avatar.image, avatar.landmarks)
+
+
+def test_an_open_mouth_portrait_closes_at_rest(ort_engine, tracker, open_mouthed) -> None:
+    # Animate an open-mouthed portrait from its own rig.
+    source_opening, _, rig = open_mouthed
     assert source_opening > 0.02  # FaceMesh puts the inner lips on the teeth: see above
-    avatar = prepare_avatar(path, cache_dir=tmp_path / "cache")
-    rig = build_rig(avatar.image, avatar.landmarks)
     rest = mouth_opening(tracker, render(ort_engine, rig))
     assert rest < 0.5 * source_opening
     assert mouth_opening(tracker, render(ort_engine, rig, jawOpen=1.0)) > rest + 0.015
+
+
+def test_an_open_mouth_portraits_own_gap_stays_out_of_the_jaw_layer(open_mouthed) -> None:
+    # The jaw layer starts at the lower inner lip: the portrait's own teeth and dark between
+    # the lips are not dragged down (and stretched into a streak) as the jaw opens.
+    _, avatar, rig = open_mouthed
+    lm = avatar.landmarks
+    jaw = rig.jaw_mouth_quads[..., 0].astype(np.float32)  # the jaw mask (own values first)
+
+    def at(point: np.ndarray) -> float:
+        x, y = np.rint(point).astype(int)
+        return float(jaw[y, x])
+
+    upper, lower = lm[13, :2], lm[14, :2]  # inner lips at the middle of the mouth
+    assert np.linalg.norm(lower - upper) > 6.0  # a real gap, in pixels
+    # The jaw mask rises over the gap's lower half (its soft edge reaches under the lower
+    # lip's edge); before, it covered the whole gap (1.0 from the upper lip down).
+    assert at(upper + 0.25 * (lower - upper)) < 0.15
+    assert at(upper + 1.2 * (lower - upper)) > 0.9
+    assert at(0.5 * (lm[17, :2] + lm[152, :2])) > 0.9  # the chin moves with the jaw
 
 
 MOTIONS = [
