@@ -1,7 +1,7 @@
 """A close-up contact sheet of the mouth (issue 14, item 2): every portrait at rest, jawOpen
 0.3 / 0.6 / 0.9, rounded, spread and pressed, the wide jaw turned, cropped to the mouth.
 
-    python -m bench.mouth_sheet [--portraits P ...] [--output docs/mouth_sheet.png] [--cache DIR]
+    python -m bench.mouth_sheet [--portraits P ...] [--output docs/mouth_sheet.jpg] [--cache DIR]
 
 Renders on the CPU (onnxruntime, split graph, one thread) through the same ``FrameRenderer``
 the server uses; the expressions are the renderer sweep's (measure/sweep_programs.py). The
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--portraits", nargs="*", type=Path)
-    parser.add_argument("--output", type=Path, default=Path("docs/mouth_sheet.png"))
+    parser.add_argument("--output", type=Path, default=Path("docs/mouth_sheet.jpg"))
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "emote")
     parser.add_argument("--thumb", type=int, default=150)
     args = parser.parse_args(argv)
@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             sheet.paste(crop.resize((thumb, thumb), Image.Resampling.LANCZOS), (x, y))
         print(f"{path.name}: mouth box {side}px at ({left}, {top})", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    sheet.quantize(256, method=Image.Quantize.MEDIANCUT).save(args.output, optimize=True)
+    if args.output.suffix.lower() in (".jpg", ".jpeg"):
+        sheet.save(args.output, quality=92)  # a palette PNG bands the close-ups
+    else:
+        sheet.save(args.output, optimize=True)
     print(f"wrote {args.output}")
     return 0
 

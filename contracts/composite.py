@@ -86,6 +86,75 @@ def eyes(
 
 THROAT_DARKENING = 0.7  # the cavity's colour at the back of the throat, as a fraction lost
 LOWER_TEETH_SHADE = 0.35  # the lower teeth in the lips' and the jaw's shadow: faint
+# The moist pink between the lips and the teeth, in the tongue's colour (matched to the
+# portrait's lighting) made lighter: the gum line under the upper lip, in its shadow, and the
+# lower lip's wet inner edge, which faces up into the light.
+GUM_LIFT = 1.15
+LIP_INNER_LIFT = 1.35
+# Both show only on a real opening, fading in from a jaw open by OPEN_FROM to OPEN_FULL (less
+# mouthClose, which seals the lips over an open jaw): a closure left slightly parted keeps a
+# dark line between the lips, which viewers (and FaceMesh: it read the learned model's shallow
+# p/b/m closures as open with the bands always on) take for shut lips.
+OPEN_FROM = 0.12
+OPEN_FULL = 0.3
+
+
+def opening(
+    jaw_open: Any,  # jawOpen, broadcastable
+    mouth_close: Any,  # mouthClose
+    clip: Callable[[Array, float | None, float | None], Array],
+) -> Any:
+    """How far the gum and the wet lip edge show, 0-1: the jaw's opening less the lips' seal
+    (mouthClose, capped at jawOpen as the warp caps it), from OPEN_FROM to OPEN_FULL."""
+    parted = jaw_open - mouth_close + clip(mouth_close - jaw_open, 0.0, None)  # less min(c, j)
+    return clip((parted - OPEN_FROM) / (OPEN_FULL - OPEN_FROM), 0.0, 1.0)
+
+
+def mouth_back(
+    throat: Array,  # jaw-layer masks
+    tongue: Array,
+    lower_teeth: Array,
+    cavity_color: Any,  # RGB, broadcastable against the masks
+    teeth_color: Any,
+    tongue_color: Any,
+) -> Array:
+    """The mouth interior behind the bands and the upper teeth: the cavity, darkening
+    toward the throat; the tongue; the lower teeth (in the lower lip's shadow)."""
+    interior = cavity_color * (1.0 - THROAT_DARKENING * throat)
+    interior = interior + (tongue_color - interior) * (0.75 * tongue)
+    return interior + (teeth_color * LOWER_TEETH_SHADE - interior) * lower_teeth
+
+
+def mouth_bands(
+    interior: Array,
+    gum: Array,  # skull layer
+    lip_inner: Array,  # jaw layer
+    shown: Any,  # ``opening``: how far they show (broadcastable)
+    tongue_color: Any,
+) -> Array:
+    """The lower lip's wet inner edge and the gum line over the interior (a no-op at
+    ``shown`` 0: the CPU compositor skips it then)."""
+    interior = interior + (tongue_color * LIP_INNER_LIFT - interior) * (lip_inner * shown)
+    return interior + (tongue_color * GUM_LIFT - interior) * (gum * shown)
+
+
+def mouth_front(
+    interior: Array,
+    skull_rgb: Array,  # the portrait at the skull layer's source coordinates
+    jaw_rgb: Array,  # the portrait at the jaw layer's source coordinates
+    skull: Array,  # skull-layer masks
+    not_base: Array,
+    teeth: Array,
+    jaw: Array,  # jaw-layer mask
+    teeth_color: Any,
+) -> Array:
+    """The upper teeth over the interior, then skull layer over jaw layer over (the
+    interior or the neck and background). The teeth mask carries its own shading (gaps
+    between teeth, the gum's shadow, the arch turning away)."""
+    interior = interior + (teeth_color - interior) * (0.9 * teeth)
+    behind = interior + (skull_rgb - interior) * (1.0 - not_base)
+    out = behind + (jaw_rgb - behind) * jaw
+    return out + (skull_rgb - out) * skull
 
 
 def mouth(
@@ -98,6 +167,9 @@ def mouth(
     tongue: Array,
     lower_teeth: Array,
     throat: Array,
+    gum: Array,  # skull layer
+    lip_inner: Array,  # jaw layer
+    shown: Any,  # ``opening``: how far the gum and the lip edge show (broadcastable)
     cavity_color: Any,  # RGB, broadcastable against the RGB layers
     teeth_color: Any,
     tongue_color: Any,
@@ -105,12 +177,8 @@ def mouth(
     """Skull layer over jaw layer over (the mouth interior or the neck and background).
 
     The interior, back to front: the cavity, darkening toward the throat; the tongue; the
-    lower teeth (in the lower lip's shadow); the upper teeth. The teeth masks carry their
-    own shading (gaps between teeth, the gum's shadow, the arch turning away)."""
-    interior = cavity_color * (1.0 - THROAT_DARKENING * throat)
-    interior = interior + (tongue_color - interior) * (0.75 * tongue)
-    interior = interior + (teeth_color * LOWER_TEETH_SHADE - interior) * lower_teeth
-    interior = interior + (teeth_color - interior) * (0.9 * teeth)
-    behind = interior + (skull_rgb - interior) * (1.0 - not_base)
-    out = behind + (jaw_rgb - behind) * jaw
-    return out + (skull_rgb - out) * skull
+    lower teeth; the lower lip's wet inner edge and the gum line; the upper teeth
+    (``mouth_back``, ``mouth_bands``, ``mouth_front``)."""
+    interior = mouth_back(throat, tongue, lower_teeth, cavity_color, teeth_color, tongue_color)
+    interior = mouth_bands(interior, gum, lip_inner, shown, tongue_color)
+    return mouth_front(interior, skull_rgb, jaw_rgb, skull, not_base, teeth, jaw, teeth_color)

@@ -45,8 +45,8 @@ EYE_CHANNELS: tuple[str, ...] = (
     "gaze_y_dx",
     "gaze_y_dy",
 )
-SKULL_MOUTH_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth")
-JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue", "lower_teeth", "throat")
+SKULL_MOUTH_CHANNELS: tuple[str, ...] = ("skull", "not_base", "teeth", "gum")
+JAW_MOUTH_CHANNELS: tuple[str, ...] = ("jaw", "tongue", "lower_teeth", "throat", "lip_inner")
 
 GRID = 48  # coarse warp grid (GRID x GRID)
 NUM_CONTROLS = 640  # control points, padded: static shapes for every avatar

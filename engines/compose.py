@@ -22,6 +22,7 @@ from contracts.render_spec import (
     EYE_WINDOW,
     JAW_MOUTH_CHANNELS,
     MOUTH_WINDOW,
+    SKULL_MOUTH_CHANNELS,
     crop,
     window_pixels,
 )
@@ -35,7 +36,15 @@ _BLINK_LEFT = mf.INDEX["eyeBlinkLeft"]
 _BLINK_RIGHT = mf.INDEX["eyeBlinkRight"]
 _GAZE_X = mf.INDEX["gazeX"]
 _GAZE_Y = mf.INDEX["gazeY"]
+_JAW = mf.INDEX["jawOpen"]
+_CLOSE = mf.INDEX["mouthClose"]
 _STRIDE = 3  # the eye boxes' search grid, pixels
+# The mouth channels sampled with the portrait on every frame (skull, not_base, teeth; jaw,
+# tongue, lower_teeth, throat) and the two sampled only on a real opening.
+_GUM = SKULL_MOUTH_CHANNELS.index("gum")
+_LIP_INNER = JAW_MOUTH_CHANNELS.index("lip_inner")
+_SKULL_ALWAYS = [i for i in range(len(SKULL_MOUTH_CHANNELS)) if i != _GUM]
+_JAW_ALWAYS = [i for i in range(len(JAW_MOUTH_CHANNELS)) if i != _LIP_INNER]
 
 
 def _plain(quads: np.ndarray, channels: int) -> np.ndarray:
@@ -64,11 +73,19 @@ class Compositor:
         self.eye_boxes = [box for box in (_box(sign > 0.0), _box(sign < 0.0)) if box]
         # Gaze alone moves only what lies between the lids.
         self.gaze_boxes = [box for box in (_box(flow & (sign > 0)), _box(flow & (sign < 0))) if box]
-        self.skull_stack = np.concatenate([rgb, _plain(rig.skull_mouth_quads, 3)], 2)
+        # The gum line and the wet lip edge only show on a real opening (composite.opening):
+        # sampled on their own then, so a frame without them costs what it did before them.
+        skull_maps = _plain(rig.skull_mouth_quads, len(SKULL_MOUTH_CHANNELS))
+        self.skull_stack = np.concatenate([rgb, skull_maps[..., _SKULL_ALWAYS]], 2)
+        self.gum = np.ascontiguousarray(skull_maps[..., _GUM])
         # jaw, tongue, lower teeth, throat
-        self.jaw_stack = np.concatenate(
-            [rgb, _plain(rig.jaw_mouth_quads, len(JAW_MOUTH_CHANNELS))], 2
-        )
+        jaw_maps = _plain(rig.jaw_mouth_quads, len(JAW_MOUTH_CHANNELS))
+        self.jaw_stack = np.concatenate([rgb, jaw_maps[..., _JAW_ALWAYS]], 2)
+        self.lip_inner = np.ascontiguousarray(jaw_maps[..., _LIP_INNER])
+        # Each is a thin strip along a lip (~1% of the mouth window): found and composited
+        # inside its box only, as the eyes are.
+        self.gum_box = _box(self.gum > 0.0)
+        self.lip_inner_box = _box(self.lip_inner > 0.0)
         self.colors = rig.colors.astype(np.float32).reshape(-1, 3, 1, 1)
         self.eye = window_pixels(EYE_WINDOW, self.size)
         self.mouth = window_pixels(MOUTH_WINDOW, self.size)
@@ -84,7 +101,8 @@ class Compositor:
             sx, sy = source_map[b, 0], source_map[b, 1]
             _remap(self.portrait, sx, sy, out[b])
             self._eyes(out[b], sx, sy, motion[b])
-            self._mouth(out[b], sx, sy, jaw_map[b, 0], jaw_map[b, 1])
+            shown = composite.opening(float(motion[b, _JAW]), float(motion[b, _CLOSE]), np.clip)
+            self._mouth(out[b], sx, sy, jaw_map[b, 0], jaw_map[b, 1], float(shown))
         return out
 
     def _eyes(self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, motion: np.ndarray) -> None:
@@ -94,17 +112,11 @@ class Compositor:
             return  # the formulas leave open eyes looking ahead exactly as sampled
         top, _, left, _ = self.eye
         ex, ey = crop(sx, self.eye), crop(sy, self.eye)
-        h, w = ex.shape
-        # Found on every third pixel, then widened by three: an eye's box is over ten pixels
-        # wide and the warp is smooth, so no pixel of it is missed, and the formulas leave the
-        # extra pixels as sampled.
-        sx3, sy3 = ex[::_STRIDE, ::_STRIDE], ey[::_STRIDE, ::_STRIDE]
-        for x0, x1, y0, y1 in self.eye_boxes if blinking else self.gaze_boxes:
-            found = _extent((sx3 >= x0) & (sx3 <= x1) & (sy3 >= y0) & (sy3 <= y1))
+        for box in self.eye_boxes if blinking else self.gaze_boxes:
+            found = _sampled_from(ex, ey, box)
             if found is None:
                 continue
-            r0, r1 = max(0, found[0] * _STRIDE - _STRIDE), min(h, found[1] * _STRIDE + _STRIDE + 1)
-            c0, c1 = max(0, found[2] * _STRIDE - _STRIDE), min(w, found[3] * _STRIDE + _STRIDE + 1)
+            r0, r1, c0, c1 = found
             rgb = self._eye(ex[r0:r1, c0:c1], ey[r0:r1, c0:c1], motion, blinking, gaze)
             _paste(frame, rgb, (top + r0, top + r1, left + c0, left + c1))
 
@@ -137,26 +149,38 @@ class Compositor:
         )
 
     def _mouth(
-        self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, lx: np.ndarray, ly: np.ndarray
+        self,
+        frame: np.ndarray,
+        sx: np.ndarray,
+        sy: np.ndarray,
+        lx: np.ndarray,
+        ly: np.ndarray,
+        shown: float,
     ) -> None:
         sx, sy = crop(sx, self.mouth), crop(sy, self.mouth)
         skull_planes = _planes(self.skull_stack, sx, sy)
         skull, not_base, teeth = skull_planes[3:]
         jaw_planes = _planes(self.jaw_stack, lx, ly)
         jaw, tongue, lower_teeth, throat = jaw_planes[3:]
-        rgb = composite.mouth(
-            skull_planes[:3],
-            jaw_planes[:3],
-            skull,
-            not_base,
-            teeth,
-            jaw,
-            tongue,
-            lower_teeth,
-            throat,
-            self.colors[0],
-            self.colors[1],
-            self.colors[2],
+        cavity_color, teeth_color, tongue_color = self.colors[0], self.colors[1], self.colors[2]
+        interior = composite.mouth_back(
+            throat, tongue, lower_teeth, cavity_color, teeth_color, tongue_color
+        )
+        if shown > 0.0:  # the lip edge, then the gum (composite.mouth_bands' order)
+            for band, xs, ys, box in (
+                (self.lip_inner, lx, ly, self.lip_inner_box),
+                (self.gum, sx, sy, self.gum_box),
+            ):
+                found = _sampled_from(xs, ys, box) if box else None
+                if found is None:
+                    continue
+                r0, r1, c0, c1 = found
+                mask = _remap(band, xs[r0:r1, c0:c1], ys[r0:r1, c0:c1])
+                lip, gum = (mask, 0.0) if band is self.lip_inner else (0.0, mask)
+                part = interior[:, r0:r1, c0:c1]
+                part[...] = composite.mouth_bands(part, gum, lip, shown, tongue_color)
+        rgb = composite.mouth_front(
+            interior, skull_planes[:3], jaw_planes[:3], skull, not_base, teeth, jaw, teeth_color
         )
         _paste(frame, rgb, self.mouth)
 
@@ -168,6 +192,25 @@ def _extent(region: np.ndarray) -> tuple[int, int, int, int] | None:
     if rows.size == 0:
         return None
     return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
+def _sampled_from(
+    xs: np.ndarray, ys: np.ndarray, box: tuple[float, float, float, float]
+) -> tuple[int, int, int, int] | None:
+    """(first row, end row, first column, end column) of the output pixels whose source
+    (``xs``, ``ys``) lies in ``box``; None if none. Found on every third pixel, then widened
+    by three: the boxes (padded by two source pixels) span at least six pixels each way and
+    the warp is smooth, so no pixel is missed, and the formulas leave the extra pixels as
+    they were."""
+    x0, x1, y0, y1 = box
+    sx3, sy3 = xs[::_STRIDE, ::_STRIDE], ys[::_STRIDE, ::_STRIDE]
+    found = _extent((sx3 >= x0) & (sx3 <= x1) & (sy3 >= y0) & (sy3 <= y1))
+    if found is None:
+        return None
+    h, w = xs.shape
+    r0, r1 = max(0, found[0] * _STRIDE - _STRIDE), min(h, found[1] * _STRIDE + _STRIDE + 1)
+    c0, c1 = max(0, found[2] * _STRIDE - _STRIDE), min(w, found[3] * _STRIDE + _STRIDE + 1)
+    return r0, r1, c0, c1
 
 
 def _box(region: np.ndarray, pad: int = 2) -> tuple[float, float, float, float] | None:

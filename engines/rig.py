@@ -57,8 +57,8 @@ class Rig:
 
     image_quads: np.ndarray  # (S, S, 12) float32: RGB [0, 255] of each pixel's 2x2 block
     eye_quads: np.ndarray  # (S, S, 32) float16: EYE_CHANNELS of each pixel's 2x2 block
-    skull_mouth_quads: np.ndarray  # (S, S, 12) float16: SKULL_MOUTH_CHANNELS, 2x2 blocks
-    jaw_mouth_quads: np.ndarray  # (S, S, 16) float16: JAW_MOUTH_CHANNELS, 2x2 blocks
+    skull_mouth_quads: np.ndarray  # (S, S, 16) float16: SKULL_MOUTH_CHANNELS, 2x2 blocks
+    jaw_mouth_quads: np.ndarray  # (S, S, 20) float16: JAW_MOUTH_CHANNELS, 2x2 blocks
     controls: np.ndarray  # (N, 3) float32: positions in the portrait
     rest: np.ndarray  # (N, 3) float32: rest pose (the portrait with its lips closed)
     layer_weight: np.ndarray  # (2, N) float32: expression weight in the skull / jaw layer
@@ -156,12 +156,13 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     )
 
 
-# 19: the jaw layer starts at the lower inner lip (a painted open mouth's own gap left out);
+# 20: the gum line and the lower lip's wet inner edge (two more mouth channels); 19: the jaw
+# layer starts at the lower inner lip (a painted open mouth's own gap left out);
 # 18: the gaze flows (eye maps), no gaze in the warp; 17: the lid slides and unfolds
 # (eye maps), no blink in the warp; 16: the cavity's colour back
 # to v1's; 15: spread lips thin, corners drop less; 14: the mouth interior's parts; 13:
 # head_depth and the 48-point warp grid
-RIG_VERSION = 19
+RIG_VERSION = 20
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:

@@ -161,6 +161,24 @@ def aux_maps(
         * (1.0 - smoothstep(0.4, 0.62, across))
         * _teeth_shading((lower_h - above_lower) / lower_h, across * 1.25, 0.005 * wm / half)
     )
+    # The gum line: a moist pink strip between the upper lip and the teeth, in the lip's
+    # shadow; the teeth cover its lower part. It shows as the upper lip lifts (the skull
+    # layer stretches the strip under it) and as a thin line under the lip otherwise. Both
+    # bands show only on a real opening (``composite.opening``).
+    gum = (
+        0.8
+        * smoothstep(0.0, 0.006 * wm, below_upper)
+        * (1.0 - smoothstep(0.018 * wm, 0.032 * wm, below_upper))
+        * (1.0 - smoothstep(0.6, 0.85, across))
+    )
+    # The lower lip's wet inner edge: the lip turning in toward the teeth, lit from above,
+    # brightest along a thin line just inside the lip.
+    lip_inner = (
+        smoothstep(0.0, 0.004 * wm, above_lower)
+        * (1.0 - smoothstep(0.014 * wm, 0.03 * wm, above_lower))
+        * (1.0 - smoothstep(0.55, 0.85, across))
+        * (0.55 + 0.25 * np.exp(-(((above_lower - 0.008 * wm) / (0.004 * wm)) ** 2)))
+    )
     tongue_h = 0.3 * wm
     tongue = (
         smoothstep(0.0, 0.05 * wm, above_lower)
@@ -223,6 +241,8 @@ def aux_maps(
         "tongue": tongue,
         "lower_teeth": lower_teeth,
         "throat": throat,
+        "gum": gum,
+        "lip_inner": lip_inner,
     }
     return (
         np.stack([maps[name] for name in EYE_CHANNELS], -1).astype(np.float32),

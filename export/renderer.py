@@ -166,8 +166,8 @@ class Renderer(nn.Module):
         self,
         image_quads: torch.Tensor,  # (B, H, W, 12) float32: RGB 2x2 neighbourhoods, [0, 255]
         eye_quads: torch.Tensor,  # (B, H, W, 32) float16: render_spec.EYE_CHANNELS quads
-        skull_mouth_quads: torch.Tensor,  # (B, H, W, 12) float16: SKULL_MOUTH_CHANNELS quads
-        jaw_mouth_quads: torch.Tensor,  # (B, H, W, 16) float16: JAW_MOUTH_CHANNELS quads
+        skull_mouth_quads: torch.Tensor,  # (B, H, W, 16) float16: SKULL_MOUTH_CHANNELS quads
+        jaw_mouth_quads: torch.Tensor,  # (B, H, W, 20) float16: JAW_MOUTH_CHANNELS quads
         controls: torch.Tensor,  # (B, N, 3) positions in the portrait
         rest: torch.Tensor,  # (B, N, 3) rest-pose positions (lips closed)
         layer_weight: torch.Tensor,  # (B, 2, N) expression weight per layer
@@ -226,8 +226,10 @@ class Renderer(nn.Module):
         base = _bilinear(image_quads, gx, gy)
         eye_rgb = composite.eyes(base, lid, height, travel, scale, blink, torch.clamp)
         sx, sy = crop(ux, mouth), crop(uy, mouth)
-        skull, not_base, teeth = torch.split(_bilinear(skull_mouth_quads, sx, sy), 1, dim=1)
-        jaw, tongue, lower_teeth, throat = torch.split(_bilinear(jaw_mouth_quads, lx, ly), 1, dim=1)
+        skull, not_base, teeth, gum = torch.split(_bilinear(skull_mouth_quads, sx, sy), 1, dim=1)
+        jaw, tongue, lower_teeth, throat, lip_inner = torch.split(
+            _bilinear(jaw_mouth_quads, lx, ly), 1, dim=1
+        )
         cavity, teeth_color, tongue_color = (colors[:, i].view(batch, 3, 1, 1) for i in range(3))
         mouth_rgb = composite.mouth(
             crop(rgb, mouth),
@@ -239,6 +241,13 @@ class Renderer(nn.Module):
             tongue,
             lower_teeth,
             throat,
+            gum,
+            lip_inner,
+            composite.opening(
+                motion[:, _JAW].view(batch, 1, 1, 1),
+                motion[:, _CLOSE].view(batch, 1, 1, 1),
+                torch.clamp,
+            ),
             cavity,
             teeth_color,
             tongue_color,

@@ -3,6 +3,7 @@ and parity between engine backends."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -10,7 +11,14 @@ import pytest
 from PIL import Image
 
 from contracts import motion_frame as mf
-from contracts.render_spec import EYE_WINDOW, MOUTH_WINDOW, NUM_CONTROLS, window_pixels
+from contracts.render_spec import (
+    EYE_WINDOW,
+    JAW_MOUTH_CHANNELS,
+    MOUTH_WINDOW,
+    NUM_CONTROLS,
+    SKULL_MOUTH_CHANNELS,
+    window_pixels,
+)
 from engines.avatar import prepare_avatar
 from engines.backends import create_engine
 from engines.compose import Compositor
@@ -119,6 +127,30 @@ def test_open_mouth_shows_a_dark_interior(ort_engine, mona_rig, tracker) -> None
         int(lm[0][1]) - 1 : int(lm[0][1]) + 2, int(lm[0][0]) - 1 : int(lm[0][0]) + 2
     ].mean()
     assert frame[y - 1 : y + 2, x - 1 : x + 2].mean() < 0.6 * lips
+
+
+def test_the_gum_and_the_wet_lip_edge_show_only_on_a_real_opening(ort_engine, mona_rig) -> None:
+    # The same rig with the two bands blanked: frames must match exactly at rest and on a
+    # sealed closure (mouthClose over an open jaw), and differ on an open mouth, where the
+    # bands add the tongue's pink between the lips and the teeth.
+    gum = SKULL_MOUTH_CHANNELS.index("gum")
+    lip = JAW_MOUTH_CHANNELS.index("lip_inner")
+    skull, jaw = mona_rig.skull_mouth_quads.copy(), mona_rig.jaw_mouth_quads.copy()
+    skull[..., gum :: len(SKULL_MOUTH_CHANNELS)] = 0.0  # the channel in each of the 4 quads
+    jaw[..., lip :: len(JAW_MOUTH_CHANNELS)] = 0.0
+    blank = dataclasses.replace(mona_rig, skull_mouth_quads=skull, jaw_mouth_quads=jaw)
+    for shut in ({}, {"jawOpen": 0.4, "mouthClose": 0.4}, {"jawOpen": 0.1}):
+        expected = render(ort_engine, blank, **shut)
+        assert np.array_equal(render(ort_engine, mona_rig, **shut), expected)
+    with_bands = render(ort_engine, mona_rig, jawOpen=0.6).astype(int)
+    without = render(ort_engine, blank, jawOpen=0.6).astype(int)
+    changed = np.abs(with_bands - without).sum(-1) > 6
+    assert 30 < changed.sum() < 0.01 * changed.size  # thin strips along the lips
+
+    def redness(frame: np.ndarray) -> float:
+        return float((frame[..., 0] - frame[..., 1])[changed].mean())
+
+    assert redness(with_bands) > redness(without) + 5
 
 
 def test_bilabial_shapes_keep_the_lips_closed(ort_engine, mona_rig, tracker) -> None:
