@@ -199,11 +199,15 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
     for side, weight in (("Left", left_side), ("Right", right_side)):
         out_dir = 1.0 if side == "Left" else -1.0
         corner_w = smoothstep(0.0, 1.0, weight * 2.0 - 1.0) * (np.abs(a) / (0.5 * wm)).clip(0, 1)
+        # A smile: the corner up and out, pulling the cheek above it along (a wider spread
+        # than the other lip shapes). At 0.11 mouth widths up (was) a smile at 0.8 hardly
+        # read on a photo (docs/render_sweep/, "smile"); a real one lifts the corners about
+        # a fifth of the mouth's width.
         basis[f"mouthSmile{side}"] = _spread(
             lm,
             lip_ring,
-            frame.vector(out_dir * 0.12 * wm * corner_w, -0.11 * wm * corner_w)[lip_ring],
-            0.5 * wm,
+            frame.vector(out_dir * 0.14 * wm * corner_w, -0.2 * wm * corner_w)[lip_ring],
+            0.6 * wm,
             protect,
         )
         outer_upper = np.isin(np.arange(n), topo.LIPS_OUTER_UPPER)

@@ -160,6 +160,17 @@ def test_bilabial_shapes_keep_the_lips_closed(ort_engine, mona_rig, tracker) -> 
     assert mouth_opening(tracker, pressed) < 0.02
 
 
+def test_a_smile_lifts_the_mouth_corners_visibly(ort_engine, mona_rig, tracker) -> None:
+    # FaceMesh on rendered pixels: the outer corners rise by 2.1% of the face height with the
+    # old smile (0.11 mouth widths up), 2.9% with today's (0.2).
+    rest = tracker.landmarks(render(ort_engine, mona_rig))
+    smile = tracker.landmarks(render(ort_engine, mona_rig, mouthSmileLeft=0.8, mouthSmileRight=0.8))
+    assert rest is not None and smile is not None
+    face_height = np.linalg.norm(rest[10] - rest[152])
+    rise = [(rest[i][1] - smile[i][1]) / face_height for i in (61, 291)]
+    assert min(rise) > 0.015 and np.mean(rise) > 0.025
+
+
 def test_blink_closes_both_eyes(ort_engine, mona_rig, tracker) -> None:
     open_eyes = eye_opening(tracker, render(ort_engine, mona_rig))
     closed = eye_opening(tracker, render(ort_engine, mona_rig, eyeBlinkLeft=1, eyeBlinkRight=1))
