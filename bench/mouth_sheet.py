@@ -33,7 +33,7 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (
 LIPS = (61, 291, 0, 17, 13, 14, 78, 308)  # corners, outer and inner mid points
 
 
-def mouth_box(landmarks: np.ndarray, size: int) -> tuple[int, int, int, int]:
+def mouth_box(landmarks: np.ndarray, size: int) -> tuple[int, int, int]:
     """(left, top, side) of a square around the lips, 1.9 mouth widths across, centred a
     little below the mouth (the jaw drops)."""
     lips = landmarks[list(LIPS), :2]
@@ -42,7 +42,7 @@ def mouth_box(landmarks: np.ndarray, size: int) -> tuple[int, int, int, int]:
     side = round(1.9 * width)
     left = int(np.clip(cx - side / 2, 0, size - side))
     top = int(np.clip(cy - 0.4 * side, 0, size - side))
-    return left, top, side, side
+    return left, top, side
 
 
 def motion_for(expression: str, yaw: float) -> np.ndarray:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         renderer = portrait_renderer(path, args.cache)
         size = renderer.inputs["image_quads"].shape[1]
         landmarks = prepare_avatar(path, cache_dir=args.cache).landmarks
-        left, top, side, _ = mouth_box(landmarks, size)
+        left, top, side = mouth_box(landmarks, size)
         y = label_h + row * (thumb + pad)
         draw.text((2, y + thumb // 2), path.stem[:17], fill=(0, 0, 0))
         for i, (_, expression, yaw) in enumerate(COLUMNS):

@@ -125,6 +125,11 @@ def mouth_back(
     return interior + (teeth_color * LOWER_TEETH_SHADE - interior) * lower_teeth
 
 
+def wet_band(interior: Array, mask: Array, lift: float, shown: Any, tongue_color: Any) -> Array:
+    """One moist band (``mask``) over the interior, in the tongue's colour times ``lift``."""
+    return interior + (tongue_color * lift - interior) * (mask * shown)
+
+
 def mouth_bands(
     interior: Array,
     gum: Array,  # skull layer
@@ -132,10 +137,10 @@ def mouth_bands(
     shown: Any,  # ``opening``: how far they show (broadcastable)
     tongue_color: Any,
 ) -> Array:
-    """The lower lip's wet inner edge and the gum line over the interior (a no-op at
-    ``shown`` 0: the CPU compositor skips it then)."""
-    interior = interior + (tongue_color * LIP_INNER_LIFT - interior) * (lip_inner * shown)
-    return interior + (tongue_color * GUM_LIFT - interior) * (gum * shown)
+    """The lower lip's wet inner edge, then the gum line, over the interior (a no-op at
+    ``shown`` 0: the CPU compositor skips it then, and blends each band inside its box)."""
+    interior = wet_band(interior, lip_inner, LIP_INNER_LIFT, shown, tongue_color)
+    return wet_band(interior, gum, GUM_LIFT, shown, tongue_color)
 
 
 def mouth_front(

@@ -167,18 +167,17 @@ class Compositor:
             throat, tongue, lower_teeth, cavity_color, teeth_color, tongue_color
         )
         if shown > 0.0:  # the lip edge, then the gum (composite.mouth_bands' order)
-            for band, xs, ys, box in (
-                (self.lip_inner, lx, ly, self.lip_inner_box),
-                (self.gum, sx, sy, self.gum_box),
+            for band, xs, ys, box, lift in (
+                (self.lip_inner, lx, ly, self.lip_inner_box, composite.LIP_INNER_LIFT),
+                (self.gum, sx, sy, self.gum_box, composite.GUM_LIFT),
             ):
                 found = _sampled_from(xs, ys, box) if box else None
                 if found is None:
                     continue
                 r0, r1, c0, c1 = found
                 mask = _remap(band, xs[r0:r1, c0:c1], ys[r0:r1, c0:c1])
-                lip, gum = (mask, 0.0) if band is self.lip_inner else (0.0, mask)
                 part = interior[:, r0:r1, c0:c1]
-                part[...] = composite.mouth_bands(part, gum, lip, shown, tongue_color)
+                part[...] = composite.wet_band(part, mask, lift, shown, tongue_color)
         rgb = composite.mouth_front(
             interior, skull_planes[:3], jaw_planes[:3], skull, not_base, teeth, jaw, teeth_color
         )

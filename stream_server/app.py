@@ -71,7 +71,9 @@ class LiveSession:
     session: Session
     pc: RTCPeerConnection
     tasks: list[asyncio.Task] = field(default_factory=list)  # ended when the session closes
-    watcher: asyncio.Task | None = None  # AvatarServer._watch: ends by itself
+    # AvatarServer._watch: ends by itself; held here because the event loop keeps only weak
+    # references to tasks
+    watcher: asyncio.Task | None = None
     closing: bool = False
     started: bool = False  # the worker runs once the peer has connected
 
