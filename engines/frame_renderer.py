@@ -12,11 +12,15 @@ import numpy as np
 
 from engines.compose import Compositor
 from engines.engine import Engine
+from engines.head_turn import limit_motion
 from engines.rig import Rig
 
 
 class FrameRenderer:
     """Motion frames -> uint8 RGB frames through a renderer engine, for one avatar.
+
+    The head's yaw is limited first (``engines.head_turn``): own + commanded stays within
+    what a warp of this portrait can draw.
 
     Either renderer graph works: the full one returns frames; the split one (CPU engines)
     returns the warp's source maps, sampled and composited by ``engines.compose``."""
@@ -26,10 +30,13 @@ class FrameRenderer:
         self.inputs = rig.inputs()
         self._batched: dict[int, dict[str, np.ndarray]] = {1: self.inputs}
         self._compositor = Compositor(rig) if "source_map" in engine.output_names else None
+        self.own_yaw = float(rig.own_yaw[0])
 
     def render(self, motion: np.ndarray) -> np.ndarray:
         """(n, DIM) motion -> (n, S, S, 3) uint8 RGB in one engine call (batch n)."""
         motion = motion.reshape(-1, motion.shape[-1]).astype(np.float32)
+        # A portrait already turned is not turned on past what its pixels show.
+        motion = limit_motion(motion, self.own_yaw)
         n = len(motion)
         if n not in self._batched:  # the rig repeated n times, built once per batch size
             self._batched[n] = {

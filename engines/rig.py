@@ -30,6 +30,7 @@ import numpy as np
 
 from contracts.render_spec import GRID, NUM_CONTROLS
 from engines import facemesh_topology as topo
+from engines.head_turn import own_yaw
 from engines.rig_basis import BASIS_FIELDS, blendshape_basis, face_frame, rest_offset
 from engines.rig_maps import aux_maps, palette, quads
 from engines.rig_warp import (
@@ -68,6 +69,8 @@ class Rig:
     face_size: np.ndarray  # (1,) float32: translation unit (brow to chin), normalized
     warp: np.ndarray  # (2, GRID*GRID, N) float32: control displacement -> grid displacement
     colors: np.ndarray  # (4, 3) float32: cavity, teeth, tongue, eyelid (RGB, [0, 255])
+    own_yaw: np.ndarray  # (1,) float32: the portrait's own head yaw (engines.head_turn); not a
+    # graph input: the frame renderer limits the total turn with it
 
     def inputs(self) -> dict[str, np.ndarray]:
         """Named renderer inputs with a batch dimension of 1."""
@@ -94,6 +97,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     if image.shape != (size, size, 3) or landmarks.shape != (topo.NUM_LANDMARKS, 3):
         raise ValueError("build_rig needs a square RGB image and 478 landmarks")
     lm = landmarks.astype(np.float64)
+    yaw = own_yaw(lm)
     lm[:, 2] = head_depth(lm)
     frame = face_frame(lm)
     shapes = blendshape_basis(lm, frame)
@@ -153,17 +157,19 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
         face_size=np.array([brow_chin], np.float32),
         warp=warp,
         colors=palette(image, lm, frame) * 255.0,
+        own_yaw=np.array([yaw], np.float32),
     )
 
 
-# 21: a stronger smile (corners up 0.2 mouth widths); 20: the gum line and the lower lip's
+# 22: the portrait's own yaw (the frame renderer limits the total turn); 21: a stronger
+# smile (corners up 0.2 mouth widths); 20: the gum line and the lower lip's
 # wet inner edge (two more mouth channels); 19: the jaw
 # layer starts at the lower inner lip (a painted open mouth's own gap left out);
 # 18: the gaze flows (eye maps), no gaze in the warp; 17: the lid slides and unfolds
 # (eye maps), no blink in the warp; 16: the cavity's colour back
 # to v1's; 15: spread lips thin, corners drop less; 14: the mouth interior's parts; 13:
 # head_depth and the 48-point warp grid
-RIG_VERSION = 21
+RIG_VERSION = 22
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:
