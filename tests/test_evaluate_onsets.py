@@ -3,6 +3,8 @@ synthetic audio and tracks whose answers are known."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from contracts.phones import Phone
@@ -62,3 +64,17 @@ def test_onsets_are_timed_against_the_first_vowel() -> None:
     # A mouth that opens through the p/b/m, and one that never opens for a burst.
     leaky = onset_metrics(_track([1.12, 4.5]), bursts, pauses)
     assert leaky["bilabials_shut"] == 0.0 and leaky["onset_missed"] == 1
+    assert leaky["pause_open"] == 0.0 and result["pause_open"] > 0.0  # 2.7 s: early, in a pause
+
+
+def test_a_mouth_hanging_open_in_the_pauses_is_counted() -> None:
+    bursts = [Burst(1.0, 1.1, ()), Burst(2.8, 2.9, ()), Burst(4.5, 4.6, ())]
+    pauses = [(0.0, 1.0), (1.8, 2.8), (3.5, 4.5), (5.2, 6.0)]
+    track = _track([1.12, 2.92, 4.62])
+    centres = (np.arange(len(track.mouth)) + 0.5) / 25
+    hanging = track.mouth.copy()
+    hanging[(centres >= 2.0) & (centres < 2.8)] = 0.02  # the second pause, 0.8 s of it
+    hanging[(centres >= 3.7) & (centres < 4.5)] = 0.02  # and the third
+    result = onset_metrics(replace(track, mouth=hanging), bursts, pauses)
+    quiet = sum(((centres >= a + 0.2) & (centres < b)).sum() for a, b in pauses)
+    assert abs(result["pause_open"] - 40 / quiet) < 1e-9

@@ -96,6 +96,7 @@ class JobResult:
     motion: np.ndarray | None = None
     visemes: np.ndarray | None = None
     augment: dict = field(default_factory=dict)
+    pauses: dict = field(default_factory=dict)  # silence padded around it (training/pauses.py)
     error: str | None = None
     rate: float = 1.0  # what the voice was actually asked for (see run_job)
     pitch: float = 1.0
@@ -208,6 +209,7 @@ def run_job(job: Job) -> JobResult:
     """Synthesize, augment and annotate one utterance (runs in a worker process)."""
     from training.augment import augment
     from training.music import accompany
+    from training.pauses import with_pauses
     from training.singing import sung_motion
     from training.tts import ENGINES, TtsError
     from training.visemes import dominant_visemes, phones_to_motion
@@ -231,6 +233,8 @@ def run_job(job: Job) -> JobResult:
             return JobResult(job, error=f"{type(exc).__name__}: {exc}")
     if utt is None:
         return JobResult(job, error=error)
+    # Long pauses, as a live session has them (a generator of its own: the plan is unchanged).
+    utt = with_pauses(utt, np.random.default_rng([job.seed, 3]))
     if job.music:
         utt = accompany(utt, np.random.default_rng([job.seed, 1]), job.music)
     if job.augment:
@@ -244,7 +248,14 @@ def run_job(job: Job) -> JobResult:
         motion = sung_motion(motion, utt.marks, utt.dry, np.random.default_rng([job.seed, 2]))
     motion = express(motion, Style(job.style, job.intensity))
     visemes = dominant_visemes(utt.phones, n_frames)
-    return JobResult(job, audio, motion, visemes, augment=dict(utt.meta.get("augment", {}) or {}))
+    return JobResult(
+        job,
+        audio,
+        motion,
+        visemes,
+        augment=dict(utt.meta.get("augment", {}) or {}),
+        pauses=dict(utt.meta.get("pauses", {}) or {}),
+    )
 
 
 def _results(config: CorpusConfig, jobs: Iterator[Job]) -> Iterator[JobResult]:
@@ -307,6 +318,7 @@ def synthesize_corpus(config: CorpusConfig) -> dict:
                     "style": job.style,
                     "intensity": job.intensity,
                     "augment": result.augment,
+                    "pauses": result.pauses,
                 }
             )
             shard[0].append(result.audio)

@@ -14,8 +14,9 @@ For an utterance and a hop start k (frames k .. k + H - 1, H = motion_spec.HOP_F
 * style: the utterance's speaking style (contracts/style.py), the same for all its windows.
 
 Augmentations for autoregressive use: the runtime conditions on its own (imperfect) output,
-so the history is noised (exposure bias) and sometimes replaced by neutral frames (a session
-or a barge-in starting mid-speech). A live stream usually asks for one frame at a time, so
+so the history is noised (exposure bias), its mouth sometimes offset alike in every frame (a
+jaw drifted open in a pause) and sometimes replaced by neutral frames (a session or a
+barge-in starting mid-speech). A live stream usually asks for one frame at a time, so
 the model often sees a hop whose last 40 ms are not there yet (zeros: "partial" windows).
 Attenuation varies the input level (exact on log-mel features).
 """
@@ -45,13 +46,26 @@ class AugmentConfig:
     history_noise_prob: float = 0.5
     history_noise_max: float = 0.3  # in units of each field's standard deviation
     history_drop_prob: float = 0.1
+    # The mouth's history off by the same amount in every frame: a jaw that drifted open, as
+    # the model's own output can in a long pause; the target tells it to come back.
+    history_drift_prob: float = 0.25
+    history_drift_max: float = 0.6  # in units of each mouth field's standard deviation
     partial_prob: float = 0.5
     attenuate_prob: float = 0.3
     attenuate_max_db: float = 12.0
 
     @staticmethod
     def none() -> AugmentConfig:
-        return AugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return AugmentConfig(
+            history_noise_prob=0.0,
+            history_noise_max=0.0,
+            history_drop_prob=0.0,
+            history_drift_prob=0.0,
+            history_drift_max=0.0,
+            partial_prob=0.0,
+            attenuate_prob=0.0,
+            attenuate_max_db=0.0,
+        )
 
 
 @dataclass
@@ -174,6 +188,12 @@ class WindowSampler:
         noisy = rng.random(batch) < aug.history_noise_prob
         scale = rng.uniform(0.0, aug.history_noise_max, batch) * noisy
         history += scale[:, None, None] * self.std * rng.standard_normal(history.shape)
+        drifted = rng.random(batch) < aug.history_drift_prob
+        drift = np.zeros((batch, 1, spec.DIM), np.float32)
+        mouth = motion_frame.MOUTH_INDICES
+        drift[:, 0, mouth] = rng.uniform(-1.0, 1.0, (batch, len(mouth))) * self.std[mouth]
+        drift *= (rng.uniform(0.0, aug.history_drift_max, batch) * drifted)[:, None, None]
+        history += drift
         history = motion_frame.clip(history)
         history[rng.random(batch) < aug.history_drop_prob] = motion_frame.neutral()
         return WindowBatch(mel, history.astype(np.float32), target, style)

@@ -411,6 +411,7 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("onsets", "onset_median_ms", "onset: median mouth onset - first vowel, ms", "in -60..40"),
     ("onsets", "onset_missed", "onsets missed (no opening within 400 ms)", "lower"),
     ("onsets", "bilabials_shut", "p/b/m before the first vowel kept shut", "higher"),
+    ("onsets", "pause_open", "mouth open in the 1 s pauses (share of frames)", "lower"),
     ("styles", "reads", "speaking styles that read on FaceMesh (of 4)", "higher"),
     ("songs", "mouth_range", "singing: mouth range p95-p5 (face heights)", "higher"),
     ("songs", "envelope_corr", "singing: corr with voice-band envelope", "higher"),

@@ -20,7 +20,12 @@ height, ``fill_nan``; frame k shows the audio [40k, 40k + 40) ms, read at its ce
 * ``error_ms`` = mouth onset - the first vowel's start (reference alignment); the target
   window is -60..+40 ms (lips may lead a little, as people's do);
 * a **bilabial** (P, B, M) between the burst start and its first vowel is **shut** if every
-  frame whose centre lies inside it reads below the threshold.
+  frame whose centre lies inside it reads below the threshold;
+* **open in pauses**: the share of the pauses' frames (from 200 ms in) whose mouth is open
+  by the bench's measure, i.e. at or above the 5th percentile of the whole track plus
+  ``OPEN_FRACTION`` of the way to its 95th. The closed level above is the pauses' own
+  median, so a mouth that hangs open in the pauses raises it and hides itself from the
+  onset readings; this one does not (a mouth shut in the pauses reads ~0).
 """
 
 from __future__ import annotations
@@ -137,6 +142,9 @@ def onset_metrics(
             if inside.any():
                 bilabials += 1
                 shut += bool((mouth[inside] < threshold).all())
+    floor = float(np.percentile(mouth, 5))
+    open_level = floor + OPEN_FRACTION * (float(np.percentile(mouth, 95)) - floor)
+    pause_open = float((mouth[quiet] >= open_level).mean()) if quiet.any() else float("nan")
     err = np.asarray(errors)
     within = int(np.sum((err >= WINDOW_MS[0]) & (err <= WINDOW_MS[1])))
     return {
@@ -148,4 +156,5 @@ def onset_metrics(
         "onset_missed": float(missed),
         "bilabials_before_vowel": float(bilabials),
         "bilabials_shut": shut / bilabials if bilabials else float("nan"),
+        "pause_open": pause_open,
     }
