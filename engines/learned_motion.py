@@ -21,9 +21,12 @@ share, so the sample drawn for a frame does not jump between hops. ``temperature
 the noise of the mouth's fields (< 1: closer to the most likely motion, less variety: the
 mouth follows the audio), ``head_temperature`` that of the head pose, ``face_temperature``
 that of the rest (brows, eyes, gaze: motion the audio only loosely decides, which a cold
-sample flattens: at 0.5 the model blinked 0-2 times in 7-13 s). The head stays at 0.5: at
-0.8 a sampled head sometimes drifted to a held turn on songs (3 of 6 song and rap runs; 1
-of 12 at 0.5); docs/benchmarks.md, "Motion v2".
+sample flattens: at 0.5 the model blinked 0-2 times in 7-13 s). The head is at 0.8: the
+model trained with long pauses (docs/benchmarks.md, "A mouth that stays shut in pauses")
+samples a narrower head than the one before it, whose head at 0.8 sometimes drifted to a
+held turn on songs and so ran at 0.5; at 0.8 this one moves about as far as that one did at
+0.5 (yaw std 0.024-0.034 rad against 0.029-0.062 on two speech clips, a song and a rap,
+seeds 0-2; largest turn 0.14 rad against 0.40).
 
 Determinism: nothing carries state between calls except a barge-in, so the output depends
 only on the seed, the audio, the history and how the calls split the frames into hops.
@@ -52,7 +55,7 @@ DEFAULT_STEPS = {"student": 2, "teacher": 24}
 DEFAULT_SAMPLER = {"student": "flow_map", "teacher": "heun"}
 STUDENT_MAX_STEPS = 4  # what distillation trained (training/distill.py)
 DEFAULT_TEMPERATURE = 0.5  # the mouth: swept 0.5/0.8/1.0 on rendered frames (benchmarks.md)
-DEFAULT_HEAD_TEMPERATURE = 0.5  # head pose: swept 0.5/0.65/0.8 (benchmarks.md)
+DEFAULT_HEAD_TEMPERATURE = 0.8  # head pose: swept 0.5/0.8/1.0 (benchmarks.md)
 DEFAULT_FACE_TEMPERATURE = 0.8  # brows, eyes, gaze: swept 0.5/0.8/1.0 (benchmarks.md)
 RESET_EASE_FRAMES = 5  # 200 ms
 TRAIN_HINT = (
