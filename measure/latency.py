@@ -33,7 +33,9 @@ What is measured (all times are this process's ``time.monotonic``):
   decoding, and its jitter buffer, which releases a frame when its last packet (the RTP
   marker bit) arrives, as a browser's does (aiortc's own holds every frame until the next
   one begins, ~40 ms more; see stream_server/jitter.py). An onset whose mouth is not seen
-  open within 800 ms counts as missed.
+  open within 800 ms counts as missed; so does one whose mouth is already open in the first
+  frame after it (``onsets_open_before``: the mouth hung open in the pause before the burst,
+  which is the generator's fault, not the stream's).
 * ``latency_xcorr_ms``: the delay at which the mouth opening (every measured frame, by
   arrival) best correlates with the level of the audio sent (by sending time): how far the
   face follows the speech, independent of thresholds and phonetics
@@ -230,6 +232,7 @@ class Onset(TypedDict):
     latency_ms: float | None
     audio_latency_ms: float | None
     mouth_vs_sound_ms: float | None
+    open_before: bool  # the mouth already open when the burst was sent: a missed onset's cause
     mouth_rise: list[tuple[int, int]]
     _t: tuple[float, float | None, float | None]
 
@@ -260,7 +263,8 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
     for burst, sent in client.track.onset_times():
         after = [n for n in range(len(vt)) if sent < vt[n] <= sent + OPENING_WITHIN_S]
         opening = next((n for n in after if mouth.get(n, -1.0) > threshold), None)
-        if opening is not None and opening == after[0]:  # still open from before: not this one
+        open_before = opening is not None and opening == after[0]
+        if open_before:  # still open from before: not this one
             opening = None
         level = client.track.program.onset_rms[burst]
         heard = np.flatnonzero(
@@ -277,6 +281,8 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
                 "mouth_vs_sound_ms": None
                 if audio_at is None or opening is None
                 else round((audio_at - vt[opening]) * 1000, 1),
+                # the mouth was already open when the burst was sent (in the pause before it)
+                "open_before": open_before,
                 # (ms after the onset, % of the way from closed to open) of the frames
                 # received in the first 300 ms: how the mouth rose, to see why one is late
                 "mouth_rise": [
@@ -314,6 +320,7 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
         ),
         "onsets_sent": len(onsets),
         "onsets_missed": len(onsets) - len(latencies),
+        "onsets_open_before": sum(bool(o["open_before"]) for o in onsets),
         "frames_received": len(vt),
         "frame_size": got.video_size,
         "fps": round(len(vt) / (vt[-1] - vt[0]), 2) if len(vt) > 1 else 0.0,
@@ -410,6 +417,7 @@ def summarize(results: list[SessionResult]) -> dict:
         "av_drift_ms_max_abs": max((abs(d) for d in drifts), default=None),
         "onsets_sent": len(onsets),
         "onsets_missed": len(onsets) - len(latencies),
+        "onsets_open_before": sum(r["onsets_open_before"] for r in reports),
         "fps": round(float(np.mean([r["fps"] for r in reports])), 2),
         "fps_min": min(r["fps"] for r in reports),
         "jitter_ms_p95": _worst(reports, "jitter_ms_p95"),
@@ -430,7 +438,8 @@ def format_summary(s: dict) -> str:
         f"first frame       {s['first_frame_ms']} ms (median; max {s['first_frame_ms_max']})",
         f"glass to glass    {stats(s['latency_ms'])}, {s['onsets_missed']} of "
         f"{s['onsets_sent']} onsets without a visible opening within "
-        f"{OPENING_WITHIN_S * 1000:.0f} ms",
+        f"{OPENING_WITHIN_S * 1000:.0f} ms ({s.get('onsets_open_before', 0)} of them with the "
+        "mouth already open when the burst was sent)",
         f"  (cross-corr.)   mouth follows the sent speech by {s['latency_xcorr_ms']} ms "
         f"(r={s['latency_xcorr_corr']})",
         f"audio back        {stats(s['audio_latency_ms'])}",

@@ -63,6 +63,8 @@ def test_a_bench_run_reports_every_number_with_the_streams_in_sync(tmp_path: Pat
         assert summary[key] is not None, key
     assert set(summary["latency_ms"]) >= {"p50", "p95", "max"}
     assert summary["latency_ms"]["n"] >= 4 and len(summary["sessions"]) == 1
+    # dsp keeps the lips shut in the pauses: no burst finds the mouth already open
+    assert summary["onsets_open_before"] == 0, summary["sessions"][0]["onsets"]
     # dsp opens the lips before the sound; the streams add no offset of their own
     assert 0.0 < summary["generator_lead_ms"] < 60.0, summary["generator_lead_ms"]
     assert abs(summary["av_offset_ms"]) <= 20.0, summary
