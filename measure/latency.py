@@ -34,8 +34,9 @@ What is measured (all times are this process's ``time.monotonic``):
   marker bit) arrives, as a browser's does (aiortc's own holds every frame until the next
   one begins, ~40 ms more; see stream_server/jitter.py). An onset whose mouth is not seen
   open within 800 ms counts as missed; so does one whose mouth is already open in the first
-  frame after it (``onsets_open_before``: the mouth hung open in the pause before the burst,
-  which is the generator's fault, not the stream's).
+  frame after it; ``onsets_open_before`` counts those whose first frame came within 100 ms
+  (well inside the stream's latency, so it shows the pause before the burst): the mouth hung
+  open in the pause, which is the generator's fault, not the stream's.
 * ``latency_xcorr_ms``: the delay at which the mouth opening (every measured frame, by
   arrival) best correlates with the level of the audio sent (by sending time): how far the
   face follows the speech, independent of thresholds and phonetics
@@ -97,6 +98,7 @@ VIDEO_CLOCK = 90_000
 FRAME_S = 0.04  # 25 fps
 RESPONSE_WINDOW_S = 1.0  # frames kept after each onset
 OPENING_WITHIN_S = 0.8  # an onset's mouth opening (and returned sound) must come this soon
+OPEN_BEFORE_WITHIN_S = 0.1  # a frame this soon after an onset still shows the pause before it
 LEVEL_SAMPLE_EVERY = 5  # plus every 5th frame, for the session's closed and open levels
 
 
@@ -263,8 +265,11 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
     for burst, sent in client.track.onset_times():
         after = [n for n in range(len(vt)) if sent < vt[n] <= sent + OPENING_WITHIN_S]
         opening = next((n for n in after if mouth.get(n, -1.0) > threshold), None)
-        open_before = opening is not None and opening == after[0]
-        if open_before:  # still open from before: not this one
+        still_open = opening is not None and opening == after[0]
+        # ... and that frame came soon enough (the stream's latency is longer) to show the
+        # pause before the burst, not a stalled stream's first frame of the burst itself
+        open_before = still_open and vt[after[0]] - sent <= OPEN_BEFORE_WITHIN_S
+        if still_open:  # still open from before: not this one
             opening = None
         level = client.track.program.onset_rms[burst]
         heard = np.flatnonzero(
