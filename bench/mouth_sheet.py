@@ -54,15 +54,16 @@ def motion_for(expression: str, yaw: float) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     from PIL import Image, ImageDraw
 
-    from engines.avatar import prepare_avatar
+    from engines.avatar import default_cache_dir, prepare_avatar
     from measure.mouth import portrait_renderer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--portraits", nargs="*", type=Path)
     parser.add_argument("--output", type=Path, default=Path("docs/mouth_sheet.jpg"))
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "emote")
+    parser.add_argument("--cache", type=Path, help="avatar and rig cache (default: emote's)")
     parser.add_argument("--thumb", type=int, default=150)
     args = parser.parse_args(argv)
+    cache = args.cache or default_cache_dir()
     portraits = args.portraits or default_portraits()
     thumb, pad, label_h = args.thumb, 2, 14
     width = len(COLUMNS) * (thumb + pad) + pad + 110
@@ -72,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, (label, _, _) in enumerate(COLUMNS):
         draw.text((110 + pad + i * (thumb + pad), 1), label, fill=(0, 0, 0))
     for row, path in enumerate(portraits):
-        renderer = portrait_renderer(path, args.cache)
+        renderer = portrait_renderer(path, cache)
         size = renderer.inputs["image_quads"].shape[1]
-        landmarks = prepare_avatar(path, cache_dir=args.cache).landmarks
+        landmarks = prepare_avatar(path, cache_dir=cache).landmarks
         left, top, side = mouth_box(landmarks, size)
         y = label_h + row * (thumb + pad)
         draw.text((2, y + thumb // 2), path.stem[:17], fill=(0, 0, 0))
