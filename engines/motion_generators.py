@@ -13,12 +13,13 @@ from engines.motion_stream import MotionGenerator
 
 MOTION_CHOICES: tuple[str, ...] = ("dsp", "learned", "teacher")
 # Which generator is used when none is named. Offline (`render`, `eval`): the learned student,
-# which wins on rendered frames (docs/benchmarks.md, "Learned motion vs dsp", "Motion v2").
-# Live (`serve`): still dsp. Since motion v2 the learned model passes the barge-in test
-# (tests/test_server_loopback.py) and its latency is lower (60 ms lookahead, not 67.5), but
-# in the live bench 4 of 23 speech onsets showed no visible opening within 800 ms (dsp: 0 of
-# 23), so by issue 15's rule (no worse than dsp live) it is not the default yet
-# (docs/benchmarks.md, "Motion v2").
+# chosen when it won on rendered frames (docs/benchmarks.md, "Learned motion vs dsp"); it
+# still wins on onsets, jaw correlation and sung range, dsp on the rows named below.
+# Live (`serve`): still dsp. The learned model passes the barge-in test
+# (tests/test_server_loopback.py) and, trained with long pauses, misses no onset of the live
+# bench (0 of 23, p95 174 ms against dsp's 179), but on rendered real speech dsp still reads
+# better (vowel contrast 8.9x vs 5.8x, pixel viseme accuracy 0.86 vs 0.79, 3 of 4 styles vs 1;
+# docs/benchmarks.md, "A mouth that stays shut in pauses"), so it is not the live default yet.
 DEFAULT_MOTION = "learned"
 DEFAULT_LIVE_MOTION = "dsp"
 
