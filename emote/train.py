@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     evaluate.add_argument("--image", type=Path, default=DEFAULT_PORTRAIT)
     evaluate.add_argument("--seeds", type=int, default=4, help="seeds for head-motion variety")
+    evaluate.add_argument(
+        "--sample-seeds",
+        type=int,
+        default=3,
+        help="seeds each real clip is generated with; numbers are their mean (default 3)",
+    )
     evaluate.add_argument("--no-render", action="store_true", help="motion metrics only")
     evaluate.add_argument("--json", type=Path, help="write every number here")
     evaluate.add_argument("--quiet", action="store_true")
@@ -158,6 +164,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(f"no corpus in {args.corpus}")
     if not args.speech.is_dir():
         raise CliError(f"speech folder not found: {args.speech}")
+    if args.sample_seeds < 1:
+        raise CliError(f"--sample-seeds must be at least 1, got {args.sample_seeds}")
     songs = None if args.no_songs else args.songs
     if songs is not None and not songs.is_dir():
         raise CliError(f"songs folder not found: {songs}")
@@ -170,6 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         image=args.image,
         render=not args.no_render,
         seeds=args.seeds,
+        sample_seeds=args.sample_seeds,
         cache_dir=cache_dir(args),
         progress=not args.quiet,
     )

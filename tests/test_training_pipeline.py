@@ -129,12 +129,18 @@ def test_eval_compares_generators_on_held_out_voices(pipeline, tmp_path: Path, c
     out = tmp_path / "eval.json"
     args = ["eval", "--motion", "dsp,learned", "--no-render", "--quiet", "--seeds", "2"]
     args += ["--corpus", str(pipeline["corpus"]), "--motion-models", str(pipeline["out"])]
-    assert emote([*args, "--json", str(out)]) == 0
+    assert emote([*args, "--sample-seeds", "0"]) != 0
+    assert "--sample-seeds must be at least 1" in capsys.readouterr().err
+    assert emote([*args, "--sample-seeds", "2", "--json", str(out)]) == 0
     results = json.loads(out.read_text())
     for name in ("dsp", "learned"):
-        assert 0.0 <= results[name]["real_speech_motion"]["viseme_accuracy"] <= 1.0
+        motion = results[name]["real_speech_motion"]
+        assert 0.0 <= motion["viseme_accuracy"] <= 1.0
         assert results[name]["heldout_voices"]["utterances"] >= 1
         assert results[name]["hop_smoothness"] > 0
+        # The mean over the two seeds lies between their per-seed values.
+        low, high = results[name]["spread"]["real_speech_motion"]["jaw_corr"]
+        assert low <= motion["jaw_corr"] <= high
     assert "| viseme accuracy, motion (real speech) |" in capsys.readouterr().out
 
 

@@ -24,6 +24,14 @@ Three kinds of measurement, all written to one JSON and summarised as one table:
   mouth open on held notes and jaw quiver on them (singing), syllable nuclei met by a mouth
   peak, head motion and blinks per minute.
 
+Seeds: every real clip (speech, styles, onsets, songs) is generated with each of
+``sample_seeds`` seeds (0, 1, ...; a seed draws the sampling noise, the head, the blinks) and
+every number is the mean over clips and seeds; each section also keeps ``spread``: per
+number, the lowest and highest of the per-seed values. One seed's table is not a
+measurement of a sampled model: on sing_multitalk3 alone the learned model's envelope
+correlation went -0.19 / -0.17 / +0.51 over seeds 0-2 (docs/benchmarks.md, "Teacher vs
+student ..."). The held-out voices (40 utterances) use seed 0.
+
 Also, per generator: smoothness at hop boundaries (mean frame-to-frame change across hop
 boundaries over the mean within hops: 1.0 = seamless) and the variety of head motion
 across seeds on the same audio (mean pairwise RMS distance between head-pose tracks,
@@ -72,7 +80,8 @@ class EvalConfig:
     styles: bool = True  # render the first speech clip in every speaking style
     image: Path | None = None
     max_val_utterances: int = 40
-    seeds: int = 4
+    seeds: int = 4  # for head-motion variety
+    sample_seeds: int = 1  # seeds 0..n-1 for every real clip (module docstring)
     render: bool = True
     cache_dir: Path | None = None
     progress: bool = True
@@ -200,8 +209,22 @@ def rendered_metrics(track: FaceTrack, audio: np.ndarray, phones: list) -> dict:
 
 
 def _mean_dicts(items: list[dict]) -> dict:
-    keys = [k for k, v in items[0].items() if isinstance(v, int | float)]
+    keys = [k for k, v in items[0].items() if isinstance(v, int | float) and k != "seed"]
     return {k: float(np.nanmean([it[k] for it in items])) for k in keys}
+
+
+def seed_spread(per_seed: list[dict]) -> dict[str, list[float]]:
+    """{number: [lowest, highest]} over the per-seed values of every number the dicts share
+    (NaN where a seed had none)."""
+    if not per_seed:
+        return {}
+    keys = [k for k, v in per_seed[0].items() if isinstance(v, int | float) and k != "seed"]
+    spread = {}
+    for key in keys:
+        values = np.array([d.get(key, np.nan) for d in per_seed], np.float64)
+        finite = values[np.isfinite(values)]
+        spread[key] = [float(finite.min()), float(finite.max())] if len(finite) else [np.nan] * 2
+    return spread
 
 
 def _real_speech(speech_dir: Path) -> list[tuple[str, np.ndarray, list, list]]:
@@ -266,26 +289,52 @@ def evaluate(config: EvalConfig) -> dict:
         bursts = burst_program([(a, words) for _, a, _, words in speech])
         for name, factory in config.generators.items():
             motion_rows, render_rows, smooth = [], [], []
-            for clip, audio, phones in tqdm(
-                clips, desc=f"speech {name}", disable=not config.progress
-            ):
-                frames = run_generator(factory(0), audio)
-                target = phones_to_motion(_to_training_phones(phones), len(frames))
-                motion_rows.append(motion_metrics(frames, target, prototypes) | {"clip": clip})
-                smooth.append(hop_smoothness(frames))
-                if renderer is not None:
-                    track = renderer.track(frames)
-                    render_rows.append(rendered_metrics(track, audio, phones) | {"clip": clip})
+            motion_seeds, render_seeds = [], []
+            for seed in range(config.sample_seeds):
+                motion_seed, render_seed = [], []
+                for clip, audio, phones in tqdm(
+                    clips, desc=f"speech {name} seed {seed}", disable=not config.progress
+                ):
+                    frames = run_generator(factory(seed), audio)
+                    target = phones_to_motion(_to_training_phones(phones), len(frames))
+                    row = motion_metrics(frames, target, prototypes) | {"clip": clip, "seed": seed}
+                    motion_seed.append(row)
+                    smooth.append(hop_smoothness(frames))
+                    if renderer is not None:
+                        track = renderer.track(frames)
+                        rendered = rendered_metrics(track, audio, phones)
+                        render_seed.append(rendered | {"clip": clip, "seed": seed})
+                motion_rows += motion_seed
+                render_rows += render_seed
+                motion_seeds.append(_mean_dicts(motion_seed))
+                if render_seed:
+                    render_seeds.append(_pool_rendered(render_seed))
             results[name]["real_speech_motion"] = _mean_dicts(motion_rows)
+            spread = results[name].setdefault("spread", {})
+            spread["real_speech_motion"] = seed_spread(motion_seeds)
             results[name]["hop_smoothness"] = float(np.mean(smooth))
             results[name]["head_variety_rad"] = head_variety(factory, clips[0][1], config.seeds)
             if render_rows:
                 results[name]["rendered"] = _pool_rendered(render_rows)
                 results[name]["rendered_per_clip"] = render_rows
+                spread["rendered"] = seed_spread(render_seeds)
             if renderer is not None and config.styles:
-                results[name]["styles"] = _evaluate_styles(factory, clips[0][1], renderer)
+                per_seed = [
+                    _evaluate_styles(factory, clips[0][1], renderer, seed)
+                    for seed in range(config.sample_seeds)
+                ]
+                results[name]["styles"] = per_seed[0] | {
+                    "reads": float(np.mean([r["reads"] for r in per_seed])),
+                    "reads_per_seed": [r["reads"] for r in per_seed],
+                }
+                spread["styles"] = seed_spread([{"reads": r["reads"]} for r in per_seed])
             if renderer is not None:
-                results[name]["onsets"] = _evaluate_onsets(factory, bursts, renderer)
+                per_seed = [
+                    _evaluate_onsets(factory, bursts, renderer, seed)
+                    for seed in range(config.sample_seeds)
+                ]
+                results[name]["onsets"] = _mean_dicts(per_seed)
+                spread["onsets"] = seed_spread(per_seed)
 
     if config.songs_dir is not None and renderer is not None:
         _evaluate_songs(config, renderer, results)
@@ -299,6 +348,7 @@ def _evaluate_onsets(
     factory: GeneratorFactory,
     program: tuple[np.ndarray, list[Burst], list[tuple[float, float]]],
     renderer: _Renderer,
+    seed: int = 0,
 ) -> dict:
     """Speech bursts after 1 s pauses (training/evaluate_onsets.py: ``program`` is
     burst_program's); ``deterministic``: the same program generated twice gives the same
@@ -306,18 +356,20 @@ def _evaluate_onsets(
     from training.evaluate_onsets import onset_metrics
 
     audio, bursts, pauses = program
-    frames = run_generator(factory(0), audio)
-    again = run_generator(factory(0), audio)
+    frames = run_generator(factory(seed), audio)
+    again = run_generator(factory(seed), audio)
     metrics = onset_metrics(renderer.track(frames), bursts, pauses)
     return metrics | {"deterministic": float(np.array_equal(frames, again))}
 
 
-def _evaluate_styles(factory: GeneratorFactory, audio: np.ndarray, renderer: _Renderer) -> dict:
+def _evaluate_styles(
+    factory: GeneratorFactory, audio: np.ndarray, renderer: _Renderer, seed: int = 0
+) -> dict:
     """The first speech clip in every style (training/evaluate_styles.py)."""
     from training.evaluate_styles import evaluate_styles
 
     def generate(style: Style) -> np.ndarray:
-        generator = factory(0)
+        generator = factory(seed)
         generator.set_style(style)
         return run_generator(generator, audio)
 
@@ -325,9 +377,9 @@ def _evaluate_styles(factory: GeneratorFactory, audio: np.ndarray, renderer: _Re
 
 
 def _evaluate_songs(config: EvalConfig, renderer: _Renderer, results: dict) -> None:
-    """Render every singing and rap clip per generator (seed 0) and measure it
+    """Render every singing and rap clip per generator and seed and measure it
     (training/evaluate_songs.py): ``songs`` and ``rap`` are the means over the ``sing_*``
-    and the ``rap_*`` clips, ``songs_per_clip`` every clip's row."""
+    and the ``rap_*`` clips and the seeds, ``songs_per_clip`` every clip's row."""
     from tqdm import tqdm
 
     from training.evaluate_songs import song_clips, song_metrics
@@ -338,14 +390,21 @@ def _evaluate_songs(config: EvalConfig, renderer: _Renderer, results: dict) -> N
         return
     for name, factory in config.generators.items():
         rows = []
-        for clip in tqdm(clips, desc=f"songs {name}", disable=not config.progress):
-            track = renderer.track(run_generator(factory(0), clip.audio))
-            metrics = song_metrics(track, clip.audio, clip.kind)
-            rows.append({"clip": clip.name, "kind": clip.kind} | metrics)
+        for seed in range(config.sample_seeds):
+            for clip in tqdm(clips, desc=f"songs {name} seed {seed}", disable=not config.progress):
+                track = renderer.track(run_generator(factory(seed), clip.audio))
+                metrics = song_metrics(track, clip.audio, clip.kind)
+                rows.append({"clip": clip.name, "kind": clip.kind, "seed": seed} | metrics)
+        spread = results[name].setdefault("spread", {})
         for kind, section in (("sing", "songs"), ("rap", "rap")):
             of_kind = [r for r in rows if r["kind"] == kind]
             if of_kind:
                 results[name][section] = _mean_dicts(of_kind) | {"clips": len(of_kind)}
+                per_seed = [
+                    _mean_dicts([r for r in of_kind if r["seed"] == seed])
+                    for seed in range(config.sample_seeds)
+                ]
+                spread[section] = seed_spread(per_seed)
         results[name]["songs_per_clip"] = rows
 
 
@@ -432,6 +491,8 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
 
 
 def markdown_table(results: dict) -> str:
+    """One row per ROWS entry, one column per generator: the mean, then (lowest..highest)
+    over the sample seeds where they differ."""
     names = [n for n in results if not n.startswith("_")]
     lines = [
         "| metric | better | " + " | ".join(names) + " |",
@@ -442,7 +503,11 @@ def markdown_table(results: dict) -> str:
         for name in names:
             source = results[name].get(section, {}) if section else results[name]
             value = source.get(key) if isinstance(source, dict) else None
-            cells.append("–" if value is None else f"{value:.3g}")
+            spread = results[name].get("spread", {}).get(section, {}).get(key)
+            cell = "–" if value is None else f"{value:.3g}"
+            if value is not None and spread is not None and spread[0] != spread[1]:
+                cell += f" ({spread[0]:.3g}..{spread[1]:.3g})"
+            cells.append(cell)
         lines.append(f"| {label} | {better} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
