@@ -28,8 +28,8 @@ Seeds: every real clip (speech, styles, onsets, songs) is generated with each of
 ``sample_seeds`` seeds (0, 1, ...; a seed draws the sampling noise, the head, the blinks) and
 every number is the mean over clips and seeds; each section also keeps ``spread``: per
 number, the lowest and highest of the per-seed values. One seed's table is not a
-measurement of a sampled model: on sing_multitalk3 alone the learned model's envelope
-correlation went -0.19 / -0.17 / +0.51 over seeds 0-2 (docs/benchmarks.md, "Teacher vs
+measurement of a sampled model: on sing_multitalk3 alone a retrained learned model's
+envelope correlation went -0.19 / -0.17 / +0.51 over seeds 0-2 (docs/benchmarks.md, "Teacher vs
 student ..."). The held-out voices (40 utterances) use seed 0.
 
 Also, per generator: smoothness at hop boundaries (mean frame-to-frame change across hop
