@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,7 @@ def test_a_drifted_history_offsets_only_the_mouth_and_alike_in_every_frame(
     utterances = load_utterances(write_toy_corpus(tmp_path / "c", train=2, val=1), "train")
     _, std = motion_statistics(utterances)
     base = AugmentConfig.none()
-    drift = AugmentConfig(
-        **{**AugmentConfig.none().__dict__, "history_drift_prob": 1.0, "history_drift_max": 0.6}
-    )
+    drift = replace(base, history_drift_prob=1.0, history_drift_max=0.6)
     a = WindowSampler(utterances, std, base, seed=5).sample(64)
     b = WindowSampler(utterances, std, drift, seed=5).sample(64)
     np.testing.assert_array_equal(a.target, b.target)

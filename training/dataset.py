@@ -23,7 +23,7 @@ Attenuation varies the input level (exact on log-mel features).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +56,8 @@ class AugmentConfig:
 
     @staticmethod
     def none() -> AugmentConfig:
-        return AugmentConfig(
-            history_noise_prob=0.0,
-            history_noise_max=0.0,
-            history_drop_prob=0.0,
-            history_drift_prob=0.0,
-            history_drift_max=0.0,
-            partial_prob=0.0,
-            attenuate_prob=0.0,
-            attenuate_max_db=0.0,
-        )
+        """Every augmentation off (each probability and size 0)."""
+        return AugmentConfig(**{f.name: 0.0 for f in fields(AugmentConfig)})
 
 
 @dataclass

@@ -208,9 +208,13 @@ def rendered_metrics(track: FaceTrack, audio: np.ndarray, phones: list) -> dict:
 # ---- the evaluation -------------------------------------------------------------------
 
 
+def _number_keys(row: dict) -> list[str]:
+    """The keys of a row's numbers (its seed is a label, not a number to average)."""
+    return [k for k, v in row.items() if isinstance(v, int | float) and k != "seed"]
+
+
 def _mean_dicts(items: list[dict]) -> dict:
-    keys = [k for k, v in items[0].items() if isinstance(v, int | float) and k != "seed"]
-    return {k: float(np.nanmean([it[k] for it in items])) for k in keys}
+    return {k: float(np.nanmean([it[k] for it in items])) for k in _number_keys(items[0])}
 
 
 def seed_spread(per_seed: list[dict]) -> dict[str, list[float]]:
@@ -218,9 +222,8 @@ def seed_spread(per_seed: list[dict]) -> dict[str, list[float]]:
     (NaN where a seed had none)."""
     if not per_seed:
         return {}
-    keys = [k for k, v in per_seed[0].items() if isinstance(v, int | float) and k != "seed"]
     spread = {}
-    for key in keys:
+    for key in _number_keys(per_seed[0]):
         values = np.array([d.get(key, np.nan) for d in per_seed], np.float64)
         finite = values[np.isfinite(values)]
         spread[key] = [float(finite.min()), float(finite.max())] if len(finite) else [np.nan] * 2

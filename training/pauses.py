@@ -5,7 +5,7 @@ the corpus had almost no window whose 405 ms of audio context is all silence. A 
 is full of them (a voice agent waiting for its turn, a presenter pausing), and there the
 learned model's mouth drifted open with nothing in the audio to say so: on the live bench's
 program (bursts of speech between 1.2-1.8 s silences) the jaw stood 0.36-0.73 open before 14
-of 23 onsets (docs/benchmarks.md, "Motion v2: a mouth that stays shut in pauses"). Padding
+of 23 onsets (docs/benchmarks.md, "A mouth that stays shut in pauses"). Padding
 utterances with silence (before music and augmentation, so a band plays on and room noise
 fills it like the rest of the take) gives the model those windows, with the targets a pause
 has: the mouth shut, blinks and breathing going on (training/visemes.py, prosody.py read
