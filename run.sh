@@ -9,6 +9,12 @@
 #   ./run.sh train    set everything up (with the TTS engines), then rebuild the shipped
 #                     learned motion model from a new synthetic corpus (`emote train all`)
 #   ./run.sh setup    only set up (.venv with every extra but the GPU one)
+#   ./run.sh setup-integrations
+#                     set up .venv-integrations: the runtime plus livekit-agents (they need
+#                     protobuf>=5, mediapipe 0.10.21 needs protobuf<5, so they cannot share .venv;
+#                     docs/integrations/livekit.md). `test` sets it up too.
+#   ./run.sh livekit-worker ARGS
+#                     set up both, then run `emote livekit-worker` (docs/integrations/livekit.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -53,11 +59,37 @@ setup() {
   fi
 }
 
+INTEGRATIONS_VENV=${INTEGRATIONS_VENV:-.venv-integrations}
+
+setup_integrations() {
+  # The runtime without mediapipe (avatars are prepared in .venv: `emote prepare`; loading a
+  # prepared one never imports mediapipe) plus the integrations' own libraries, pinned
+  # (requirements/integrations.txt).
+  [ -x "$INTEGRATIONS_VENV/bin/python" ] || "$PYTHON" -m venv "$INTEGRATIONS_VENV"
+  local stamp="$INTEGRATIONS_VENV/.installed-$(cat pyproject.toml requirements/integrations.txt | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    log "installing the integrations (livekit-agents) into $INTEGRATIONS_VENV"
+    "$INTEGRATIONS_VENV/bin/python" -m pip install -q --upgrade pip
+    "$INTEGRATIONS_VENV/bin/python" -m pip install -q -r requirements/integrations.txt
+    "$INTEGRATIONS_VENV/bin/python" -m pip install -q --no-deps -e .
+    "$INTEGRATIONS_VENV/bin/python" -c "import cv2, onnxruntime, av, livekit.rtc, livekit.agents, integrations.livekit_avatar" \
+      || { log "integrations installation check failed"; exit 1; }
+    rm -f "$INTEGRATIONS_VENV"/.installed-*
+    touch "$stamp"
+  fi
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   setup)
     setup ;;
+  setup-integrations)
+    setup_integrations ;;
+  livekit-worker)
+    setup
+    setup_integrations
+    exec "$INTEGRATIONS_VENV/bin/emote" livekit-worker "$@" ;;
   demo)
     setup
     mkdir -p out
@@ -72,11 +104,14 @@ case "$cmd" in
     apt_install chromium chromium-driver
     # The corpus tests and the tiny training pipeline synthesize speech with every TTS engine.
     bash scripts/install_tts.sh
+    setup_integrations
     log "ruff"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     log "mypy"
     "$VENV/bin/mypy"
+    # again where livekit's own types are installed
+    "$INTEGRATIONS_VENV/bin/mypy" integrations emote/livekit.py
     log "pytest"
     "$VENV/bin/python" -m pytest -q "$@" ;;
   train)
@@ -84,6 +119,6 @@ case "$cmd" in
     bash scripts/install_tts.sh
     exec "$VENV/bin/emote" train all "$@" ;;
   *)
-    echo "usage: ./run.sh {serve|demo|test|train|setup} [args...]" >&2
+    echo "usage: ./run.sh {serve|demo|test|train|setup|setup-integrations|livekit-worker} [args...]" >&2
     exit 2 ;;
 esac

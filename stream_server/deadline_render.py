@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from contracts import motion_frame as mf
 from contracts.clock import SAMPLE_RATE, SAMPLES_PER_FRAME
+from engines import mouth_close
 from engines.motion_stream import MotionStream
+from engines.mouth_close import CLOSE_FRAMES
 from stream_server.clock_fit import SessionClock
 from stream_server.frame_encoder import FrameEncoder
 from stream_server.metrics import Metrics
@@ -29,9 +30,6 @@ from stream_server.render_slots import RenderSlots
 
 log = logging.getLogger("stream_server.session")
 
-MOUTH_FIELDS = [i for i, n in enumerate(mf.BLENDSHAPES) if n.startswith(("jaw", "mouth"))]
-MOUTH_CLOSE_RATE = 0.15  # mouth openness left after each frame of closing (dsp: 1 - 0.85)
-CLOSE_FRAMES = 3  # closing frames rendered past the screen on an interrupt (0.15^3: shut)
 SHARE_WINDOW_S = 1.0  # a session's share: the frames it rendered in this last while
 SHARE_BIAS_S = 0.005  # priority lost per frame of share (render_slots); 25 fps: 125 ms
 
@@ -118,8 +116,7 @@ class DeadlineRenderer:
         motions += [latest] * (max(ahead, CLOSE_FRAMES) - len(motions))
         closing = latest
         for i, motion in enumerate(motions):
-            closing = motion.copy()
-            closing[MOUTH_FIELDS] *= MOUTH_CLOSE_RATE ** (i + 1)
+            closing = mouth_close.closing(motion, i + 1)
             k = shown + 1 + i
             with self._slots.slot(self.clock.frame_due(k)):
                 yuv = self._render(closing)

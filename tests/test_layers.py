@@ -18,11 +18,30 @@ ALLOWED: dict[str, set[str]] = {
     "engines": {"contracts"},
     "export": {"contracts", "engines"},
     "stream_server": {"contracts", "engines"},
+    "integrations": {"contracts", "engines"},
     "measure": {"contracts", "engines", "stream_server"},
     "training": {"contracts", "engines", "export", "measure"},
     "bench": {"contracts", "engines", "export", "stream_server", "measure", "training"},
-    "emote": {"contracts", "engines", "export", "stream_server", "measure", "training", "bench"},
-    "tests": {"contracts", "engines", "export", "stream_server", "measure", "training", "emote"},
+    "emote": {
+        "contracts",
+        "engines",
+        "export",
+        "stream_server",
+        "integrations",
+        "measure",
+        "training",
+        "bench",
+    },
+    "tests": {
+        "contracts",
+        "engines",
+        "export",
+        "stream_server",
+        "integrations",
+        "measure",
+        "training",
+        "emote",
+    },
 }
 RUNTIME = ("contracts", "engines", "stream_server")  # what a CPU server needs: no torch ...
 GPU_ONLY = {"engines.tensorrt_engine"}  # ... but native TensorRT takes CUDA memory from torch
