@@ -10,7 +10,7 @@
 #                     learned motion model from a new synthetic corpus (`emote train all`)
 #   ./run.sh setup    only set up (.venv with every extra but the GPU one)
 #   ./run.sh setup-integrations
-#                     set up .venv-integrations: the runtime plus livekit-agents (they need
+#                     set up .venv-integrations: the runtime plus livekit-agents and pipecat-ai (they need
 #                     protobuf>=5, mediapipe 0.10.21 needs protobuf<5, so they cannot share .venv;
 #                     docs/integrations/livekit.md). `test` sets it up too.
 #   ./run.sh livekit-worker ARGS
@@ -68,11 +68,11 @@ setup_integrations() {
   [ -x "$INTEGRATIONS_VENV/bin/python" ] || "$PYTHON" -m venv "$INTEGRATIONS_VENV"
   local stamp="$INTEGRATIONS_VENV/.installed-$(cat pyproject.toml requirements/integrations.txt | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
-    log "installing the integrations (livekit-agents) into $INTEGRATIONS_VENV"
+    log "installing the integrations (livekit-agents, pipecat-ai) into $INTEGRATIONS_VENV"
     "$INTEGRATIONS_VENV/bin/python" -m pip install -q --upgrade pip
     "$INTEGRATIONS_VENV/bin/python" -m pip install -q -r requirements/integrations.txt
     "$INTEGRATIONS_VENV/bin/python" -m pip install -q --no-deps -e .
-    "$INTEGRATIONS_VENV/bin/python" -c "import cv2, onnxruntime, av, livekit.rtc, livekit.agents, integrations.livekit_avatar" \
+    "$INTEGRATIONS_VENV/bin/python" -c "import cv2, onnxruntime, av, livekit.rtc, livekit.agents, pipecat, integrations.livekit_avatar, integrations.pipecat_avatar" \
       || { log "integrations installation check failed"; exit 1; }
     rm -f "$INTEGRATIONS_VENV"/.installed-*
     touch "$stamp"

@@ -48,12 +48,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def cmd_livekit_worker(args: argparse.Namespace) -> int:
     try:
-        from integrations.livekit_avatar import (
-            AvatarSettings,
-            WorkerState,
-            load_avatar,
-            serve_worker,
-        )
+        from integrations.avatar_setup import AvatarSettings, load_avatar
+        from integrations.livekit_avatar import WorkerState, serve_worker
     except ImportError as exc:
         raise CliError(
             f"the LiveKit integration is not installed here ({exc.name} missing): run "

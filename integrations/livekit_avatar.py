@@ -20,13 +20,13 @@ job joins its room with a token of its own: kind agent, the identity the dispatc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import cv2
@@ -41,14 +41,9 @@ from livekit.agents.voice.avatar import (
 )
 
 from contracts.clock import FPS
-from contracts.paths import DEFAULT_PORTRAIT
-from contracts.style import NEUTRAL, Style
-from engines.avatar import Avatar, AvatarError, avatar_id_of_file, load_cached, prepare_avatar
+from contracts.style import Style
 from engines.avatar_frames import AvatarFrame, AvatarFrames
-from engines.frame_renderer import FrameRenderer
-from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
-from engines.renderer_models import create_renderer
-from engines.rig import rig_for_avatar
+from integrations.avatar_setup import AvatarSettings, make_core
 
 log = logging.getLogger(__name__)
 
@@ -67,27 +62,6 @@ class WorkerConfigError(ValueError):
 
 
 # -- the face -----------------------------------------------------------------------------
-
-
-def load_avatar(portrait: str | Path, cache_dir: Path | None = None) -> Avatar:
-    """The prepared avatar of ``portrait`` (a file, or a prepared avatar's id). Loading a
-    prepared one needs no mediapipe; preparing a new one does (`emote prepare` in .venv)."""
-    path = Path(portrait)
-    if path.is_file():
-        cached = load_cached(avatar_id_of_file(path), cache_dir)
-        if cached is not None:
-            return cached
-        try:
-            return prepare_avatar(path, cache_dir=cache_dir)
-        except ImportError as e:  # .venv-integrations has no mediapipe
-            raise AvatarError(
-                f"{path} is not prepared yet: run `.venv/bin/emote prepare {path}` once "
-                "(the same cache), then start the worker again"
-            ) from e
-    cached = load_cached(str(portrait), cache_dir)
-    if cached is None:
-        raise AvatarError(f"no portrait file and no prepared avatar named {portrait!r}")
-    return cached
 
 
 class EmoteVideoGenerator(VideoGenerator):
@@ -219,29 +193,10 @@ def _mono(frame: rtc.AudioFrame) -> np.ndarray:
     return pcm.mean(axis=1).astype(np.int16)
 
 
-@dataclass(frozen=True)
-class AvatarSettings:
-    """What a worker draws: the portrait (file or prepared id), the motion generator, the
-    speaking style, the renderer's backend, the avatar cache."""
-
-    portrait: str = str(DEFAULT_PORTRAIT)
-    motion: str = DEFAULT_LIVE_MOTION
-    style: Style = NEUTRAL
-    backend: str = "onnxruntime"
-    device: str = "cpu"
-    cache_dir: Path | None = None
-    seed: int = 0
-
-
 def make_video_generator(settings: AvatarSettings) -> EmoteVideoGenerator:
     """A fresh generator for one session (its own motion state and clock)."""
-    avatar = load_avatar(settings.portrait, settings.cache_dir)
-    rig = rig_for_avatar(avatar.avatar_id, avatar.image, avatar.landmarks, settings.cache_dir)
-    renderer = FrameRenderer(create_renderer(settings.backend, settings.device), rig)
-    generator = make_generator(settings.motion, seed=settings.seed)
-    generator.set_style(settings.style)
-    core = AvatarFrames(renderer.render, generator, rate=AUDIO_RATE)
-    return EmoteVideoGenerator(core, avatar.image.shape[0])
+    core, size = make_core(settings, AUDIO_RATE)
+    return EmoteVideoGenerator(core, size)
 
 
 async def run_avatar(
@@ -365,9 +320,9 @@ async def serve_job(state: WorkerState, room_name: str, metadata: str) -> None:
     request = JobRequest.parse(metadata)
     settings = state.settings
     if request.avatar is not None:
-        settings = AvatarSettings(**{**settings.__dict__, "portrait": request.avatar})
+        settings = dataclasses.replace(settings, portrait=request.avatar)
     if request.style is not None:
-        settings = AvatarSettings(**{**settings.__dict__, "style": request.style})
+        settings = dataclasses.replace(settings, style=request.style)
     video_gen = await asyncio.to_thread(make_video_generator, settings)
     token = avatar_token(state.api_key, state.api_secret, room_name, request)
     room = rtc.Room()

@@ -8,9 +8,9 @@ import pytest
 from livekit import api
 
 from contracts.style import Style
+from integrations.avatar_setup import AvatarSettings
 from integrations.livekit_avatar import (
     PUBLISH_ON_BEHALF,
-    AvatarSettings,
     JobRequest,
     WorkerConfigError,
     WorkerState,
