@@ -82,7 +82,11 @@ class EmoteVideoGenerator(VideoGenerator):
             audio_sample_rate=core.rate,
             audio_channels=1,
         )
-        self._queue: asyncio.Queue[np.ndarray | AudioSegmentEnd] = asyncio.Queue(INPUT_QUEUE)
+        # (epoch when queued, item): an item queued before a barge-in is never drawn, even
+        # when the barge-in runs between the queue handing it over and the loop reading it
+        self._queue: asyncio.Queue[tuple[int, np.ndarray | AudioSegmentEnd]] = asyncio.Queue(
+            INPUT_QUEUE
+        )
         self._resampler: rtc.AudioResampler | None = None
         self._resampler_rate = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="emote-livekit")
@@ -114,12 +118,12 @@ class EmoteVideoGenerator(VideoGenerator):
         if isinstance(frame, AudioSegmentEnd):
             if self._resampler is not None:
                 for tail in self._resampler.flush():
-                    await self._queue.put(_mono(tail))
+                    await self._queue.put((self._epoch, _mono(tail)))
                 self._resampler = None
-            await self._queue.put(frame)
+            await self._queue.put((self._epoch, frame))
             return
         if frame.sample_rate == self._core.rate:
-            await self._queue.put(_mono(frame))
+            await self._queue.put((self._epoch, _mono(frame)))
             return
         if self._resampler is None or self._resampler_rate != frame.sample_rate:
             self._resampler = rtc.AudioResampler(
@@ -129,7 +133,7 @@ class EmoteVideoGenerator(VideoGenerator):
         mono = _mono(frame)
         as_frame = rtc.AudioFrame(mono.tobytes(), frame.sample_rate, 1, len(mono))
         for out in self._resampler.push(as_frame):
-            await self._queue.put(_mono(out))
+            await self._queue.put((self._epoch, _mono(out)))
 
     async def clear_buffer(self) -> None:
         self.clears += 1
@@ -149,13 +153,16 @@ class EmoteVideoGenerator(VideoGenerator):
 
     async def _frames(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         while True:
+            item: np.ndarray | AudioSegmentEnd | None
             try:
-                item = await asyncio.wait_for(self._queue.get(), timeout=0.5 / FPS)
+                queued_at, item = await asyncio.wait_for(self._queue.get(), timeout=0.5 / FPS)
             except TimeoutError:
                 if self._av_sync is not None and self._av_sync._video_queue.qsize() > 1:
                     continue  # frames are waiting: no idle frame in between
-                item = None
+                queued_at, item = self._epoch, None
             epoch = self._epoch
+            if queued_at != epoch:
+                continue  # queued before a barge-in
             if item is None:
                 frames = await self._run(self._core.idle)
             elif isinstance(item, AudioSegmentEnd):
