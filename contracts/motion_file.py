@@ -91,24 +91,38 @@ def _range(name: str) -> tuple[float, float]:
     return float(motion_frame.LOWER[i]), float(motion_frame.UPPER[i])
 
 
-def _frame(values: object, where: str, ignored: set[str]) -> np.ndarray:
+def parse_fields(values: object, where: str) -> tuple[dict[str, float], set[str]]:
+    """Named motion values, checked: (the carried fields and their values, the ARKit names
+    ignored). Raises ``MotionFileError`` naming ``where`` for an unknown name, a value out of
+    its range or not a finite number (motion files; the motion data channel)."""
     if not isinstance(values, Mapping):
         raise MotionFileError(f'{where}: "motion" must be an object of field names to numbers')
-    frame = motion_frame.neutral()
+    out: dict[str, float] = {}
+    ignored: set[str] = set()
     for name, value in values.items():
         if name in ARKIT_NOT_CARRIED:
             ignored.add(name)
             continue
         if name not in motion_frame.INDEX:
             raise MotionFileError(
-                f"{where}: unknown motion field {name!r} (the fields are the ARKit blendshapes "
-                "of contracts/motion_frame.py, headYaw/Pitch/Roll/Tx/Ty/Scale, gazeX/Y)"
+                f"{where}: unknown motion field {str(name)[:60]!r} (the fields are the ARKit "
+                "blendshapes of contracts/motion_frame.py, headYaw/Pitch/Roll/Tx/Ty/Scale, "
+                "gazeX/Y)"
             )
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise MotionFileError(f"{where}: {name} must be a number, got {value!r}")
+            raise MotionFileError(f"{where}: {name} must be a number, got {str(value)[:40]!r}")
         low, high = _range(name)
         if not math.isfinite(value) or not low <= value <= high:
             raise MotionFileError(f"{where}: {name} = {value} is outside [{low:g}, {high:g}]")
+        out[name] = float(value)
+    return out, ignored
+
+
+def _frame(values: object, where: str, ignored: set[str]) -> np.ndarray:
+    named, skipped = parse_fields(values, where)
+    ignored |= skipped
+    frame = motion_frame.neutral()
+    for name, value in named.items():
         frame[motion_frame.INDEX[name]] = value
     return frame
 

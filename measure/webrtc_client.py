@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -41,6 +41,7 @@ class Received:
     audio_t: list[float] = field(default_factory=list)
     audio_pts: list[int] = field(default_factory=list)
     audio_rms: list[float] = field(default_factory=list)
+    motion: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (t, message)
 
 
 class Client:
@@ -54,6 +55,7 @@ class Client:
         keep: Callable[[int, float], bool] | None = None,
         avatar: str | None = None,
         token: str | None = None,
+        motion_channel: bool = False,
     ) -> None:
         use_loopback_only(is_loopback(urlparse(url).hostname or ""))
         self.url = url.rstrip("/")
@@ -67,6 +69,8 @@ class Client:
         self.avatar_png: bytes | None = None  # the session's avatar, as the server framed it
         self.answer_set: float | None = None
         self.pc: RTCPeerConnection | None = None
+        self.want_motion = motion_channel  # open the "motion" data channel (docs/api.md)
+        self.motion: RTCDataChannel | None = None
         self._tasks: list[asyncio.Task] = []
         self.first_frame = asyncio.Event()
 
@@ -83,6 +87,14 @@ class Client:
         else:
             pc.addTransceiver("audio", direction="recvonly")
         pc.addTransceiver("video", direction="recvonly")
+        if self.want_motion:
+            self.motion = pc.createDataChannel("motion")
+
+            @self.motion.on("message")
+            def on_message(message: str | bytes) -> None:
+                if isinstance(message, str):
+                    self.received.motion.append((time.monotonic(), json.loads(message)))
+
         for transceiver in pc.getTransceivers():
             on_frame = self._video_complete if transceiver.kind == "video" else None
             release_immediately(transceiver.receiver, on_frame)
@@ -134,6 +146,11 @@ class Client:
             assert frame.pts is not None  # aiortc stamps every decoded frame
             got.audio_pts.append(int(frame.pts))
             got.audio_rms.append(float(np.sqrt((pcm**2).mean())))
+
+    def send_motion(self, message: dict[str, Any] | str) -> None:
+        """Send a puppeteering message (a dict as JSON, a str as is) on the motion channel."""
+        assert self.motion is not None, "connect with motion_channel=True"
+        self.motion.send(message if isinstance(message, str) else json.dumps(message))
 
     async def stats(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
         async with http.get(

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from contracts.motion_channel import LABEL as MOTION_LABEL
 from contracts.paths import WEB_CLIENT
 from contracts.style import NEUTRAL, STYLES, Style
 from engines.avatar import AvatarError
@@ -340,6 +341,14 @@ class AvatarServer:
                 **s.style.to_dict(),
                 "age_s": round(time.monotonic() - s.created, 1),
                 **s.stats.as_json(),
+                "motion_channel": None
+                if s.motion_channel is None
+                else {
+                    "sent": s.motion_channel.sent,
+                    "dropped": s.motion_channel.dropped,
+                    "received": s.motion_channel.received,
+                    "refused": s.motion_channel.refused,
+                },
             }
         )
 
@@ -399,6 +408,13 @@ class AvatarServer:
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
                 live.tasks.append(asyncio.ensure_future(session.consume(track)))
+
+        @pc.on("datachannel")  # the client's channels, once connected
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            if channel.label == MOTION_LABEL and session.motion_channel is None:
+                session.attach_motion_channel(channel)
+            else:  # one motion channel a session; nothing else is served
+                channel.close()
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:

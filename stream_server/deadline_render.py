@@ -94,7 +94,7 @@ class DeadlineRenderer:
             self.clock.t0 + ((k + 1) * SAMPLES_PER_FRAME + self.lookahead_samples) / SAMPLE_RATE
         )
         self.metrics.audio_to_frame_ms.observe(max(0.0, done - complete) * 1000)
-        return self.encoder.store(k, yuv)
+        return self.encoder.store(k, yuv, motion)
 
     def share_bias(self, now: float) -> float:
         """This session's priority bias in the render slots: ``SHARE_BIAS_S`` per frame it
@@ -120,5 +120,5 @@ class DeadlineRenderer:
             k = shown + 1 + i
             with self._slots.slot(self.clock.frame_due(k)):
                 yuv = self._render(closing)
-            self.encoder.store(k, yuv)
+            self.encoder.store(k, yuv, closing)
         stream.buffer.clear_to(closing)

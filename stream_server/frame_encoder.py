@@ -28,7 +28,8 @@ class FrameEncoder:
         self.metrics = metrics
         self._vp8 = Vp8Stream()
         self._queue: EncodedFrames[EncodedVideoFrame] = EncodedFrames(FRAME_STORE)
-        self._frames: dict[int, np.ndarray] = {}  # rendered before the video track started
+        # rendered before the video track started: (I420, the motion it shows)
+        self._frames: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self._last_encoded = -1  # index of the newest frame encoded
         self._encode_estimate = 0.003  # running mean of encoding time (s)
 
@@ -52,23 +53,23 @@ class FrameEncoder:
         """The next frame encoded is a keyframe (a receiver lost one: PLI/FIR)."""
         self._vp8.request_keyframe()
 
-    def store(self, k: int, yuv: np.ndarray) -> bool:
-        """Encode and queue rendered frame k for the video track, or keep it until the track
-        starts; False if it came too late to be sent."""
+    def store(self, k: int, yuv: np.ndarray, motion: np.ndarray | None = None) -> bool:
+        """Encode and queue rendered frame k (showing ``motion``) for the video track, or keep
+        it until the track starts; False if it came too late to be sent."""
         start = self._queue.start_index
         if start is None:
-            self._frames[k] = yuv  # a later frame of the same index replaces it
+            self._frames[k] = (yuv, motion)  # a later frame of the same index replaces it
             for old in [i for i in self._frames if i < k - FRAME_STORE]:
                 del self._frames[old]
             return True
-        return k >= start and self._encode(k, yuv)
+        return k >= start and self._encode(k, yuv, motion)
 
     def encode_stored(self) -> None:
         """Once the video track has started, send it the frames rendered before."""
         if self._frames and self._queue.start_index is not None:
             frames, self._frames = self._frames, {}
             for k in sorted(frames):
-                self.store(k, frames[k])
+                self.store(k, *frames[k])
 
     def discard_unsent(self) -> int:
         """Drop the frames not sent yet (an interrupt); the index of the last one sent. Those
@@ -81,7 +82,7 @@ class FrameEncoder:
             del self._frames[k]
         return shown
 
-    def _encode(self, k: int, yuv: np.ndarray) -> bool:
+    def _encode(self, k: int, yuv: np.ndarray, motion: np.ndarray | None) -> bool:
         """Encode frame k and queue it, unless a frame of its index was queued already (a
         closing frame of an interrupt); False if it would be late, or the track stopped."""
         due = self.clock.frame_due(k)
@@ -90,7 +91,7 @@ class FrameEncoder:
         if time.monotonic() + self._encode_estimate > due:
             return False
         start = time.perf_counter()
-        encoded = self._vp8.encode(yuv, k)
+        encoded = self._vp8.encode(yuv, k, motion)
         spent = time.perf_counter() - start
         self.metrics.encode_ms.observe(spent * 1000)
         self._encode_estimate += 0.1 * (spent - self._encode_estimate)

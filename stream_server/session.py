@@ -40,10 +40,11 @@ from typing import cast
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCDataChannel
 from aiortc.mediastreams import MediaStreamError
 
 from contracts.clock import FPS, SAMPLE_RATE
+from contracts.motion_channel import Puppet
 from contracts.style import NEUTRAL, Style
 from engines.audio_io import OUTPUT_RATE, mono_resampler, resample_mono
 from engines.motion_stream import MotionGenerator, MotionStream
@@ -53,6 +54,7 @@ from stream_server.encoded_frames import EncodedFrames
 from stream_server.frame_encoder import FRAME_STORE as FRAME_STORE
 from stream_server.frame_encoder import FrameEncoder
 from stream_server.metrics import Metrics
+from stream_server.motion_channel import MotionChannel
 from stream_server.render_slots import RenderSlots
 from stream_server.session_stats import SessionStats as SessionStats
 from stream_server.tracks import OPUS_DELAY as OPUS_DELAY
@@ -130,6 +132,9 @@ class Session:
             self.encoder.queue, self.encoder.request_keyframe, self.clock, self.stats, metrics
         )
         self.audio = DelayedAudioTrack(self._out_audio, self.clock, metrics)
+        self.motion_channel: MotionChannel | None = None
+        # (fields a client set on the motion channel, until when): one tuple, replaced whole
+        self._puppet: tuple[Puppet, float] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -213,6 +218,16 @@ class Session:
 
     interrupt = clear_buffer  # the HTTP API's name (POST /api/sessions/{id}/interrupt)
 
+    def attach_motion_channel(self, channel: RTCDataChannel) -> None:
+        """Serve the client's ``motion`` data channel: each sent frame's motion out, puppet
+        messages in (stream_server/motion_channel.py). The event loop's side."""
+        self.motion_channel = MotionChannel(channel, self.set_puppet)
+        self.video.on_sent = self.motion_channel.frame_sent
+
+    def set_puppet(self, puppet: Puppet) -> None:
+        """Frames made from now until ``puppet.hold_s`` from now take the puppet's fields."""
+        self._puppet = (puppet, time.monotonic() + puppet.hold_s)
+
     def set_style(self, style: Style) -> None:
         """Speak in ``style`` from the next hop on (the worker applies it between hops, so
         a hop never mixes two styles)."""
@@ -277,6 +292,13 @@ class Session:
         t0 = time.perf_counter()
         ready = self._stream.push(samples)
         self.metrics.motion_ms.observe((time.perf_counter() - t0) * 1000)
+        held = self._puppet  # one read: the worker never sees half an update
+        if held is not None and ready:
+            puppet, until = held
+            if time.monotonic() < until:
+                ready = [(k, puppet.apply(m)) for k, m in ready]
+            else:
+                self._puppet = None
         self._out_audio.write(output)
         self._pending.extend(ready)
 

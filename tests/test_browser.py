@@ -198,6 +198,13 @@ def test_microphone_call_streams_a_talking_portrait(page, server: str, tmp_path:
     )
     assert video_pixels.std() > 20, "the video element shows a uniform image"
 
+    # The motion data channel: a message per frame, shown in the page.
+    page.wait_for_function("window.emoteStats.motionMessages > 25", timeout=5_000)
+    first = page.evaluate("window.emoteStats.motionFrame")
+    page.wait_for_function(f"window.emoteStats.motionFrame > {first}", timeout=2_000)
+    assert page.inner_text("#stat-motion-head").count("°") == 3
+    assert page.inner_text("#stat-motion-jaw") != "–"
+
     # The stats panel shows the numbers, not dashes.
     assert page.inner_text("#stat-fps") != "–"
     assert page.inner_text("#stat-server-latency").endswith("ms")

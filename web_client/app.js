@@ -56,6 +56,12 @@ const el = {
     serverLatency: $('stat-server-latency'),
     serverSent: $('stat-server-sent'),
     serverDropped: $('stat-server-dropped'),
+    motionFrame: $('stat-motion-frame'),
+    motionJaw: $('stat-motion-jaw'),
+    motionBlink: $('stat-motion-blink'),
+    motionSmile: $('stat-motion-smile'),
+    motionBrow: $('stat-motion-brow'),
+    motionHead: $('stat-motion-head'),
   },
 };
 
@@ -66,6 +72,7 @@ const state = {
   audioContext: null,
   meterFrame: 0,
   statsTimer: 0,
+  motionTimer: 0,
   receiveStats: null,
   uploading: false,
 };
@@ -86,6 +93,8 @@ const EMPTY_STATS = {
   serverFramesSent: null,
   serverFramesDropped: null,
   receiverBufferTargets: [], // jitterBufferTarget (or playoutDelayHint) of each receiver
+  motionMessages: 0, // messages on the motion data channel
+  motionFrame: null, // the newest one's frame index
   updatedAt: null,
 };
 const emoteStats = { ...EMPTY_STATS };
@@ -306,6 +315,7 @@ function onCallPhase(call, { phase, retryInS }) {
 
 function finishCall(message) {
   clearInterval(state.statsTimer);
+  clearInterval(state.motionTimer);
   stopMeter();
   state.call = null;
   state.audioContext?.close().catch(() => {});
@@ -401,8 +411,29 @@ function renderStats() {
   el.stat.serverDropped.textContent = fmt(s.serverFramesDropped);
 }
 
+const num = (value, digits = 2) => (value == null ? '–' : value.toFixed(digits));
+const deg = (rad) => `${((rad * 180) / Math.PI).toFixed(1)}°`;
+
+function renderMotion(call) {
+  const m = call.lastMotion;
+  emoteStats.motionMessages = call.motionMessages;
+  if (!m) return;
+  emoteStats.motionFrame = m.frame;
+  const a = m.arkit;
+  el.stat.motionFrame.textContent = fmt(m.frame);
+  el.stat.motionJaw.textContent = num(a.jawOpen);
+  el.stat.motionBlink.textContent = `${num(a.eyeBlinkLeft)} / ${num(a.eyeBlinkRight)}`;
+  el.stat.motionSmile.textContent = `${num(a.mouthSmileLeft)} / ${num(a.mouthSmileRight)}`;
+  el.stat.motionBrow.textContent = num(a.browInnerUp);
+  el.stat.motionHead.textContent = `${deg(m.head.yaw)} / ${deg(m.head.pitch)} / ${deg(m.head.roll)}`;
+}
+
 function startStats(call) {
   clearInterval(state.statsTimer);
+  clearInterval(state.motionTimer);
+  state.motionTimer = setInterval(() => {
+    if (state.call === call && !call.closed) renderMotion(call);
+  }, 100);
   state.receiveStats = new ReceiveStats();
   let busy = false;
   const tick = async () => {

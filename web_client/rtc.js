@@ -131,6 +131,9 @@ export class AvatarCall extends EventTarget {
     this.sessionId = null;
     this.remoteStream = new MediaStream();
     this.closed = false;
+    this.motion = null; // the "motion" data channel: each video frame's ARKit motion
+    this.lastMotion = null;
+    this.motionMessages = 0;
     this._timers = new Set();
     this._connectTimer = null;
   }
@@ -155,6 +158,17 @@ export class AvatarCall extends EventTarget {
     this.pc = pc;
     pc.addTrack(this.source.track, new MediaStream([this.source.track]));
     pc.addTransceiver('video', { direction: 'recvonly' });
+    // Each video frame's motion (ARKit blendshapes, head pose, gaze; docs/api.md): shown in
+    // the page, and what a 3D avatar would be driven with.
+    this.motion = pc.createDataChannel('motion');
+    this.motion.addEventListener('message', (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (message.type === 'motion') {
+        this.lastMotion = message;
+        this.motionMessages += 1;
+      }
+    });
     pc.addEventListener('track', (event) => {
       minimizePlayoutDelay(event.receiver);
       this.remoteStream.addTrack(event.track);
