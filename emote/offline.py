@@ -44,6 +44,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "the sound to mux in, cut or padded to the motion's length; none = silence)",
     )
     render.add_argument(
+        "--text",
+        default=None,
+        help="text to speak instead of --audio, with a TTS voice (engines/tts.py; needs "
+        "scripts/install_tts.sh)",
+    )
+    render.add_argument(
+        "--voice",
+        default=None,
+        help="the --text voice: pico-en-US (default), pico-en-GB, flite-slt, flite-kal, "
+        "flite-awb, flite-rms, espeak-en-us",
+    )
+    render.add_argument(
         "--motion-file",
         type=Path,
         help="render these motion frames (JSON Lines, docs/api.md) instead of a generator's",
@@ -124,6 +136,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     keep_freed_memory()
     if not 1 <= args.fps <= 60:
         raise CliError("--fps must be between 1 and 60")
+    if args.text is not None:
+        return _render_text(args)
+    if args.voice is not None:
+        raise CliError("--voice goes with --text")
     if args.motion_file is not None:
         return _render_motion_file(args)
     audio = Path(args.audio) if args.audio is not None else DEFAULT_SPEECH
@@ -138,6 +154,30 @@ def cmd_render(args: argparse.Namespace) -> int:
         result = render_file(args.image, audio, args.output, generator, options)
     _report(args.output, result)
     return 0
+
+
+def _render_text(args: argparse.Namespace) -> int:
+    """--text: speak it with a TTS voice into a WAV, then render that like --audio."""
+    import tempfile
+
+    from engines import tts
+
+    if args.audio is not None or args.motion_file is not None:
+        raise CliError("--text is the speech: give it instead of --audio or --motion-file")
+    try:
+        text, voice = tts.check(args.text, args.voice)
+    except tts.TtsError as exc:
+        raise CliError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="emote-text-") as tmp:
+        wav = Path(tmp) / "speech.wav"
+        try:
+            seconds = tts.to_wav(text, voice, wav)
+        except tts.TtsError as exc:
+            raise CliError(str(exc)) from None
+        if not args.quiet:
+            print(f"{voice}: {seconds:.1f} s of speech", file=sys.stderr)
+        args.text, args.audio = None, wav
+        return cmd_render(args)
 
 
 def _render_motion_file(args: argparse.Namespace) -> int:

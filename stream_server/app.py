@@ -19,6 +19,7 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessi
 from contracts.motion_channel import LABEL as MOTION_LABEL
 from contracts.paths import WEB_CLIENT
 from contracts.style import NEUTRAL, STYLES, Style
+from engines import tts
 from engines.avatar import AvatarError
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
 from engines.motion_stream import MotionGenerator
@@ -36,12 +37,14 @@ from stream_server.render_pool import RenderPool
 from stream_server.render_slots import default_slots
 from stream_server.sdp_limits import SdpError, check_offer_sdp
 from stream_server.session import Session, default_margin_s
+from stream_server.speaker import QueueFull, Speaker
 from stream_server.uploads import UploadError, UploadLimits, receive_image
 
 log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 64 * 1024
 MAX_STYLE_BYTES = 1024
+MAX_SAY_BYTES = 16 * 1024  # a say request: up to 2000 characters of text, escaped
 DISCONNECT_GRACE_S = 2.0  # "disconnected" may recover; "failed"/"closed" end at once
 CONNECT_TIMEOUT_S = 10.0  # an answered offer whose peer never connects gives its slot back
 PEER_SILENCE_S = 3.0  # no RTCP receiver report from the client for this long: it is gone
@@ -77,6 +80,7 @@ class LiveSession:
     watcher: asyncio.Task | None = None
     closing: bool = False
     started: bool = False  # the worker runs once the peer has connected
+    speaker: Speaker | None = None  # text input (POST .../say), made on the first request
 
 
 def style_of(params: object, default: Style | None) -> Style:
@@ -227,6 +231,8 @@ class AvatarServer:
             web.get("/api/sessions/{session_id}", self.session_stats),
             web.post("/api/sessions/{session_id}/interrupt", self.interrupt),
             web.post("/api/sessions/{session_id}/style", self.set_style),
+            web.post("/api/sessions/{session_id}/say", self.say),
+            web.get("/api/voices", self.list_voices),
             web.delete("/api/sessions/{session_id}", self.delete_session),
             web.static("/static", WEB_CLIENT, show_index=False),
         ]
@@ -356,8 +362,44 @@ class AvatarServer:
         live = self.sessions.get(request.match_info["session_id"])
         if live is None:
             return error(404, "unknown session")
+        if live.speaker is not None:
+            live.speaker.interrupt()
         live.session.clear_buffer()
         return web.json_response({"interrupted": True})
+
+    async def say(self, request: web.Request) -> web.Response:
+        """Speak text in a live session: {"text": "...", "voice": NAME?} (engines/tts.py)."""
+        live = self.sessions.get(request.match_info["session_id"])
+        if live is None:
+            return error(404, "unknown session")
+        body = await read_body(request, MAX_SAY_BYTES, "the text")
+        params = parse_json(body, 'the text ({"text": "...", "voice": NAME})')
+        if not isinstance(params, dict):
+            return error(400, 'expected a JSON object: {"text": "...", "voice": NAME}')
+        unknown = set(params) - {"text", "voice"}
+        if unknown:
+            return error(400, f"unknown keys: {', '.join(sorted(unknown))[:200]}")
+        try:
+            text, voice = tts.check(params.get("text"), params.get("voice"))
+        except tts.TtsError as exc:
+            return error(503 if not tts.voices() else 400, str(exc))
+        if live.closing:
+            return error(404, "unknown session")
+        if live.speaker is None:
+            live.speaker = Speaker(live.session)
+        try:
+            waiting = live.speaker.say(text, voice)
+        except QueueFull as exc:
+            return error(429, str(exc), **{"Retry-After": "1"})
+        if live.speaker.task is not None and live.speaker.task not in live.tasks:
+            live.tasks.append(live.speaker.task)
+        return web.json_response(
+            {"queued": waiting, "voice": voice, "sentences": len(tts.sentences(text))},
+            status=202,
+        )
+
+    async def list_voices(self, request: web.Request) -> web.Response:
+        return web.json_response({"voices": tts.voices(), "default": tts.default_voice()})
 
     async def set_style(self, request: web.Request) -> web.Response:
         """Change a live session's speaking style: {"style": NAME, "intensity": 0..1}."""
@@ -508,6 +550,8 @@ class AvatarServer:
         if live is None or live.closing:
             return
         live.closing = True
+        if live.speaker is not None:
+            live.speaker.close()
         live.session.stop()
         await _stop_tasks(live.tasks, live.pc)
         await asyncio.to_thread(live.session.join)

@@ -133,6 +133,7 @@ class Session:
         )
         self.audio = DelayedAudioTrack(self._out_audio, self.clock, metrics)
         self.motion_channel: MotionChannel | None = None
+        self.mic_muted = False  # the avatar speaks text (stream_server.speaker): mic dropped
         # (fields a client set on the motion channel, until when): one tuple, replaced whole
         self._puppet: tuple[Puppet, float] | None = None
 
@@ -191,6 +192,8 @@ class Session:
                 return
             if self._sent_before_interrupt(frame):
                 continue  # interrupted speech still on its way when the interrupt came
+            if self.mic_muted:
+                continue  # the avatar is saying text: the microphone is not heard
             frame.pts = None
             self.push_audio(resample_mono(to_session, frame), resample_mono(to_output, frame))
 
