@@ -102,6 +102,8 @@ case "$cmd" in
     setup
     # The browser test drives Debian's Chromium (Playwright, no browser download).
     apt_install chromium chromium-driver
+    # `emote live` is tested on a real PulseAudio server (null sinks) through PortAudio.
+    apt_install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins
     # The corpus tests and the tiny training pipeline synthesize speech with every TTS engine.
     bash scripts/install_tts.sh
     setup_integrations

@@ -1,5 +1,5 @@
-"""The ``emote`` command line: prepare, render, motion, serve, livekit-worker, bench, train,
-eval, export.
+"""The ``emote`` command line: prepare, render, motion, serve, live, livekit-worker, bench,
+train, eval, export.
 
 Builds the parser from each subcommand's module (emote.offline, emote.motion, emote.serve,
 emote.bench, emote.train) and runs the chosen one; a user-facing failure prints one line
@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from emote import bench, livekit, motion, offline, serve, train
+from emote import bench, live, livekit, motion, offline, serve, train
 from emote.errors import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     motion.register(sub, common)
     serve.register(sub, common)
     livekit.register(sub, common)
+    live.register(sub, common)
     bench.register(sub, common)
     train.register(sub, common)  # train, eval
     offline.register_export(sub, common)
