@@ -44,16 +44,7 @@ MAX_MESSAGE = 16 * 1024  # bytes of one client message
 DEFAULT_HOLD_S = 0.5
 MAX_HOLD_S = 5.0
 ARKIT_52: tuple[str, ...] = tuple(sorted(set(motion_frame.BLENDSHAPES) | ARKIT_NOT_CARRIED))
-EYE_LOOK = (
-    "eyeLookInLeft",
-    "eyeLookInRight",
-    "eyeLookOutLeft",
-    "eyeLookOutRight",
-    "eyeLookUpLeft",
-    "eyeLookUpRight",
-    "eyeLookDownLeft",
-    "eyeLookDownRight",
-)
+EYE_LOOK: tuple[str, ...] = tuple(sorted(n for n in ARKIT_NOT_CARRIED if n.startswith("eyeLook")))
 ALWAYS_ZERO: tuple[str, ...] = tuple(sorted(ARKIT_NOT_CARRIED - set(EYE_LOOK)))
 _HEAD_KEYS = {
     "headYaw": "yaw",
