@@ -102,8 +102,9 @@ case "$cmd" in
     setup
     # The browser test drives Debian's Chromium (Playwright, no browser download).
     apt_install chromium chromium-driver
-    # `emote live` is tested on a real PulseAudio server (null sinks) through PortAudio.
-    apt_install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins
+    # `emote live` is tested on a real PulseAudio server (null sinks) through PortAudio, and
+    # its preview window (tkinter) on an Xvfb display.
+    apt_install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins xvfb python3-tk
     # The corpus tests and the tiny training pipeline synthesize speech with every TTS engine.
     bash scripts/install_tts.sh
     setup_integrations

@@ -144,3 +144,73 @@ def test_a_missing_device_is_a_clear_error(pulse: dict[str, str], tmp_path: Path
         env=pulse, capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
     assert nowhere.returncode == 2 and "--window, --virtual-camera" in nowhere.stderr
+
+
+@pytest.fixture
+def display(tmp_path: Path) -> Iterator[str]:
+    """An X server of this test's own (Xvfb), stopped by its PID at the end."""
+    if not shutil.which("Xvfb"):
+        if os.environ.get("CI"):
+            pytest.fail("Xvfb missing: ./run.sh test installs xvfb")
+        pytest.skip("no Xvfb (apt install xvfb)")
+    name = ":87"
+    proc = subprocess.Popen(
+        ["Xvfb", name, "-screen", "0", "640x640x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"/tmp/.X11-unix/X{name[1:]}").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.1)
+        yield name
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_window_shows_the_talking_avatar(
+    pulse: dict[str, str], display: str, tmp_path: Path
+) -> None:
+    from PIL import ImageGrab
+
+    env = {**pulse, "PULSE_SOURCE": f"{MIC_SINK}.monitor", "DISPLAY": display}
+    live = subprocess.Popen(
+        [sys.executable, "-m", "emote", "--cache-dir", str(tmp_path / "cache"), "live",
+         "--mic", "pulse", "--window", "--seconds", "9"],
+        env=env, cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    shots = []
+    try:
+        assert live.stderr is not None
+        seen = []
+        while not seen or "speak into the microphone" not in seen[-1]:
+            seen.append(live.stderr.readline())
+            assert seen[-1], "".join(seen)
+        deadline = time.monotonic() + 10.0  # the first frame needs the first blocks (~1 s)
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            shot = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"))
+            if shot.std() > 20:  # the window shows something: the idle face
+                break
+        time.sleep(0.5)
+        shots.append(np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB")))
+        player = subprocess.Popen(
+            ["paplay", f"--device={MIC_SINK}", str(DEFAULT_SPEECH)], env=pulse
+        )
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            time.sleep(0.12)
+            shots.append(np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB")))
+        player.terminate()
+        assert live.wait(60) == 0, live.stderr.read()
+    finally:
+        if live.poll() is None:
+            live.kill()
+    # The window holds the portrait (a face FaceMesh finds), and its mouth moves with the
+    # speech: the screen is read, not the program's own frames.
+    tracker = FaceTracker(static=True)
+    mouths = [tracker.track([shot]).mouth[0] for shot in shots]
+    assert np.isfinite(mouths[0]) and mouths[0] < 0.006, mouths[0]  # idle: shut
+    assert np.nanmax(mouths[1:]) > 0.02, mouths
