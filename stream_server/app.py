@@ -23,7 +23,7 @@ from engines import tts
 from engines.avatar import AvatarError
 from engines.motion_generators import DEFAULT_LIVE_MOTION, make_generator
 from engines.motion_stream import MotionGenerator
-from stream_server import video_codec
+from stream_server import video_codec, viewers
 from stream_server.access import AccessPolicy
 from stream_server.admission import Admission
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
@@ -39,6 +39,7 @@ from stream_server.sdp_limits import SdpError, check_offer_sdp
 from stream_server.session import Session, default_margin_s
 from stream_server.speaker import QueueFull, Speaker
 from stream_server.uploads import UploadError, UploadLimits, receive_image
+from stream_server.whip_whep import WhipWhep, close_viewers
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class LiveSession:
     closing: bool = False
     started: bool = False  # the worker runs once the peer has connected
     speaker: Speaker | None = None  # text input (POST .../say), made on the first request
+    kind: str = "offer"  # "offer" (the client watches) or "whip" (it only sends audio)
+    viewers: dict[str, RTCPeerConnection] = field(default_factory=dict)  # WHEP, by id
+    audio_seen: tuple[int, float] = (0, 0.0)  # (audio chunks in, when that count changed)
 
 
 def style_of(params: object, default: Style | None) -> Style:
@@ -234,6 +238,7 @@ class AvatarServer:
             web.post("/api/sessions/{session_id}/say", self.say),
             web.get("/api/voices", self.list_voices),
             web.delete("/api/sessions/{session_id}", self.delete_session),
+            *WhipWhep(self).routes(),
             web.static("/static", WEB_CLIENT, show_index=False),
         ]
 
@@ -427,8 +432,10 @@ class AvatarServer:
     # -- sessions --------------------------------------------------------------------------
 
     async def _connect(
-        self, sdp: str, avatar_id: str, style: Style
+        self, sdp: str, avatar_id: str, style: Style, kind: str = "offer"
     ) -> tuple[RTCSessionDescription, str]:
+        """A session for ``sdp``: an offer that receives the avatar ("offer"), or a WHIP
+        publisher's that only sends audio ("whip": its frames go to WHEP viewers)."""
         pool = self.pool  # the avatar is known (offer checked) and its rig on disk (store)
         assert pool is not None
         session_id = secrets.token_hex(16)  # unguessable; logs show its first 8 digits
@@ -444,7 +451,7 @@ class AvatarServer:
             style,
         )
         pc = RTCPeerConnection()
-        live = LiveSession(session, pc)
+        live = LiveSession(session, pc, kind=kind)
 
         @pc.on("track")  # fires inside setRemoteDescription
         def on_track(track: MediaStreamTrack) -> None:
@@ -464,6 +471,8 @@ class AvatarServer:
             if state == "connected" and not live.started and not live.closing:
                 live.started = True  # costs nothing until the peer connects
                 session.start()
+                if kind == "whip":  # no peer takes the frames: time them for the viewers
+                    live.tasks.append(asyncio.ensure_future(viewers.pump(session)))
             elif state in ("failed", "closed"):
                 await self.close_session(session_id)
             elif state == "disconnected":
@@ -473,8 +482,10 @@ class AvatarServer:
 
         try:
             # The video track yields VP8 frames it encoded itself (stream_server.video_codec).
-            video = pc.addTransceiver(session.video, direction="sendonly")
-            video.setCodecPreferences(video_codec.vp8_only())
+            video = None
+            if kind == "offer":
+                video = pc.addTransceiver(session.video, direction="sendonly")
+                video.setCodecPreferences(video_codec.vp8_only())
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:  # aiortc raises many types for bad SDP
@@ -482,13 +493,17 @@ class AvatarServer:
                 if "video description" in reason:
                     reason = "the offer's video must accept VP8"
                 raise ValueError(reason) from exc
-            if video.mid is None:
+            if video is not None and video.mid is None:
                 raise ValueError("the offer must receive video (add a recvonly video transceiver)")
             kinds = {t.kind for t in pc.getTransceivers()}
+            if kind == "whip" and "audio" not in kinds:
+                raise ValueError("a WHIP offer must send audio (the speech to animate)")
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "audio":
                     release_immediately(transceiver.receiver)
-            if "audio" in kinds:
+                elif kind == "whip":  # a publisher's camera: declined (nobody would decode it)
+                    transceiver.direction = "inactive"
+            if "audio" in kinds and kind == "offer":
                 pc.addTrack(session.audio)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
@@ -535,6 +550,12 @@ class AvatarServer:
             return "close", last_report
         if live.pc.connectionState != "connected":
             return ("close" if now - started > CONNECT_TIMEOUT_S else "ok"), last_report
+        if live.kind == "whip":  # a publisher receives nothing: its audio is its heartbeat
+            count = live.session.stats.audio_chunks_in
+            if count != live.audio_seen[0]:
+                live.audio_seen = (count, now)
+            quiet = now - max(live.audio_seen[1], started)
+            return ("close" if quiet > PEER_SILENCE_S else "ok"), last_report
         report = await _last_receiver_report(live.pc)
         if report is not None:
             last_report = max(last_report, now - report)
@@ -553,6 +574,7 @@ class AvatarServer:
         if live.speaker is not None:
             live.speaker.close()
         live.session.stop()
+        await close_viewers(live)
         await _stop_tasks(live.tasks, live.pc)
         await asyncio.to_thread(live.session.join)
         self.sessions.pop(session_id, None)

@@ -20,10 +20,11 @@ class SdpError(ValueError):
     """The offer's SDP is outside what a session can use; the message says how."""
 
 
-def check_offer_sdp(sdp: str) -> None:
+def check_offer_sdp(sdp: str, receives_video: bool = True) -> None:
     """Raise SdpError unless ``sdp`` has at most one audio, exactly one video (that the
     client receives: ``recvonly`` or ``sendrecv``) and at most one data-channel section, with
-    bounded line count and length."""
+    bounded line count and length. ``receives_video=False`` (a WHIP publisher): the video
+    section may be absent or send-only."""
     lines = sdp.splitlines()
     if len(lines) > MAX_SDP_LINES:
         raise SdpError(f"the offer has {len(lines)} lines; at most {MAX_SDP_LINES}")
@@ -47,6 +48,8 @@ def check_offer_sdp(sdp: str) -> None:
                 video_direction = "sendrecv"  # the default when no direction is given
         elif section == "video" and line[2:] in DIRECTIONS and line.startswith("a="):
             video_direction = line[2:]
+    if not receives_video:
+        return
     if counts["video"] == 0:
         raise SdpError("the offer must receive video (add a recvonly video transceiver)")
     if video_direction not in ("recvonly", "sendrecv"):

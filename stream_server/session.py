@@ -225,7 +225,7 @@ class Session:
         """Serve the client's ``motion`` data channel: each sent frame's motion out, puppet
         messages in (stream_server/motion_channel.py). The event loop's side."""
         self.motion_channel = MotionChannel(channel, self.set_puppet)
-        self.video.on_sent = self.motion_channel.frame_sent
+        self.video.frame_listeners.append(self.motion_channel.frame_sent)
 
     def set_puppet(self, puppet: Puppet) -> None:
         """Frames made from now until ``puppet.hold_s`` from now take the puppet's fields."""
@@ -334,6 +334,11 @@ class Session:
     def encoded(self) -> EncodedFrames[EncodedVideoFrame]:
         """The encoded frames on their way to the video track, in order."""
         return self.encoder.queue
+
+    @property
+    def output_audio_buffer(self) -> OutputAudio:
+        """The returned audio's samples, for more readers on the same clock (viewers)."""
+        return self._out_audio
 
     def output_audio(self, start: int, count: int) -> np.ndarray:
         """Output samples [start, start + count) at 48 kHz; silence where there are none."""

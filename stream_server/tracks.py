@@ -87,9 +87,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._clock = clock
         self._stats = stats
         self._metrics = metrics
-        # Called on the event loop with each frame as it is handed to aiortc (the motion
-        # data channel sends the frame's motion then).
-        self.on_sent: Callable[[int, EncodedVideoFrame], None] | None = None
+        # Called on the event loop with each frame as it is handed to aiortc: the motion data
+        # channel sends the frame's motion then, WHEP viewers get the same encoded frame.
+        self.frame_listeners: list[Callable[[int, EncodedVideoFrame], None]] = []
 
     def request_keyframe(self) -> None:
         """The receiver lost a frame (PLI/FIR): the next one encoded is a keyframe."""
@@ -119,8 +119,8 @@ class AvatarVideoTrack(MediaStreamTrack):
             self._metrics.frames_dropped.inc(k - previous - 1)
         self._stats.frames_sent += 1
         self._metrics.frames_delivered.inc()
-        if self.on_sent is not None:
-            self.on_sent(k, encoded)
+        for listener in self.frame_listeners:
+            listener(k, encoded)
         return encoded
 
 

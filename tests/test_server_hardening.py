@@ -291,6 +291,12 @@ def test_with_a_token_every_api_route_needs_it(tmp_path_factory: pytest.TempPath
             ("POST", "/offer"),
             ("POST", "/api/avatars"),
             ("GET", "/api/sessions/x"),
+            ("POST", "/whip"),
+            ("DELETE", "/whip/x"),
+            ("POST", "/whep/x"),
+            ("DELETE", "/whep/x/y"),
+            ("POST", "/api/sessions/x/say"),
+            ("GET", "/api/voices"),
         ):
             reply = request(method, url + path)
             assert reply.status == 401 and "Bearer" in reply.headers["WWW-Authenticate"]
