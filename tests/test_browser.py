@@ -205,6 +205,17 @@ def test_microphone_call_streams_a_talking_portrait(page, server: str, tmp_path:
     assert page.inner_text("#stat-motion-head").count("°") == 3
     assert page.inner_text("#stat-motion-jaw") != "–"
 
+    # The watch-only link (WHEP): another page watches the same session.
+    link = page.get_attribute("#watch-link", "href")
+    assert link and "watch.html?session=" in link
+    watcher = page.context.new_page()
+    try:
+        watcher.goto(server + link)
+        watcher.wait_for_function("window.emoteWatch.framesDecoded > 20", timeout=15_000)
+        assert watcher.evaluate("window.emoteWatch.resource").startswith("/whep/")
+    finally:
+        watcher.close()
+
     # The stats panel shows the numbers, not dashes.
     assert page.inner_text("#stat-fps") != "–"
     assert page.inner_text("#stat-server-latency").endswith("ms")

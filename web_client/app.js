@@ -43,6 +43,7 @@ const el = {
   uploadStatus: $('upload-status'),
   uploadError: $('upload-error'),
   sessionIdLabel: $('session-id-label'),
+  watchLink: $('watch-link'),
   tokenForm: $('token-form'),
   tokenInput: $('token-input'),
   tokenError: $('token-error'),
@@ -298,6 +299,8 @@ function onCallPhase(call, { phase, retryInS }) {
       emoteStats.receiverBufferTargets = call.pc.getReceivers()
         .map((r) => r.jitterBufferTarget ?? r.playoutDelayHint ?? null);
       el.sessionIdLabel.textContent = `session ${call.sessionId.slice(0, 8)}`;
+      el.watchLink.href = `/static/watch.html?session=${call.sessionId}`;
+      el.watchLink.hidden = false;
       if (el.video.srcObject !== call.remoteStream) {
         el.video.srcObject = call.remoteStream;
         playWithSound();
@@ -324,6 +327,7 @@ function finishCall(message) {
   el.video.srcObject = null;
   el.stage.classList.remove('has-video');
   el.sessionIdLabel.textContent = '';
+  el.watchLink.hidden = true;
   emoteStats.connectionState = 'closed';
   emoteStats.sessionId = null;
   setPhase('idle', 'Pick a portrait and an audio source, then press Start.');

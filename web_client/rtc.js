@@ -91,7 +91,7 @@ export async function fileSource(audioContext, file) {
   return source;
 }
 
-function waitForIceGathering(pc) {
+export function waitForIceGathering(pc) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
@@ -107,7 +107,7 @@ function waitForIceGathering(pc) {
 }
 
 /** Ask the browser to play out as soon as it can (the server already paces the frames). */
-function minimizePlayoutDelay(receiver) {
+export function minimizePlayoutDelay(receiver) {
   try {
     if ('jitterBufferTarget' in receiver) receiver.jitterBufferTarget = 0;
     else if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = 0;
