@@ -105,6 +105,8 @@ case "$cmd" in
     # `emote live` is tested on a real PulseAudio server (null sinks) through PortAudio, and
     # its preview window (tkinter) on an Xvfb display.
     apt_install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins xvfb python3-tk
+    # Three nodes behind a real HAProxy (tests/test_balancer.py).
+    apt_install haproxy
     # The corpus tests and the tiny training pipeline synthesize speech with every TTS engine.
     bash scripts/install_tts.sh
     setup_integrations

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     offline.register(sub, common)  # prepare, render
     motion.register(sub, common)
     serve.register(sub, common)
+    serve.register_balancer(sub, common)
     livekit.register(sub, common)
     live.register(sub, common)
     bench.register(sub, common)

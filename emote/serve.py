@@ -53,6 +53,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "and while serving; a number fixes it; --max-sessions caps it further",
     )
     serve.add_argument(
+        "--node-id",
+        default=None,
+        help="behind a load balancer: this node's name (a-z, 0-9), the prefix of its session "
+        "ids, by which the balancer routes a session's requests here (docs/deploy.md)",
+    )
+    serve.add_argument(
+        "--agent-port",
+        type=int,
+        default=None,
+        help="answer HAProxy's agent check on this port with the free capacity (docs/deploy.md)",
+    )
+    serve.add_argument(
         "--token",
         default=None,
         help="the API's bearer token (default: EMOTE_TOKEN; on an address other than loopback "
@@ -80,6 +92,35 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     serve.add_argument("--seed", type=int, default=0)
     add_motion_arguments(serve, DEFAULT_LIVE_MOTION)
     serve.set_defaults(func=cmd_serve)
+
+
+def register_balancer(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    config = sub.add_parser(
+        "balancer-config",
+        parents=[common],
+        help="an HAProxy configuration for nodes of `emote serve --node-id --agent-port`",
+    )
+    config.add_argument("--bind", default="0.0.0.0:8080", help="where HAProxy listens")
+    config.add_argument(
+        "--node",
+        action="append",
+        required=True,
+        metavar="NAME=HOST:PORT/AGENT_PORT",
+        help="a node (repeat): its --node-id, address, port and --agent-port",
+    )
+    config.add_argument("--check-ms", type=int, default=500, help="health and agent interval")
+    config.set_defaults(func=cmd_balancer_config)
+
+
+def cmd_balancer_config(args: argparse.Namespace) -> int:
+    from stream_server.balancer_agent import Node, haproxy_config
+
+    try:
+        nodes = [Node.parse(text) for text in args.node]
+        print(haproxy_config(nodes, args.bind, args.check_ms), end="")
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -122,6 +163,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not args.capacity.isdigit() or int(args.capacity) < 1:
             raise CliError("--capacity must be 'auto' or a whole number of at least 1")
         config.capacity = int(args.capacity)
+    if args.node_id is not None:
+        from stream_server.balancer_agent import NODE_ID
+
+        if not NODE_ID.match(args.node_id):
+            raise CliError("--node-id must be 1-16 characters of a-z and 0-9")
+        config.node_id = args.node_id
+    if args.agent_port is not None:
+        if not 1 <= args.agent_port <= 65535 or args.agent_port == args.port:
+            raise CliError("--agent-port must be a free port other than --port")
+        config.agent = (args.host, args.agent_port)
     token = args.token or current().token
     if token is not None and (len(token) < 16 or " " in token or not token.isprintable()):
         raise CliError("--token must be at least 16 printable characters without spaces")

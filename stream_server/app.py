@@ -27,6 +27,7 @@ from stream_server import video_codec, viewers
 from stream_server.access import AccessPolicy
 from stream_server.admission import Admission
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
+from stream_server.balancer_agent import serve_agent
 from stream_server.capacity import CpuMeter, FrameCost, probe, sessions_for
 from stream_server.gc_policy import collect_closed_session, freeze_startup
 from stream_server.http_errors import error, json_errors
@@ -69,6 +70,8 @@ class ServerConfig:
     cache_max_mb: float = 2048.0  # the avatar cache's cap, LRU-evicted (stream_server.avatars)
     capacity: int | None = None  # sessions this machine serves at 25 fps (None: measure it)
     access: AccessPolicy = field(default_factory=AccessPolicy)  # token, hosts, origins
+    node_id: str | None = None  # behind a balancer: session ids start "<node_id>-"
+    agent: tuple[str, int] | None = None  # (host, port) of HAProxy's agent check
 
 
 @dataclass
@@ -119,6 +122,7 @@ class AvatarServer:
         self.admission = Admission(config.max_sessions, config.capacity or config.max_sessions)
         self.frame_cost: FrameCost | None = None  # None until measured (or --capacity given)
         self._monitor: asyncio.Task | None = None
+        self._agent: asyncio.AbstractServer | None = None  # HAProxy agent check (balancer_agent)
         self.margin_s = (
             default_margin_s(config.max_sessions)
             if config.margin_ms is None
@@ -136,6 +140,10 @@ class AvatarServer:
         if self.config.capacity is None:
             await self._probe_capacity()
         self._monitor = asyncio.ensure_future(self._watch_load())
+        if self.config.agent is not None:
+            self._agent = await serve_agent(
+                *self.config.agent, lambda: (self.admission.taken, self.admission.limit)
+            )
         frozen = freeze_startup()  # later collections walk only what sessions add
         log.info(
             "ready: default avatar %s, %d sessions (max %d, capacity %d), compute margin %.0f ms"
@@ -217,6 +225,8 @@ class AvatarServer:
     async def shutdown(self, _app: web.Application) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
+        if self._agent is not None:
+            self._agent.close()
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
@@ -439,6 +449,8 @@ class AvatarServer:
         pool = self.pool  # the avatar is known (offer checked) and its rig on disk (store)
         assert pool is not None
         session_id = secrets.token_hex(16)  # unguessable; logs show its first 8 digits
+        if self.config.node_id:  # the balancer routes follow-ups by it (balancer_agent)
+            session_id = f"{self.config.node_id}-{session_id}"
         generator = await self._new_generator()
         session = Session(
             session_id,

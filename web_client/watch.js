@@ -20,7 +20,7 @@ function fail(text) {
 }
 
 async function watch() {
-  const match = /(?:^\?|&)session=([0-9a-f]+)/.exec(window.location.search);
+  const match = /(?:^\?|&)session=([0-9a-z-]+)/.exec(window.location.search);
   if (!match) return fail('This link names no session (?session=ID).');
   const pc = new RTCPeerConnection();
   pc.addTransceiver('video', { direction: 'recvonly' });

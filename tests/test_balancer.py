@@ -1,0 +1,149 @@
+"""Three `emote serve` nodes behind a real HAProxy (Debian's), all on loopback: new sessions
+go where there is room (the nodes' agent checks), a full node gets none, a session's own
+requests reach the node that holds it (its id's node prefix), and a killed node is taken out
+while the others go on (stream_server/balancer_agent.py; docs/deploy.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from measure.server import free_port, serve_process
+from measure.webrtc_client import Client
+from stream_server.balancer_agent import Node, haproxy_config
+
+pytestmark = pytest.mark.slow
+
+CHECK_MS = 300
+
+
+def status(method: str, url: str) -> int:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except urllib.error.URLError:
+        return 0  # nothing listening (yet)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    if not shutil.which("haproxy"):
+        if os.environ.get("CI"):
+            pytest.fail("haproxy missing: ./run.sh test installs it")
+        pytest.skip("no haproxy (apt install haproxy)")
+    cache = tmp_path_factory.mktemp("cluster-cache")  # one avatar cache, as on shared storage
+    with contextlib.ExitStack() as stack:
+        nodes, pids = [], {}
+        for name in ("n1", "n2", "n3"):
+            agent = free_port()
+            options = ("--node-id", name, "--agent-port", str(agent), "--render-slots", "1")
+            url, pid = stack.enter_context(serve_process(1, cache, options=options))
+            port = int(url.rsplit(":", 1)[1])
+            nodes.append(Node(name, "127.0.0.1", port, agent))
+            pids[name] = pid
+        bind = free_port()
+        config = tmp_path_factory.mktemp("haproxy") / "haproxy.cfg"
+        config.write_text(haproxy_config(nodes, f"127.0.0.1:{bind}", CHECK_MS))
+        proxy = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{bind}"
+            deadline = time.monotonic() + 20
+            while status("GET", f"{url}/healthz") != 200:
+                assert proxy.poll() is None and time.monotonic() < deadline, "haproxy did not start"
+                time.sleep(0.2)
+            time.sleep(3 * CHECK_MS / 1000)  # every node checked up
+            yield {"url": url, "pids": pids, "config": config}
+        finally:
+            proxy.terminate()
+            proxy.wait(5)
+
+
+async def open_call(url: str) -> Client:
+    client = Client(url, None)
+    async with aiohttp.ClientSession() as http:
+        await client.connect(http)
+    await asyncio.wait_for(client.first_frame.wait(), 20)
+    return client
+
+
+def test_sessions_go_where_there_is_room_and_stay_there(cluster: dict) -> None:
+    url = cluster["url"]
+
+    async def run() -> None:
+        clients = []
+        try:
+            for _ in range(3):  # one slot a node: each new session on another node
+                clients.append(await open_call(url))
+                await asyncio.sleep(3 * CHECK_MS / 1000)  # the node's agent now says drain
+            nodes = sorted(c.session_id.split("-", 1)[0] for c in clients)
+            assert nodes == ["n1", "n2", "n3"], nodes
+            # every node full: no node takes a fourth
+            async with aiohttp.ClientSession() as http:
+                fourth = Client(url, None)
+                with pytest.raises(Exception, match="503"):
+                    await fourth.connect(http)
+                if fourth.pc is not None:
+                    await fourth.pc.close()
+                # a session's own requests reach its node (any other would answer 404)
+                for client in clients:
+                    async with http.get(f"{url}/api/sessions/{client.session_id}") as r:
+                        assert r.status == 200
+                        assert (await r.json())["session_id"] == client.session_id
+                    async with http.post(f"{url}/api/sessions/{client.session_id}/interrupt") as r:
+                        assert r.status == 200
+                # one leaves: its node has room again, and the next session goes there
+                leaving = clients.pop(0)
+                freed = leaving.session_id.split("-", 1)[0]
+                await leaving.close(http)
+            await asyncio.sleep(4 * CHECK_MS / 1000)
+            clients.append(await open_call(url))
+            assert clients[-1].session_id.startswith(freed + "-")
+        finally:
+            async with aiohttp.ClientSession() as http:
+                for client in clients:
+                    await client.close(http)
+
+    asyncio.run(run())
+
+
+def test_a_killed_node_is_taken_out_and_the_others_serve(cluster: dict) -> None:
+    url, pids = cluster["url"], cluster["pids"]
+    time.sleep(4 * CHECK_MS / 1000)  # the last test's sessions are gone: all nodes ready
+    os.kill(pids["n2"], signal.SIGKILL)
+    time.sleep(6 * CHECK_MS / 1000)  # two failed checks take it out
+
+    async def run() -> list[str]:
+        clients = []
+        try:
+            for _ in range(2):
+                clients.append(await open_call(url))
+                await asyncio.sleep(3 * CHECK_MS / 1000)
+            return sorted(c.session_id.split("-", 1)[0] for c in clients)
+        finally:
+            async with aiohttp.ClientSession() as http:
+                for client in clients:
+                    await client.close(http)
+
+    assert asyncio.run(run()) == ["n1", "n3"]
+    assert status("GET", f"{url}/api/sessions/n2-{'0' * 32}") == 503  # its node is gone
+    time.sleep(4 * CHECK_MS / 1000)  # the two sessions closed: their nodes ready again
+    assert status("GET", f"{url}/healthz") == 200
+    assert json.loads(urllib.request.urlopen(f"{url}/healthz", timeout=5).read())["status"] == "ok"
+    assert Path(cluster["config"]).is_file()
