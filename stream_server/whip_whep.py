@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from typing import TYPE_CHECKING
@@ -73,15 +74,17 @@ class WhipWhep:
         self.server = server
 
     def routes(self) -> list[web.RouteDef]:
+        endpoint = functools.partial(self._other, allow="POST")
+        resource = functools.partial(self._other, allow="DELETE")
         return [
             web.post("/whip", self.whip),
-            web.route("*", "/whip", lambda r: self._other(r, "POST")),
+            web.route("*", "/whip", endpoint),
             web.delete("/whip/{session_id}", self.whip_delete),
-            web.route("*", "/whip/{session_id}", lambda r: self._other(r, "DELETE")),
+            web.route("*", "/whip/{session_id}", resource),
             web.post("/whep/{session_id}", self.whep),
-            web.route("*", "/whep/{session_id}", lambda r: self._other(r, "POST")),
+            web.route("*", "/whep/{session_id}", endpoint),
             web.delete("/whep/{session_id}/{viewer_id}", self.whep_delete),
-            web.route("*", "/whep/{session_id}/{viewer_id}", lambda r: self._other(r, "DELETE")),
+            web.route("*", "/whep/{session_id}/{viewer_id}", resource),
         ]
 
     async def _other(self, request: web.Request, allow: str) -> web.Response:
