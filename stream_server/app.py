@@ -33,6 +33,7 @@ from stream_server.gc_policy import collect_closed_session, freeze_startup
 from stream_server.http_errors import error, json_errors
 from stream_server.http_limits import HttpError, parse_json, read_body
 from stream_server.jitter import release_immediately
+from stream_server.live_session import LiveSession
 from stream_server.metrics import Metrics
 from stream_server.render_pool import RenderPool
 from stream_server.render_slots import default_slots
@@ -72,22 +73,6 @@ class ServerConfig:
     access: AccessPolicy = field(default_factory=AccessPolicy)  # token, hosts, origins
     node_id: str | None = None  # behind a balancer: session ids start "<node_id>-"
     agent: tuple[str, int] | None = None  # (host, port) of HAProxy's agent check
-
-
-@dataclass
-class LiveSession:
-    session: Session
-    pc: RTCPeerConnection
-    tasks: list[asyncio.Task] = field(default_factory=list)  # ended when the session closes
-    # AvatarServer._watch: ends by itself; held here because the event loop keeps only weak
-    # references to tasks
-    watcher: asyncio.Task | None = None
-    closing: bool = False
-    started: bool = False  # the worker runs once the peer has connected
-    speaker: Speaker | None = None  # text input (POST .../say), made on the first request
-    kind: str = "offer"  # "offer" (the client watches) or "whip" (it only sends audio)
-    viewers: dict[str, RTCPeerConnection] = field(default_factory=dict)  # WHEP, by id
-    audio_seen: tuple[int, float] = (0, 0.0)  # (audio chunks in, when that count changed)
 
 
 def style_of(params: object, default: Style | None) -> Style:
@@ -254,6 +239,11 @@ class AvatarServer:
 
     async def index(self, _request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB_CLIENT / "index.html")
+
+    @property
+    def default_style(self) -> Style:
+        """A new session's style when its request names none (``--style``)."""
+        return self.config.style
 
     async def healthz(self, _request: web.Request) -> web.Response:
         admission = self.admission

@@ -25,21 +25,23 @@ import contextlib
 import functools
 import logging
 import secrets
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from contracts.style import Style
 from stream_server import video_codec
+from stream_server.admission import Admission
+from stream_server.avatars import AvatarStore
 from stream_server.http_errors import error
 from stream_server.http_limits import HttpError, read_body
 from stream_server.jitter import release_immediately
+from stream_server.live_session import LiveSession
+from stream_server.metrics import Metrics
+from stream_server.render_pool import RenderPool
 from stream_server.sdp_limits import SdpError, check_offer_sdp
 from stream_server.viewers import ViewerVideoTrack, viewer_audio
-
-if TYPE_CHECKING:
-    from stream_server.app import AvatarServer, LiveSession
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +69,29 @@ def _sdp_answer(sdp: str, location: str) -> web.Response:
     )
 
 
-class WhipWhep:
-    """The WHIP and WHEP routes of one ``AvatarServer``."""
+class Host(Protocol):
+    """What these routes use of the server (``stream_server.app.AvatarServer``)."""
 
-    def __init__(self, server: AvatarServer) -> None:
+    sessions: dict[str, LiveSession]
+    avatars: AvatarStore
+    admission: Admission
+    metrics: Metrics
+    pool: RenderPool | None
+
+    @property
+    def default_style(self) -> Style: ...
+
+    async def _connect(
+        self, sdp: str, avatar_id: str, style: Style, kind: str = "offer"
+    ) -> tuple[RTCSessionDescription, str]: ...
+
+    async def close_session(self, session_id: str) -> None: ...
+
+
+class WhipWhep:
+    """The WHIP and WHEP routes of one server."""
+
+    def __init__(self, server: Host) -> None:
         self.server = server
 
     def routes(self) -> list[web.RouteDef]:
@@ -105,7 +126,7 @@ class WhipWhep:
         avatar_id = request.query.get("avatar") or server.avatars.default_id or ""
         if server.avatars.get(avatar_id) is None:
             raise HttpError(404, f"unknown avatar {avatar_id[:80]!r}")
-        style = server.config.style
+        style = server.default_style
         if "style" in request.query:
             try:
                 style = Style.parse(request.query["style"])

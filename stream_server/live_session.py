@@ -1,0 +1,28 @@
+"""One live session as the server holds it: the session, its peer connection, its tasks,
+its text speaker and its WHEP viewers (stream_server.app, stream_server.whip_whep)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection
+
+from stream_server.session import Session
+from stream_server.speaker import Speaker
+
+
+@dataclass
+class LiveSession:
+    session: Session
+    pc: RTCPeerConnection
+    tasks: list[asyncio.Task] = field(default_factory=list)  # ended when the session closes
+    # AvatarServer._watch: ends by itself; held here because the event loop keeps only weak
+    # references to tasks
+    watcher: asyncio.Task | None = None
+    closing: bool = False
+    started: bool = False  # the worker runs once the peer has connected
+    speaker: Speaker | None = None  # text input (POST .../say), made on the first request
+    kind: str = "offer"  # "offer" (the client watches) or "whip" (it only sends audio)
+    viewers: dict[str, RTCPeerConnection] = field(default_factory=dict)  # WHEP, by id
+    audio_seen: tuple[int, float] = (0, 0.0)  # (audio chunks in, when that count changed)
