@@ -70,13 +70,8 @@ class Publisher:
         return self.location.rsplit("/", 1)[-1]
 
     async def stop(self, http: aiohttp.ClientSession) -> int:
-        status = 0
-        if self.location is not None:
-            async with http.delete(self.base + self.location, headers=_auth(self.token)) as r:
-                status = r.status
-        if self.pc is not None:
-            await self.pc.close()
-        return status
+        """DELETE the resource and close; the DELETE's status (0: never started)."""
+        return await _end(http, self.base, self.location, self.token, self.pc)
 
 
 @dataclass
@@ -137,16 +132,28 @@ class Viewer:
             self.audio_rms.append(float(np.sqrt((pcm**2).mean())))
 
     async def stop(self, http: aiohttp.ClientSession) -> int:
-        status = 0
-        if self.location is not None:
-            async with http.delete(self.base + self.location, headers=_auth(self.token)) as r:
-                status = r.status
-        if self.pc is not None:
-            await self.pc.close()
+        """DELETE the resource and close; the DELETE's status (0: never started)."""
+        status = await _end(http, self.base, self.location, self.token, self.pc)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         return status
+
+
+async def _end(
+    http: aiohttp.ClientSession,
+    base: str,
+    location: str | None,
+    token: str | None,
+    pc: RTCPeerConnection | None,
+) -> int:
+    status = 0
+    if location is not None:
+        async with http.delete(base + location, headers=_auth(token)) as response:
+            status = response.status
+    if pc is not None:
+        await pc.close()
+    return status
 
 
 def _auth(token: str | None) -> dict[str, str]:
