@@ -328,8 +328,10 @@ def test_a_body_over_the_limit_is_cut_off_as_it_arrives(tmp_path: Path, declared
 
 
 def test_receiving_holds_at_most_a_chunk_in_memory(tmp_path: Path) -> None:
-    """30 MB through receive_image with tracemalloc's peak under 8 MB: the old handler held
-    the whole image in a bytearray (and copied it to bytes)."""
+    """30 MB through receive_image with tracemalloc's peak under 12 MB: the old handler held
+    the whole image in a bytearray (and copied it to bytes), 30 MB and more. The peak varies
+    with how the socket delivers the body: 5.7-8.0 MB over 10 runs of the same code, whose
+    8.04 failed CI's old 8 MB bound once (2026-12-07)."""
     body = multipart([("image", "big.bin", np.random.default_rng(2).bytes(30 * MB))])
     with upload_app(tmp_path, UploadLimits()) as url:
         request = head(url, form_headers(len(body))) + body
@@ -341,7 +343,7 @@ def test_receiving_holds_at_most_a_chunk_in_memory(tmp_path: Path) -> None:
         finally:
             tracemalloc.stop()
     assert reply.status == 201, reply.body
-    assert peak < 8 * MB, f"peak {peak / MB:.1f} MB"
+    assert peak < 12 * MB, f"peak {peak / MB:.1f} MB"
 
 
 def test_a_stalled_body_gets_408_and_its_file_is_removed(tmp_path: Path) -> None:
