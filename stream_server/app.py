@@ -321,20 +321,34 @@ class AvatarServer:
             style = style_of(params, self.config.style)
         except ValueError as exc:
             raise HttpError(400, str(exc)) from None
+        opened = await self.admit(sdp, avatar_id, style)
+        if opened is None:
+            return self.busy()
+        answer, session_id = opened
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session_id})
+
+    async def admit(
+        self, sdp: str, avatar_id: str, style: Style, kind: str = "offer"
+    ) -> tuple[RTCSessionDescription, str] | None:
+        """Take a slot and open a session for a checked offer (``_connect``): its answer and
+        id, or None when there is no slot (``busy``). A bad offer is an HttpError 400."""
         # The slot is taken here, before any await: simultaneous offers cannot all pass.
         self.avatars.touch(avatar_id)  # used now: the cache's eviction spares it longest
         if self.pool is None or not self.admission.take():
             self.metrics.rejected.inc()
-            message = self.admission.refusal() if self.pool else "the server is starting"
-            return error(503, message, **{"Retry-After": str(RETRY_AFTER_S)})
+            return None
         try:
-            answer, session_id = await self._connect(sdp, avatar_id, style)
+            return await self._connect(sdp, avatar_id, style, kind)
         except BaseException as exc:
             self.admission.release()
             if isinstance(exc, ValueError):
                 raise HttpError(400, f"malformed offer: {exc}") from None
             raise
-        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session_id})
+
+    def busy(self) -> web.Response:
+        """The 503 of an offer ``admit`` found no slot for."""
+        message = self.admission.refusal() if self.pool else "the server is starting"
+        return error(503, message, **{"Retry-After": str(RETRY_AFTER_S)})
 
     async def session_stats(self, request: web.Request) -> web.Response:
         live = self.sessions.get(request.match_info["session_id"])

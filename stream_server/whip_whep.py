@@ -32,14 +32,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from contracts.style import Style
 from stream_server import video_codec
-from stream_server.admission import Admission
 from stream_server.avatars import AvatarStore
 from stream_server.http_errors import error
 from stream_server.http_limits import HttpError, read_body
 from stream_server.jitter import release_immediately
 from stream_server.live_session import LiveSession
-from stream_server.metrics import Metrics
-from stream_server.render_pool import RenderPool
 from stream_server.sdp_limits import SdpError, check_offer_sdp
 from stream_server.viewers import ViewerVideoTrack, viewer_audio
 
@@ -74,16 +71,15 @@ class Host(Protocol):
 
     sessions: dict[str, LiveSession]
     avatars: AvatarStore
-    admission: Admission
-    metrics: Metrics
-    pool: RenderPool | None
 
     @property
     def default_style(self) -> Style: ...
 
-    async def _connect(
+    async def admit(
         self, sdp: str, avatar_id: str, style: Style, kind: str = "offer"
-    ) -> tuple[RTCSessionDescription, str]: ...
+    ) -> tuple[RTCSessionDescription, str] | None: ...
+
+    def busy(self) -> web.Response: ...
 
     async def close_session(self, session_id: str) -> None: ...
 
@@ -132,18 +128,10 @@ class WhipWhep:
                 style = Style.parse(request.query["style"])
             except ValueError as exc:
                 raise HttpError(400, str(exc)) from None
-        server.avatars.touch(avatar_id)
-        if server.pool is None or not server.admission.take():
-            server.metrics.rejected.inc()
-            message = server.admission.refusal() if server.pool else "the server is starting"
-            return error(503, message, **{"Retry-After": str(RETRY_AFTER_S)})
-        try:
-            answer, session_id = await server._connect(sdp, avatar_id, style, kind="whip")
-        except BaseException as exc:
-            server.admission.release()
-            if isinstance(exc, ValueError):
-                raise HttpError(400, f"malformed offer: {exc}") from None
-            raise
+        opened = await server.admit(sdp, avatar_id, style, kind="whip")
+        if opened is None:
+            return server.busy()
+        answer, session_id = opened
         return _sdp_answer(answer.sdp, f"/whip/{session_id}")
 
     async def whip_delete(self, request: web.Request) -> web.Response:
@@ -179,8 +167,7 @@ class WhipWhep:
             answer = await self._viewer(live, pc, sdp)
         except BaseException as exc:
             live.viewers.pop(viewer_id, None)
-            with contextlib.suppress(Exception):
-                await pc.close()
+            await _close_viewer(pc)
             if isinstance(exc, ValueError):
                 raise HttpError(400, f"malformed offer: {exc}") from None
             raise
@@ -217,13 +204,8 @@ class WhipWhep:
 
     async def _drop_viewer(self, live: LiveSession, viewer_id: str) -> None:
         pc = live.viewers.pop(viewer_id, None)
-        if pc is None:
-            return
-        for sender in pc.getSenders():
-            if sender.track is not None:
-                sender.track.stop()
-        with contextlib.suppress(Exception):
-            await pc.close()
+        if pc is not None:
+            await _close_viewer(pc)
 
     async def whep_delete(self, request: web.Request) -> web.Response:
         live = self.server.sessions.get(request.match_info["session_id"])
@@ -237,9 +219,14 @@ class WhipWhep:
 async def close_viewers(live: LiveSession) -> None:
     """Close every viewer of a session that ends."""
     for pc in list(live.viewers.values()):
-        for sender in pc.getSenders():
-            if sender.track is not None:
-                sender.track.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(pc.close(), 2.0)
+        await _close_viewer(pc)
     live.viewers.clear()
+
+
+async def _close_viewer(pc: RTCPeerConnection) -> None:
+    """Stop a viewer's tracks (so their frame listeners go) and close its connection."""
+    for sender in pc.getSenders():
+        if sender.track is not None:
+            sender.track.stop()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(pc.close(), 2.0)
