@@ -295,13 +295,11 @@ class Session:
         t0 = time.perf_counter()
         ready = self._stream.push(samples)
         self.metrics.motion_ms.observe((time.perf_counter() - t0) * 1000)
-        held = self._puppet  # one read: the worker never sees half an update
-        if held is not None and ready:
-            puppet, until = held
-            if time.monotonic() < until:
-                ready = [(k, puppet.apply(m)) for k, m in ready]
-            else:
-                self._puppet = None
+        # One read: the worker never sees half an update. An expired puppet is left in place
+        # (clearing it here could drop one the event loop set meanwhile).
+        held = self._puppet
+        if held is not None and ready and time.monotonic() < held[1]:
+            ready = [(k, held[0].apply(m)) for k, m in ready]
         self._out_audio.write(output)
         self._pending.extend(ready)
 
