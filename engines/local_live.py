@@ -118,6 +118,11 @@ class Microphone:
         self._stream.close()
 
 
+def _sound(frame: AvatarFrame) -> np.ndarray:
+    """A frame's 40 ms of int16 sound at 48 kHz: silence for an idle frame."""
+    return frame.audio if frame.audio is not None else np.zeros(BLOCK * 2, np.int16)
+
+
 class FileSink:
     """An H.264 + AAC MP4 of what was shown and heard."""
 
@@ -128,8 +133,7 @@ class FileSink:
 
     def show(self, frame: AvatarFrame) -> None:
         self._writer.write_video(frame.rgb)
-        audio = frame.audio if frame.audio is not None else np.zeros(BLOCK * 2, np.int16)
-        self._writer.write_audio(audio.astype(np.float32) / 32768.0)
+        self._writer.write_audio(_sound(frame).astype(np.float32) / 32768.0)
 
     def close(self) -> None:
         self._writer.close()
@@ -160,7 +164,7 @@ class SpeakerSink:
     def show(self, frame: AvatarFrame) -> None:
         """Never waits for the device (the microphone paces the loop): sound that does not
         fit in the device's buffer is dropped and counted."""
-        audio = frame.audio if frame.audio is not None else np.zeros(BLOCK * 2, np.int16)
+        audio = _sound(frame)
         if self._stream.write_available < len(audio):
             self.dropped += 1
             return
