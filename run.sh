@@ -107,6 +107,9 @@ case "$cmd" in
     apt_install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins xvfb python3-tk
     # Three nodes behind a real HAProxy (tests/test_balancer.py).
     apt_install haproxy
+    # Five viewers watch one avatar through a real Janus VideoRoom, in a network namespace
+    # (tests/test_janus_fanout.py).
+    apt_install janus iproute2
     # The corpus tests and the tiny training pipeline synthesize speech with every TTS engine.
     bash scripts/install_tts.sh
     setup_integrations

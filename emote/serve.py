@@ -89,6 +89,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="NAME",
         help="another name the server answers to (a reverse proxy's Host); '*' for any; repeatable",
     )
+    serve.add_argument(
+        "--publish-to",
+        default=None,
+        metavar="URL",
+        help="publish sessions into this Janus VideoRoom server for fan-out: "
+        "janus+http://HOST:8088/janus[?room=N] (docs/api.md)",
+    )
+    serve.add_argument(
+        "--publish-on-request",
+        action="store_true",
+        help="with --publish-to: publish only sessions a client asks for "
+        "(POST /api/sessions/{id}/publish), not every one",
+    )
     serve.add_argument("--seed", type=int, default=0)
     add_motion_arguments(serve, DEFAULT_LIVE_MOTION)
     serve.set_defaults(func=cmd_serve)
@@ -173,6 +186,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not 1 <= args.agent_port <= 65535 or args.agent_port == args.port:
             raise CliError("--agent-port must be a free port other than --port")
         config.agent = (args.host, args.agent_port)
+    if args.publish_to is not None:
+        from stream_server.janus_api import JanusTarget
+
+        try:
+            config.publish_to = JanusTarget.parse(args.publish_to)
+        except ValueError as exc:
+            raise CliError(f"--publish-to: {exc}") from None
+    elif args.publish_on_request:
+        raise CliError("--publish-on-request needs --publish-to")
+    config.publish_on_request = args.publish_on_request
     token = args.token or current().token
     if token is not None and (len(token) < 16 or " " in token or not token.isprintable()):
         raise CliError("--token must be at least 16 printable characters without spaces")

@@ -29,9 +29,11 @@ from stream_server.admission import Admission
 from stream_server.avatars import MAX_UPLOAD_BYTES, AvatarStore
 from stream_server.balancer_agent import serve_agent
 from stream_server.capacity import CpuMeter, FrameCost, probe, sessions_for
+from stream_server.fanout import Fanout, describe, unpublish
 from stream_server.gc_policy import collect_closed_session, freeze_startup
 from stream_server.http_errors import error, json_errors
 from stream_server.http_limits import HttpError, parse_json, read_body
+from stream_server.janus_api import JanusTarget
 from stream_server.jitter import release_immediately
 from stream_server.live_session import LiveSession
 from stream_server.metrics import Metrics
@@ -73,6 +75,8 @@ class ServerConfig:
     access: AccessPolicy = field(default_factory=AccessPolicy)  # token, hosts, origins
     node_id: str | None = None  # behind a balancer: session ids start "<node_id>-"
     agent: tuple[str, int] | None = None  # (host, port) of HAProxy's agent check
+    publish_to: JanusTarget | None = None  # the Janus sessions are published into (fanout)
+    publish_on_request: bool = False  # only sessions that ask (else every one)
 
 
 def style_of(params: object, default: Style | None) -> Style:
@@ -108,6 +112,7 @@ class AvatarServer:
         self.frame_cost: FrameCost | None = None  # None until measured (or --capacity given)
         self._monitor: asyncio.Task | None = None
         self._agent: asyncio.AbstractServer | None = None  # HAProxy agent check (balancer_agent)
+        self.fanout = Fanout(self, config.publish_to, not config.publish_on_request)
         self.margin_s = (
             default_margin_s(config.max_sessions)
             if config.margin_ms is None
@@ -234,6 +239,7 @@ class AvatarServer:
             web.get("/api/voices", self.list_voices),
             web.delete("/api/sessions/{session_id}", self.delete_session),
             *WhipWhep(self).routes(),
+            *self.fanout.routes(),
             web.static("/static", WEB_CLIENT, show_index=False),
         ]
 
@@ -374,6 +380,7 @@ class AvatarServer:
                     "received": s.motion_channel.received,
                     "refused": s.motion_channel.refused,
                 },
+                "published": describe(live),
             }
         )
 
@@ -489,6 +496,7 @@ class AvatarServer:
                 session.start()
                 if kind == "whip":  # no peer takes the frames: time them for the viewers
                     live.tasks.append(asyncio.ensure_future(viewers.pump(session)))
+                self.fanout.started(live)
             elif state in ("failed", "closed"):
                 await self.close_session(session_id)
             elif state == "disconnected":
@@ -591,6 +599,7 @@ class AvatarServer:
             live.speaker.close()
         live.session.stop()
         await close_viewers(live)
+        await unpublish(live)
         await _stop_tasks(live.tasks, live.pc)
         await asyncio.to_thread(live.session.join)
         self.sessions.pop(session_id, None)

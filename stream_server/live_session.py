@@ -1,5 +1,6 @@
 """One live session as the server holds it: the session, its peer connection, its tasks,
-its text speaker and its WHEP viewers (stream_server.app, stream_server.whip_whep)."""
+its text speaker, its WHEP viewers and its Janus publisher (stream_server.app,
+stream_server.whip_whep, stream_server.fanout)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection
 
+from stream_server.janus_publish import JanusPublisher
 from stream_server.session import Session
 from stream_server.speaker import Speaker
 
@@ -25,4 +27,6 @@ class LiveSession:
     speaker: Speaker | None = None  # text input (POST .../say), made on the first request
     kind: str = "offer"  # "offer" (the client watches) or "whip" (it only sends audio)
     viewers: dict[str, RTCPeerConnection] = field(default_factory=dict)  # WHEP, by id
+    publisher: JanusPublisher | None = None  # published into Janus (stream_server.fanout)
+    publish_error: str | None = None  # why the last publish failed
     audio_seen: tuple[int, float] = (0, 0.0)  # (audio chunks in, when that count changed)

@@ -294,3 +294,22 @@ def test_serve_insecure_warns_and_a_bad_token_is_refused(
     assert served_config[0].access.token is None
     assert "no access token" in caplog.text
     assert main([*base, "--token", "short"]) != 0
+
+
+def test_serve_publish_to_takes_a_janus_url_or_says_why(
+    served_config: list[Any], tmp_path: Path
+) -> None:
+    from emote.cli import main
+    from stream_server.janus_api import JanusTarget
+
+    base = ["serve", "--port", "1", "--cache-dir", str(tmp_path)]
+    url = "janus+http://10.0.0.5:8088/janus?room=7"
+    assert main([*base, "--publish-to", url, "--publish-on-request"]) == 0
+    config = served_config[0]
+    assert config.publish_to == JanusTarget("http://10.0.0.5:8088/janus", 7)
+    assert config.publish_on_request
+    served_config.clear()
+    assert main([*base, "--publish-to", "http://10.0.0.5:8088/janus"]) != 0
+    assert main([*base, "--publish-to", "janus+http://h/janus?room=x"]) != 0
+    assert main([*base, "--publish-on-request"]) != 0
+    assert not served_config  # nothing was served
