@@ -1,15 +1,18 @@
 """Viewers per avatar through Janus: one avatar session published into a real Janus
 VideoRoom, watched by N subscribers, on this machine.
 
-    python -m bench.janus_fanout [--viewers 1,5,10,20] [--speech-s 8] [--json OUT.json]
+    python -m bench.janus_fanout [--viewers 1,5,10,20] [--speech-s 8] [--decoded 5]
+                                 [--json OUT.json]
 
 Needs root and Debian's ``janus`` (``./run.sh test`` installs it). It makes a private
 network namespace (measure.janus_lab: Janus never puts media on loopback), runs itself again
 inside it, and for each N starts Janus and ``emote serve --publish-to`` it, one direct
 session that sends real speech, and N ``JanusViewer``s (measure.janus_fanout says what is
-read from each). All viewers run in this one process, as the bench's clients do: on a small
-machine their VP8 decoding competes with the server and Janus for the CPU, so a count where
-viewers fall behind says as much about this process as about Janus.
+read from each). All viewers run in this one process. The first ``--decoded`` decode what
+they receive and are read with FaceMesh (frame rate, A/V offset against the session's own
+peer); the others only count frames and packets as they arrive, without decoding, since on
+this small machine N decoders in one Python process would compete with the server and
+Janus for the two cores and measure themselves.
 """
 
 from __future__ import annotations
@@ -37,12 +40,17 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         return min(values) if values else None
 
     delays = sorted(
-        v["video_delay_vs_direct_ms"] for v in viewers if v["video_delay_vs_direct_ms"] is not None
+        v["video_delay_vs_direct_ms"]
+        for v in viewers
+        if v.get("video_delay_vs_direct_ms") is not None
     )
     return {
         "viewers": result["viewers_asked"],
+        "decoded": sum(v["decoded"] for v in viewers),
         "receiving": sum(v["frames"] > 0 for v in viewers),
         "fps_min": low("fps"),
+        "audio_packets_min": low("audio_packets"),
+        "audio_packets_direct": result["direct"]["audio_packets"],
         "fps_direct": result["direct"]["fps"],
         "av_offset_vs_direct_ms_worst": worst("av_offset_vs_direct_ms"),
         "av_shift_ms_worst": worst("av_shift_ms"),
@@ -59,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--viewers", default="1,5,10,20", help="viewer counts, comma-separated")
     parser.add_argument("--speech-s", type=float, default=8.0)
+    parser.add_argument(
+        "--decoded",
+        type=int,
+        default=5,
+        help="viewers that decode and are read with FaceMesh; the rest only count arrivals",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(INSIDE, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -82,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for n in counts:
-        result = run(n, args.speech_s)
+        result = run(n, args.speech_s, args.decoded)
         results.append({"summary": summary(result), "run": result})
         print(json.dumps(results[-1]["summary"]), flush=True)
     if args.json is not None:
         report = {
             "command": f"python -m bench.janus_fanout --viewers {args.viewers} "
-            f"--speech-s {args.speech_s:g}",
+            f"--speech-s {args.speech_s:g} --decoded {args.decoded}",
             "cpus": os.cpu_count(),
             "results": results,
         }

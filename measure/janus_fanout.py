@@ -4,7 +4,10 @@ session (measure.latency), inside measure.janus_lab's private network.
 ``run`` starts Janus and ``emote serve --publish-to`` it, opens one direct session that sends
 real speech and receives the avatar (``measure.webrtc_client.Client``: the reference), waits
 until the server has published the session into its VideoRoom, subscribes ``viewers``
-``JanusViewer``s, and records everything for ``duration`` seconds. Then, per receiver:
+``JanusViewer``s, and records everything for ``duration`` seconds. The first ``decoded``
+viewers decode what they receive; the others only count frames and packets as they arrive
+(``counted_report``: ``frames``, ``fps``, ``audio_packets``), so that this one process can
+stand for many viewers. Then, per decoding receiver:
 
 * ``fps``, ``frames``: frames received over the steady part (after the first second);
 * ``mouth_vs_sound_ms``: the bench's measure of the A/V offset before the generator's own
@@ -79,14 +82,31 @@ def mouth_track(got: Received) -> tuple[np.ndarray, np.ndarray]:
 Track = tuple[np.ndarray, np.ndarray]
 
 
+def _fps(times: list[float]) -> float:
+    """Frames per second after the first second."""
+    t = np.asarray(times)
+    steady = t[t > t[0] + 1.0] if len(t) else t
+    return round(len(steady) / (steady[-1] - steady[0]), 2) if len(steady) > 1 else 0.0
+
+
+def counted_report(got: Received) -> dict:
+    """A viewer that did not decode (``JanusViewer(decode=False)``): what arrived, when."""
+    return {
+        "decoded": False,
+        "frames": len(got.video_complete_t),
+        "fps": _fps(got.video_complete_t),
+        "audio_packets": len(got.audio_t),
+    }
+
+
 def receiver_report(got: Received, reference: tuple[Track, Track] | None) -> dict:
     vt = np.asarray(got.video_t)
-    steady = vt[vt > vt[0] + 1.0] if len(vt) else vt
     times, mouth = mouth_track(got)
     lag, corr = xcorr_lag([(times, mouth, *returned_envelope(got))])
     report: dict[str, Any] = {
+        "decoded": True,
         "frames": len(vt),
-        "fps": round(len(steady) / (steady[-1] - steady[0]), 2) if len(steady) > 1 else 0.0,
+        "fps": _fps(got.video_t),
         "audio_packets": len(got.audio_t),
         "frames_measured": len(mouth),
         "mouth_vs_sound_ms": None if lag is None else -lag,
@@ -153,7 +173,7 @@ async def _api_round(
     return api
 
 
-async def _session(url: str, viewers: int, speech_s: float) -> dict[str, Any]:
+async def _session(url: str, viewers: int, speech_s: float, decoded: int) -> dict[str, Any]:
     """Run the session and its viewers; what they received (analysed by ``analyse``)."""
     speech = load_speech(DEFAULT_SPEECH)[: int(48_000 * speech_s)]
     program = speech_program(speech, lead_s=LEAD_S, tail_s=0.5)
@@ -165,10 +185,9 @@ async def _session(url: str, viewers: int, speech_s: float) -> dict[str, Any]:
             assert direct.session_id is not None
             published = await _published(http, url, direct.session_id)
             joined = time.monotonic()
-            for _ in range(viewers):
-                viewer = JanusViewer(
-                    published["janus"], published["room"], published["feed"], keep=_keep
-                )
+            where = (published["janus"], published["room"], published["feed"])
+            for n in range(viewers):
+                viewer = JanusViewer(*where, keep=_keep, decode=n < decoded)
                 await viewer.start()
                 watchers.append(viewer)
             join_s = time.monotonic() - joined
@@ -188,7 +207,7 @@ async def _session(url: str, viewers: int, speech_s: float) -> dict[str, Any]:
         "published": published,
         "viewers_joined_s": round(join_s, 2),
         "direct": direct.received,
-        "viewers": [v.received for v in watchers],
+        "viewers": [(v.decode, v.received) for v in watchers],
         "server_session": {k: stats.get(k) for k in ("frames_dropped", "published")},
     }
 
@@ -197,8 +216,13 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
     direct: Received = raw["direct"]
     reference = (mouth_track(direct), returned_envelope(direct))
     direct_report = receiver_report(direct, None)
-    reports = [receiver_report(got, reference) for got in raw["viewers"]]
+    reports = [
+        receiver_report(got, reference) if decoded else counted_report(got)
+        for decoded, got in raw["viewers"]
+    ]
     for report in reports:
+        if not report["decoded"]:
+            continue
         ours, theirs = report["mouth_vs_sound_ms"], direct_report["mouth_vs_sound_ms"]
         report["av_offset_vs_direct_ms"] = (
             None if ours is None or theirs is None else round(ours - theirs, 1)
@@ -206,8 +230,11 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "direct": direct_report, "viewers": reports}
 
 
-def run(viewers: int, speech_s: float = 8.0, address: str = DEFAULT_ADDRESS) -> dict:
-    """The measurement (inside the lab's namespace, as root)."""
+def run(
+    viewers: int, speech_s: float = 8.0, decoded: int = 5, address: str = DEFAULT_ADDRESS
+) -> dict:
+    """The measurement (inside the lab's namespace, as root); the first ``decoded`` viewers
+    decode and are read with FaceMesh, the others only count what arrives."""
     with (
         tempfile.TemporaryDirectory(prefix="emote-janus-") as folder,
         Janus(Path(folder), address) as janus,
@@ -216,7 +243,7 @@ def run(viewers: int, speech_s: float = 8.0, address: str = DEFAULT_ADDRESS) -> 
         options = ("--publish-to", janus.url)
         with serve_process(1, options=options) as (url, server_pid):
             cpu0 = (cpu_seconds(janus.proc.pid), cpu_seconds(server_pid), time.monotonic())
-            raw = asyncio.run(_session(url, viewers, speech_s))
+            raw = asyncio.run(_session(url, viewers, speech_s, decoded))
             cpu1 = (cpu_seconds(janus.proc.pid), cpu_seconds(server_pid), time.monotonic())
         wall = cpu1[2] - cpu0[2]
         result = analyse(raw)

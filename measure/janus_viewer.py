@@ -23,15 +23,23 @@ from stream_server.loopback import all_interfaces
 
 
 class JanusViewer:
-    """One subscriber of ``feed`` in ``room``; ``keep(n, t)`` says which frames to keep."""
+    """One subscriber of ``feed`` in ``room``; ``keep(n, t)`` says which frames to keep.
+    ``decode=False``: a viewer that only counts what arrives (``video_complete_t``, and
+    ``audio_t`` per packet), without decoding, so that one process can stand for many."""
 
     def __init__(
-        self, base: str, room: int, feed: int, keep: Callable[[int, float], bool] | None = None
+        self,
+        base: str,
+        room: int,
+        feed: int,
+        keep: Callable[[int, float], bool] | None = None,
+        decode: bool = True,
     ) -> None:
         self.base = base
         self.room = room
         self.feed = feed
         self.keep = keep or (lambda n, t: False)
+        self.decode = decode
         self.received = Received()
         self.pc: RTCPeerConnection | None = None
         self.started: float | None = None  # the answer sent and started
@@ -65,8 +73,11 @@ class JanusViewer:
 
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         for transceiver in pc.getTransceivers():
-            on_frame = self._video_complete if transceiver.kind == "video" else None
-            release_immediately(transceiver.receiver, on_frame)
+            video = transceiver.kind == "video"
+            on_frame = self._video_complete if video else None
+            if not video and not self.decode:
+                on_frame = self._audio_packet
+            release_immediately(transceiver.receiver, on_frame, self.decode)
         await self._candidates.ready(pc)
         with all_interfaces():  # Janus never uses loopback (stream_server.loopback)
             await pc.setLocalDescription(await pc.createAnswer())
@@ -77,6 +88,9 @@ class JanusViewer:
     def _video_complete(self, frame: JitterFrame) -> None:
         self.received.video_complete_t.append(time.monotonic())
         self.received.video_complete_rtp.append(frame.timestamp)
+
+    def _audio_packet(self, frame: JitterFrame) -> None:
+        self.received.audio_t.append(time.monotonic())
 
     async def _read_video(self, track: MediaStreamTrack) -> None:
         got = self.received

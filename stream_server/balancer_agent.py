@@ -4,8 +4,10 @@ the node's free capacity, and the node's name in every session id it makes.
 * **Agent check.** HAProxy connects to ``--agent-port`` every ``agent-inter`` and reads one
   line. A node with free slots answers ``ready up <free * 100 / limit>%``: its weight, so new
   sessions go where there is most room. A full node answers ``drain``, so it gets no new
-  session but keeps serving its own. A node that does not answer is taken out by HAProxy's
-  HTTP check of ``/healthz``.
+  session but keeps serving its own, and the requests that are no session's (the page,
+  avatars, voices) go to any live node, full or not: with every node full, the page still
+  loads and only a new session is refused (503). A node that does not answer is taken out
+  by HAProxy's HTTP check of ``/healthz``.
 * **Sticky follow-ups.** With ``--node-id n1`` a node's session ids start ``n1-``. The
   balancer routes ``/api/sessions/n1-…``, ``/whip/n1-…`` and ``/whep/n1-…`` to that node
   (``emote balancer-config`` writes those rules), so interrupt, say, style, delete, WHEP
@@ -54,9 +56,11 @@ class Node:
 
 
 def haproxy_config(nodes: list[Node], bind: str, check_ms: int = 500) -> str:
-    """An HAProxy configuration that balances new sessions over ``nodes`` by their agent
-    check's weight, takes out a node whose ``/healthz`` fails, and sends each session's
-    own requests to the node whose name starts its id."""
+    """An HAProxy configuration that balances new sessions (``POST /offer``, ``POST /whip``)
+    over ``nodes`` by their agent check's weight, sends each session's own requests to the
+    node whose name starts its id, and everything else (the page, avatars, voices,
+    ``/healthz``) to any live node, full or not; a node whose ``/healthz`` fails is taken
+    out of all three."""
     if not nodes or len({n.name for n in nodes}) != len(nodes):
         raise ValueError("give at least one node, each with its own name")
     lines = [
@@ -75,13 +79,23 @@ def haproxy_config(nodes: list[Node], bind: str, check_ms: int = 500) -> str:
     for n in nodes:
         lines.append(f"    acl at_{n.name} path_reg ^/(api/sessions|whip|whep)/{n.name}-")
         lines.append(f"    use_backend node_{n.name} if at_{n.name}")
-    lines += ["    default_backend nodes", "backend nodes", "    balance roundrobin"]
-    lines.append("    option httpchk GET /healthz")
+    lines += [
+        "    acl new_session method POST",
+        "    acl new_session_path path /offer /whip",
+        "    use_backend nodes if new_session new_session_path",
+        "    default_backend any",
+        "backend nodes",
+        "    balance roundrobin",
+        "    option httpchk GET /healthz",
+    ]
     for n in nodes:
         lines.append(
-            f"    server {n.name} {n.host}:{n.port} check inter {check_ms} fall 2 rise 1 "
-            f"agent-check agent-port {n.agent_port} agent-inter {check_ms}"
+            f"    server {n.name} {n.host}:{n.port} weight 100 check inter {check_ms} fall 2 "
+            f"rise 1 agent-check agent-port {n.agent_port} agent-inter {check_ms}"
         )
+    lines += ["backend any", "    balance roundrobin", "    option httpchk GET /healthz"]
+    for n in nodes:
+        lines.append(f"    server {n.name} {n.host}:{n.port} check inter {check_ms} fall 2 rise 1")
     for n in nodes:
         lines += [
             f"backend node_{n.name}",

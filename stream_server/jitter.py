@@ -26,15 +26,17 @@ class ImmediateJitterBuffer(JitterBuffer):
         capacity: int,
         is_video: bool = False,
         on_frame: Callable[[JitterFrame], None] | None = None,
+        decode: bool = True,
     ) -> None:
         super().__init__(capacity, is_video=is_video)
         self._on_frame = on_frame  # called with each frame as it is released (before decoding)
+        self._decode = decode  # False: frames stop here (a bench viewer that only counts)
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         pli, frame = super().add(packet)
         if frame is not None and self._on_frame is not None:
             self._on_frame(frame)
-        return pli, frame
+        return pli, frame if self._decode else None
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         packets = []
@@ -62,14 +64,17 @@ def _frame(packets: list, timestamp: int) -> JitterFrame:
 
 
 def release_immediately(
-    receiver: RTCRtpReceiver, on_frame: Callable[[JitterFrame], None] | None = None
+    receiver: RTCRtpReceiver,
+    on_frame: Callable[[JitterFrame], None] | None = None,
+    decode: bool = True,
 ) -> None:
     """Give an aiortc RTCRtpReceiver the immediate jitter buffer, keeping its kind's
-    capacity (before any packet arrives); ``on_frame`` sees each frame as it is released."""
+    capacity (before any packet arrives); ``on_frame`` sees each frame as it is released;
+    ``decode=False`` keeps frames from the decoder (nothing reaches the track)."""
     current = getattr(receiver, _ATTRIBUTE, None)
     if isinstance(current, JitterBuffer):
         setattr(
             receiver,
             _ATTRIBUTE,
-            ImmediateJitterBuffer(current.capacity, current._is_video, on_frame),
+            ImmediateJitterBuffer(current.capacity, current._is_video, on_frame, decode),
         )

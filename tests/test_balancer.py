@@ -6,12 +6,9 @@ while the others go on (stream_server/balancer_agent.py; docs/deploy.md)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import shutil
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -21,58 +18,25 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from measure.server import free_port, serve_process
+from measure.balancer_lab import cluster as balancer_cluster
+from measure.balancer_lab import haproxy_available, status
 from measure.webrtc_client import Client
-from stream_server.balancer_agent import Node, haproxy_config
 
 pytestmark = pytest.mark.slow
 
 CHECK_MS = 300
 
 
-def status(method: str, url: str) -> int:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except urllib.error.URLError:
-        return 0  # nothing listening (yet)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    if not shutil.which("haproxy"):
+    if not haproxy_available():
         if os.environ.get("CI"):
             pytest.fail("haproxy missing: ./run.sh test installs it")
         pytest.skip("no haproxy (apt install haproxy)")
     cache = tmp_path_factory.mktemp("cluster-cache")  # one avatar cache, as on shared storage
-    with contextlib.ExitStack() as stack:
-        nodes, pids = [], {}
-        for name in ("n1", "n2", "n3"):
-            agent = free_port()
-            options = ("--node-id", name, "--agent-port", str(agent), "--render-slots", "1")
-            url, pid = stack.enter_context(serve_process(1, cache, options=options))
-            port = int(url.rsplit(":", 1)[1])
-            nodes.append(Node(name, "127.0.0.1", port, agent))
-            pids[name] = pid
-        bind = free_port()
-        config = tmp_path_factory.mktemp("haproxy") / "haproxy.cfg"
-        config.write_text(haproxy_config(nodes, f"127.0.0.1:{bind}", CHECK_MS))
-        proxy = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            url = f"http://127.0.0.1:{bind}"
-            deadline = time.monotonic() + 20
-            while status("GET", f"{url}/healthz") != 200:
-                assert proxy.poll() is None and time.monotonic() < deadline, "haproxy did not start"
-                time.sleep(0.2)
-            time.sleep(3 * CHECK_MS / 1000)  # every node checked up
-            yield {"url": url, "pids": pids, "config": config}
-        finally:
-            proxy.terminate()
-            proxy.wait(5)
+    folder = tmp_path_factory.mktemp("haproxy")
+    with balancer_cluster(["n1", "n2", "n3"], cache, folder, CHECK_MS) as running:
+        yield {"url": running.url, "pids": running.pids, "config": running.config}
 
 
 async def open_call(url: str) -> Client:
@@ -101,6 +65,10 @@ def test_sessions_go_where_there_is_room_and_stay_there(cluster: dict) -> None:
                     await fourth.connect(http)
                 if fourth.pc is not None:
                     await fourth.pc.close()
+                # what is no session's still answers while every node is full
+                for path in ("/healthz", "/api/avatars", "/"):
+                    async with http.get(url + path) as r:
+                        assert r.status == 200, path
                 # a session's own requests reach its node (any other would answer 404)
                 for client in clients:
                     async with http.get(f"{url}/api/sessions/{client.session_id}") as r:

@@ -61,3 +61,57 @@ def test_haproxy_accepts_the_configuration(tmp_path: Path) -> None:
     config.write_text(text)
     result = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_node_with_room_left_gets_new_sessions_whatever_its_share(tmp_path: Path) -> None:
+    """A real HAProxy in front of one stand-in node (``/healthz``, ``/offer``) and its agent:
+    a node with 1 of 4 slots free still takes a new session, a full one takes none, and
+    what is no session's reaches it either way. (With HAProxy's default weight of 1, an
+    agent's "ready up 25%" made weight 0: every node that held a session was drained.)"""
+    if not shutil.which("haproxy"):
+        pytest.skip("no haproxy (apt install haproxy)")
+    from aiohttp import web
+
+    from measure.balancer_lab import status
+    from measure.server import free_port
+
+    load = [3, 4]
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def offer(_request: web.Request) -> web.Response:
+        return web.json_response({"node": "n1"})
+
+    async def run() -> list[tuple[int, int]]:
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_post("/offer", offer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port, agent_port = free_port(), free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        agent = await serve_agent("127.0.0.1", agent_port, lambda: (load[0], load[1]))
+        bind = free_port()
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(haproxy_config([Node("n1", "127.0.0.1", port, agent_port)],
+                                         f"127.0.0.1:{bind}", 100))  # fmt: skip
+        proxy = subprocess.Popen(["haproxy", "-db", "-f", str(config)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        url = f"http://127.0.0.1:{bind}"
+        seen = []
+        try:
+            for taken in (3, 4, 1):
+                load[0] = taken
+                await asyncio.sleep(0.6)  # a few agent checks
+                offer = await asyncio.to_thread(status, "POST", f"{url}/offer")
+                health = await asyncio.to_thread(status, "GET", f"{url}/healthz")
+                seen.append((offer, health))
+        finally:
+            proxy.terminate()
+            proxy.wait(5)
+            agent.close()
+            await runner.cleanup()
+        return seen
+
+    assert asyncio.run(run()) == [(200, 200), (503, 200), (200, 200)]
