@@ -80,13 +80,13 @@ def test_a_node_with_room_left_gets_new_sessions_whatever_its_share(tmp_path: Pa
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def offer(_request: web.Request) -> web.Response:
+    async def offer_route(_request: web.Request) -> web.Response:
         return web.json_response({"node": "n1"})
 
     async def run() -> list[tuple[int, int]]:
         app = web.Application()
         app.router.add_get("/healthz", healthz)
-        app.router.add_post("/offer", offer)
+        app.router.add_post("/offer", offer_route)
         runner = web.AppRunner(app)
         await runner.setup()
         port, agent_port = free_port(), free_port()
