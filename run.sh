@@ -110,6 +110,8 @@ case "$cmd" in
     # Five viewers watch one avatar through a real Janus VideoRoom, in a network namespace
     # (tests/test_janus_fanout.py).
     apt_install janus iproute2
+    # A client that may only relay is served through a real coturn (tests/test_turn.py).
+    apt_install coturn
     # The corpus tests and the tiny training pipeline synthesize speech with every TTS engine.
     bash scripts/install_tts.sh
     setup_integrations

@@ -10,6 +10,7 @@
 | ``EMOTE_RENDER_WORKERS`` | cores + 1 | render threads of ``emote render`` |
 | ``EMOTE_RENDER_BATCH`` | 1 | frames per engine call in ``emote render`` |
 | ``EMOTE_TOKEN`` | (none) | the API's bearer token for ``emote serve`` (--token wins) |
+| ``EMOTE_TURN_SECRET`` | (none) | coturn's static-auth-secret (``--turn-secret`` wins) |
 
 The README's table is this one. ``current()`` parses the environment on its first call and
 keeps the result for the process (render processes are spawned and read their own, inherited
@@ -43,6 +44,7 @@ class Settings:
     render_workers: int
     render_batch: int
     token: str | None = None
+    turn_secret: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -56,6 +58,7 @@ class Settings:
             render_workers=_positive(env, "EMOTE_RENDER_WORKERS", (os.cpu_count() or 1) + 1),
             render_batch=_positive(env, "EMOTE_RENDER_BATCH", 1),
             token=_token(env, "EMOTE_TOKEN"),
+            turn_secret=_read(env, "EMOTE_TURN_SECRET"),
         )
 
 

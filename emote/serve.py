@@ -102,6 +102,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="with --publish-to: publish only sessions a client asks for "
         "(POST /api/sessions/{id}/publish), not every one",
     )
+    serve.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a STUN or TURN server for clients behind NAT (stun:HOST[:PORT], "
+        "turn:HOST[:PORT][?transport=udp|tcp], turns:...); repeatable (docs/deploy.md)",
+    )
+    serve.add_argument(
+        "--turn-secret",
+        default=None,
+        help="coturn's static-auth-secret: mint TURN credentials that expire after an hour "
+        "(default: EMOTE_TURN_SECRET)",
+    )
+    serve.add_argument("--turn-username", default=None, help="a static TURN username")
+    serve.add_argument("--turn-password", default=None, help="its password")
     serve.add_argument("--seed", type=int, default=0)
     add_motion_arguments(serve, DEFAULT_LIVE_MOTION)
     serve.set_defaults(func=cmd_serve)
@@ -196,6 +212,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     elif args.publish_on_request:
         raise CliError("--publish-on-request needs --publish-to")
     config.publish_on_request = args.publish_on_request
+    from stream_server.ice_servers import IceServers
+
+    try:
+        config.ice = IceServers(
+            tuple(args.ice_server),
+            args.turn_secret or current().turn_secret,
+            args.turn_username,
+            args.turn_password,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     token = args.token or current().token
     if token is not None and (len(token) < 16 or " " in token or not token.isprintable()):
         raise CliError("--token must be at least 16 printable characters without spaces")

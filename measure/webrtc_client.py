@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import av
 import numpy as np
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -56,6 +56,7 @@ class Client:
         avatar: str | None = None,
         token: str | None = None,
         motion_channel: bool = False,
+        configuration: RTCConfiguration | None = None,
     ) -> None:
         use_loopback_only(is_loopback(urlparse(url).hostname or ""))
         self.url = url.rstrip("/")
@@ -70,12 +71,13 @@ class Client:
         self.answer_set: float | None = None
         self.pc: RTCPeerConnection | None = None
         self.want_motion = motion_channel  # open the "motion" data channel (docs/api.md)
+        self.configuration = configuration  # STUN/TURN and ICE policy (None: host only)
         self.motion: RTCDataChannel | None = None
         self._tasks: list[asyncio.Task] = []
         self.first_frame = asyncio.Event()
 
     async def connect(self, http: aiohttp.ClientSession) -> None:
-        self.pc = pc = RTCPeerConnection()
+        self.pc = pc = RTCPeerConnection(self.configuration)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from contracts.motion_channel import LABEL as MOTION_LABEL
 from contracts.paths import WEB_CLIENT
@@ -33,6 +39,7 @@ from stream_server.fanout import Fanout, describe, unpublish
 from stream_server.gc_policy import collect_closed_session, freeze_startup
 from stream_server.http_errors import error, json_errors
 from stream_server.http_limits import HttpError, parse_json, read_body
+from stream_server.ice_servers import IceServers
 from stream_server.janus_api import JanusTarget
 from stream_server.jitter import release_immediately
 from stream_server.live_session import LiveSession
@@ -77,6 +84,7 @@ class ServerConfig:
     agent: tuple[str, int] | None = None  # (host, port) of HAProxy's agent check
     publish_to: JanusTarget | None = None  # the Janus sessions are published into (fanout)
     publish_on_request: bool = False  # only sessions that ask (else every one)
+    ice: IceServers = field(default_factory=IceServers)  # STUN/TURN for clients behind NAT
 
 
 def style_of(params: object, default: Style | None) -> Style:
@@ -237,6 +245,7 @@ class AvatarServer:
             web.post("/api/sessions/{session_id}/style", self.set_style),
             web.post("/api/sessions/{session_id}/say", self.say),
             web.get("/api/voices", self.list_voices),
+            web.get("/api/ice-servers", self.ice_servers),
             web.delete("/api/sessions/{session_id}", self.delete_session),
             *WhipWhep(self).routes(),
             *self.fanout.routes(),
@@ -424,6 +433,14 @@ class AvatarServer:
             status=202,
         )
 
+    async def ice_servers(self, _request: web.Request) -> web.Response:
+        """STUN/TURN for the client's RTCPeerConnection (TURN credentials minted now)."""
+        return web.json_response(self.config.ice.for_browser())
+
+    def rtc_configuration(self) -> RTCConfiguration | None:
+        """The server's own peer connections' STUN/TURN (``--ice-server``)."""
+        return self.config.ice.configuration()
+
     async def list_voices(self, request: web.Request) -> web.Response:
         return web.json_response({"voices": tts.voices(), "default": tts.default_voice()})
 
@@ -473,7 +490,7 @@ class AvatarServer:
             pool.slots,
             style,
         )
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(self.rtc_configuration())
         live = LiveSession(session, pc, kind=kind)
 
         @pc.on("track")  # fires inside setRemoteDescription

@@ -28,7 +28,7 @@ import secrets
 from typing import Protocol
 
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from contracts.style import Style
 from stream_server import video_codec
@@ -80,6 +80,8 @@ class Host(Protocol):
     ) -> tuple[RTCSessionDescription, str] | None: ...
 
     def busy(self) -> web.Response: ...
+
+    def rtc_configuration(self) -> RTCConfiguration | None: ...
 
     async def close_session(self, session_id: str) -> None: ...
 
@@ -161,7 +163,7 @@ class WhipWhep:
                 **{"Retry-After": str(RETRY_AFTER_S)},
             )  # fmt: skip
         viewer_id = secrets.token_hex(8)
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(self.server.rtc_configuration())
         live.viewers[viewer_id] = pc  # counted before any await: the limit holds
         try:
             answer = await self._viewer(live, pc, sdp)

@@ -313,3 +313,24 @@ def test_serve_publish_to_takes_a_janus_url_or_says_why(
     assert main([*base, "--publish-to", "janus+http://h/janus?room=x"]) != 0
     assert main([*base, "--publish-on-request"]) != 0
     assert not served_config  # nothing was served
+
+
+def test_serve_ice_servers_need_their_credentials(
+    served_config: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contracts import settings
+    from emote.cli import main
+
+    base = ["serve", "--port", "1", "--cache-dir", str(tmp_path)]
+    turn = ["--ice-server", "stun:s.example", "--ice-server", "turn:t.example:3478"]
+    assert main([*base, *turn, "--turn-secret", "s3cret"]) == 0
+    ice = served_config[0].ice
+    assert ice.urls == ("stun:s.example", "turn:t.example:3478") and ice.turn_secret == "s3cret"
+    served_config.clear()
+    assert main([*base, *turn]) != 0  # TURN without a credential
+    assert main([*base, "--ice-server", "http://t.example"]) != 0
+    assert not served_config
+    monkeypatch.setenv("EMOTE_TURN_SECRET", "from-the-env")
+    settings.current.cache_clear()
+    assert main([*base, *turn]) == 0
+    assert served_config[0].ice.turn_secret == "from-the-env"

@@ -63,6 +63,10 @@ async function request(method, path, body) {
 
 export const listAvatars = () => request('GET', '/api/avatars').then((r) => r.avatars);
 export const postOffer = (offer) => request('POST', '/offer', offer);
+/** STUN/TURN for RTCPeerConnection (emote serve --ice-server; TURN credentials minted per
+ *  call). An older server without the route: none. */
+export const iceServers = () =>
+  request('GET', '/api/ice-servers').then((r) => r.iceServers, () => []);
 export const sessionStats = (id) => request('GET', `/api/sessions/${encodeURIComponent(id)}`);
 export const interruptSession = (id) =>
   request('POST', `/api/sessions/${encodeURIComponent(id)}/interrupt`);

@@ -1,6 +1,6 @@
 // One call to the avatar server: an audio source up, the avatar's video and audio down.
 
-import { ApiError, deleteSession, postOffer } from './api.js';
+import { ApiError, deleteSession, iceServers, postOffer } from './api.js';
 
 const ICE_GATHERING_TIMEOUT_MS = 5000;
 const CONNECT_TIMEOUT_MS = 15000; // the server drops a session that has not connected by then
@@ -154,7 +154,9 @@ export class AvatarCall extends EventTarget {
   }
 
   async start() {
-    const pc = new RTCPeerConnection();
+    const servers = await iceServers(); // STUN/TURN for clients behind NAT
+    this._check();
+    const pc = new RTCPeerConnection({ iceServers: servers });
     this.pc = pc;
     pc.addTrack(this.source.track, new MediaStream([this.source.track]));
     pc.addTransceiver('video', { direction: 'recvonly' });

@@ -1,6 +1,6 @@
 // Watch a session without taking part (WHEP, docs/api.md "WHIP and WHEP"): the page's link
 // is /static/watch.html?session=ID (and #token=... where the server needs one).
-import { authHeaders } from './api.js';
+import { authHeaders, iceServers } from './api.js';
 import { minimizePlayoutDelay, waitForIceGathering } from './rtc.js';
 
 const $ = (id) => document.getElementById(id);
@@ -22,7 +22,7 @@ function fail(text) {
 async function watch() {
   const match = /(?:^\?|&)session=([0-9a-z-]+)/.exec(window.location.search);
   if (!match) return fail('This link names no session (?session=ID).');
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection({ iceServers: await iceServers() });
   pc.addTransceiver('video', { direction: 'recvonly' });
   pc.addTransceiver('audio', { direction: 'recvonly' });
   const stream = new MediaStream();
