@@ -10,6 +10,8 @@ viewers decode what they receive; the others only count frames and packets as th
 stand for many viewers. Then, per decoding receiver:
 
 * ``fps``, ``frames``: frames received over the steady part (after the first second);
+  ``frames_vs_direct``, ``audio_vs_direct``: frames and audio packets against the session's
+  own peer's over the time the viewer was receiving (1: none missing);
 * ``mouth_vs_sound_ms``: the bench's measure of the A/V offset before the generator's own
   lead is taken off (measure.latency): minus the delay at which the mouth (FaceMesh on every
   frame, by arrival) best correlates with the level of the audio received with it (by
@@ -214,6 +216,22 @@ async def _session(url: str, viewers: int, speech_s: float, decoded: int) -> dic
     }
 
 
+def coverage(got: Received, direct: Received) -> dict[str, float | None]:
+    """A viewer's frames and audio packets against the session's own peer's over the time
+    the viewer was receiving (a viewer joins once the session is published, later)."""
+    frames = got.video_t or got.video_complete_t
+    if len(frames) < 2:
+        return {"frames_vs_direct": None, "audio_vs_direct": None}
+    start, end = frames[0], frames[-1]
+    direct_frames = sum(start <= t <= end for t in direct.video_t)
+    direct_audio = sum(start <= t <= end for t in direct.audio_t)
+    audio = sum(start <= t <= end for t in got.audio_t)
+    return {
+        "frames_vs_direct": round(len(frames) / max(direct_frames, 1), 3),
+        "audio_vs_direct": round(audio / max(direct_audio, 1), 3),
+    }
+
+
 def analyse(raw: dict[str, Any]) -> dict[str, Any]:
     direct: Received = raw["direct"]
     reference = (mouth_track(direct), returned_envelope(direct))
@@ -222,7 +240,8 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
         receiver_report(got, reference) if decoded else counted_report(got)
         for decoded, got in raw["viewers"]
     ]
-    for report in reports:
+    for (_, got), report in zip(raw["viewers"], reports, strict=True):
+        report.update(coverage(got, direct))
         if not report["decoded"]:
             continue
         ours, theirs = report["mouth_vs_sound_ms"], direct_report["mouth_vs_sound_ms"]

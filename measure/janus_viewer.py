@@ -8,15 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import cast
 
 import aiohttp
-import av
-import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 
-from measure.webrtc_client import Received
+from measure.webrtc_client import Received, record_audio, record_video
 from stream_server.janus_api import JanusError, JanusSession, TrickledCandidates
 from stream_server.jitter import JitterFrame, release_immediately
 from stream_server.loopback import all_interfaces
@@ -93,31 +90,10 @@ class JanusViewer:
         self.received.audio_t.append(time.monotonic())
 
     async def _read_video(self, track: MediaStreamTrack) -> None:
-        got = self.received
-        while True:
-            try:
-                frame = cast(av.VideoFrame, await track.recv())
-            except MediaStreamError:
-                return
-            t = time.monotonic()
-            n = len(got.video_t)
-            got.video_t.append(t)
-            got.video_pts.append(int(frame.pts or 0))
-            got.video_size = (frame.width, frame.height)
-            if self.keep(n, t):
-                got.kept[n] = frame.to_ndarray(format="yuv420p")
+        await record_video(track, self.received, self.keep)
 
     async def _read_audio(self, track: MediaStreamTrack) -> None:
-        got = self.received
-        while True:
-            try:
-                frame = cast(av.AudioFrame, await track.recv())
-            except MediaStreamError:
-                return
-            pcm = frame.to_ndarray().astype(np.float32) / 32768.0
-            got.audio_t.append(time.monotonic())
-            got.audio_pts.append(int(frame.pts or 0))
-            got.audio_rms.append(float(np.sqrt((pcm**2).mean())))
+        await record_audio(track, self.received)
 
     async def stop(self) -> None:
         if self.pc is not None:

@@ -119,35 +119,10 @@ class Client:
         self.received.video_complete_rtp.append(frame.timestamp)
 
     async def _read_video(self, track: MediaStreamTrack) -> None:
-        got = self.received
-        while True:
-            try:
-                frame = cast(av.VideoFrame, await track.recv())  # a video track
-            except MediaStreamError:
-                return
-            t = time.monotonic()
-            n = len(got.video_t)
-            got.video_t.append(t)
-            assert frame.pts is not None  # aiortc stamps every decoded frame
-            got.video_pts.append(int(frame.pts))
-            got.video_size = (frame.width, frame.height)
-            if self.keep(n, t):
-                got.kept[n] = frame.to_ndarray(format="yuv420p")
-            self.first_frame.set()
+        await record_video(track, self.received, self.keep, self.first_frame.set)
 
     async def _read_audio(self, track: MediaStreamTrack) -> None:
-        got = self.received
-        while True:
-            try:
-                frame = cast(av.AudioFrame, await track.recv())  # an audio track
-            except MediaStreamError:
-                return
-            t = time.monotonic()
-            pcm = frame.to_ndarray().astype(np.float32) / 32768.0
-            got.audio_t.append(t)
-            assert frame.pts is not None  # aiortc stamps every decoded frame
-            got.audio_pts.append(int(frame.pts))
-            got.audio_rms.append(float(np.sqrt((pcm**2).mean())))
+        await record_audio(track, self.received)
 
     def send_motion(self, message: dict[str, Any] | str) -> None:
         """Send a puppeteering message (a dict as JSON, a str as is) on the motion channel."""
@@ -180,3 +155,44 @@ class Client:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def record_video(
+    track: MediaStreamTrack,
+    got: Received,
+    keep: Callable[[int, float], bool],
+    on_frame: Callable[[], None] | None = None,
+) -> None:
+    """Record a received video track into ``got`` until it ends: each frame's arrival and
+    pts, its size, and the frames ``keep(n, t)`` asks for (yuv420p)."""
+    while True:
+        try:
+            frame = cast(av.VideoFrame, await track.recv())  # a video track
+        except MediaStreamError:
+            return
+        t = time.monotonic()
+        n = len(got.video_t)
+        got.video_t.append(t)
+        assert frame.pts is not None  # aiortc stamps every decoded frame
+        got.video_pts.append(int(frame.pts))
+        got.video_size = (frame.width, frame.height)
+        if keep(n, t):
+            got.kept[n] = frame.to_ndarray(format="yuv420p")
+        if on_frame is not None:
+            on_frame()
+
+
+async def record_audio(track: MediaStreamTrack, got: Received) -> None:
+    """Record a received audio track into ``got`` until it ends: each frame's arrival, pts
+    and RMS level."""
+    while True:
+        try:
+            frame = cast(av.AudioFrame, await track.recv())  # an audio track
+        except MediaStreamError:
+            return
+        t = time.monotonic()
+        pcm = frame.to_ndarray().astype(np.float32) / 32768.0
+        got.audio_t.append(t)
+        assert frame.pts is not None  # aiortc stamps every decoded frame
+        got.audio_pts.append(int(frame.pts))
+        got.audio_rms.append(float(np.sqrt((pcm**2).mean())))

@@ -121,8 +121,8 @@ def test_five_viewers_watch_one_avatar_through_janus(fanout_run: dict[str, Any])
     assert summary["receiving"] == 5
     for viewer in run["viewers"]:
         assert viewer["fps"] > 20, viewer  # ~25 fps each
-        assert viewer["frames"] > 0.9 * direct["frames"], viewer
-        assert viewer["audio_packets"] > 0.9 * direct["audio_packets"], viewer
+        # as many frames and packets as the session's own peer got while it watched
+        assert viewer["frames_vs_direct"] > 0.95 and viewer["audio_vs_direct"] > 0.95, viewer
         # the mouth follows the speech as it does for the session's own peer ...
         assert viewer["mouth_vs_sound_corr"] > 0.3, viewer
         assert viewer["video_delay_corr"] > 0.8 and viewer["audio_delay_corr"] > 0.9, viewer
