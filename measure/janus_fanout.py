@@ -145,16 +145,20 @@ async def _published(http: aiohttp.ClientSession, url: str, session_id: str) -> 
     raise RuntimeError(f"the session was not published within {PUBLISH_WAIT_S:.0f} s")
 
 
-async def _rooms(base: str) -> list[dict[str, Any]]:
-    """The VideoRoom's rooms, as Janus lists them."""
+async def _videoroom(base: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One synchronous VideoRoom request through a Janus session of its own."""
     async with aiohttp.ClientSession() as http:
         janus = JanusSession(http, base)
         await janus.create()
         try:
-            handle = await janus.attach()
-            return list((await janus.request(handle, {"request": "list"}))["list"])
+            return await janus.request(await janus.attach(), body)
         finally:
             await janus.close()
+
+
+async def _rooms(base: str) -> list[dict[str, Any]]:
+    """The VideoRoom's rooms, as Janus lists them."""
+    return list((await _videoroom(base, {"request": "list"}))["list"])
 
 
 async def _api_round(
@@ -173,6 +177,9 @@ async def _api_round(
         api["republished"] = await r.json()
     async with http.post(route) as r:
         api["publish_again"] = r.status
+    room = api["republished"].get("room")
+    listed = await _videoroom(janus, {"request": "listparticipants", "room": room})
+    api["displays"] = [p.get("display") for p in listed["participants"]]
     api["rooms_republished"] = len(await _rooms(janus))
     return api
 
@@ -212,7 +219,7 @@ async def _session(url: str, viewers: int, speech_s: float, decoded: int) -> dic
         "viewers_joined_s": round(join_s, 2),
         "direct": direct.received,
         "viewers": [(v.decode, v.received) for v in watchers],
-        "server_session": {k: stats.get(k) for k in ("frames_dropped", "published")},
+        "server_session": {k: stats.get(k) for k in ("session_id", "frames_dropped", "published")},
     }
 
 

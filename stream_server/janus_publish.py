@@ -85,7 +85,7 @@ class JanusPublisher:
                 handle,
                 {
                     "request": "create",
-                    "description": f"emote {self.session.id[:12]}",
+                    "description": f"emote {self.session.id[:8]}",
                     "publishers": 1,
                     "audiocodec": "opus",
                     "videocodec": "vp8",
@@ -95,9 +95,10 @@ class JanusPublisher:
                 },
             )
             room = self._room_made = int(made["room"])
+        # every viewer sees the display name: never the session id, which is a capability
+        display = f"emote-{self.session.id[:8]}"
         joined, _ = await janus.message(
-            handle,
-            {"request": "join", "ptype": "publisher", "room": room, "display": self.session.id},
+            handle, {"request": "join", "ptype": "publisher", "room": room, "display": display}
         )
         feed = int(joined["id"])
         pc = self._pc = RTCPeerConnection()

@@ -16,15 +16,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 
 from contracts.paths import DEFAULT_SPEECH
+from measure.browser import CHROMIUM, chromium_args, write_fake_microphone
 from measure.server import BenchError, serve
 
-CHROMIUM = Path("/usr/bin/chromium")
 SERVER_START_TIMEOUT_S = 60.0
 
 # The bundled portrait's mouth in the 512x512 frame (FaceMesh landmarks 61, 291, 13, 14 lie at
@@ -68,35 +67,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def fake_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The speech as 48 kHz stereo 16-bit WAV, which Chromium's fake capture device plays."""
     path = tmp_path_factory.mktemp("fake-mic") / "speech48k.wav"
-    resampler = av.AudioResampler(format="s16", layout="stereo", rate=48_000)
-    with av.open(str(DEFAULT_SPEECH)) as source, av.open(str(path), "w") as sink:
-        stream = sink.add_stream("pcm_s16le", rate=48_000, layout="stereo")
-        for frame in [*source.decode(audio=0), None]:
-            for resampled in resampler.resample(frame):
-                for packet in stream.encode(resampled):
-                    sink.mux(packet)
-        for packet in stream.encode(None):
-            sink.mux(packet)
-    return path
+    return write_fake_microphone(DEFAULT_SPEECH, path)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory, fake_microphone: Path):
     """Headless Chromium with a fake microphone, permissions granted and autoplay allowed."""
     profile = tmp_path_factory.mktemp("chromium-profile")
-    args = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={fake_microphone}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
+    args = chromium_args(fake_microphone)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(profile),  # a fresh --user-data-dir

@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from measure.janus_lab import unavailable
+from measure.browser import CHROMIUM
+from measure.janus_lab import in_netns, netns, unavailable
 from measure.server import free_port, serve
 from measure.webrtc_client import Client
 from stream_server.fanout import Fanout
@@ -141,3 +142,44 @@ def test_the_publish_api_and_janus_rooms(fanout_run: dict[str, Any]) -> None:
     assert api["publish"] == 201 and api["republished"]["room"] > 0
     assert api["publish_again"] == 409 and api["rooms_republished"] == 1
     assert api["rooms_after_close"] == 0  # the session's end took its room
+    # what every viewer sees of the publisher: a name, never the session id (a capability)
+    session_id = fanout_run["run"]["server_session"]["session_id"]
+    assert len(api["displays"]) == 1 and session_id not in api["displays"][0]
+    assert api["displays"][0] == f"emote-{session_id[:8]}"
+
+
+@pytest.mark.slow
+def test_a_browser_audience_watches_through_janus(tmp_path: Path) -> None:
+    """The browser client's "Audience link" opens a page that watches the avatar from Janus
+    (web_client/janus.js, watch.js), in real Chromium, inside the lab's namespace."""
+    reason = unavailable()
+    if reason is None and not CHROMIUM.is_file():
+        reason = "needs Chromium at /usr/bin/chromium (apt: chromium)"
+    if reason is not None:
+        if os.geteuid() == 0:  # ./run.sh test installs janus and chromium as root
+            pytest.fail(reason)
+        pytest.skip(reason)
+    pytest.importorskip("playwright.sync_api")
+    out = tmp_path / "browser.json"
+    script = REPO / "tests" / "janus_browser_scenario.py"
+    with netns() as name:
+        done = subprocess.run(
+            in_netns(name, [sys.executable, str(script), str(out)]),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(out.read_text())
+    assert not seen["errors"], seen["errors"]
+    assert "watch.html?janus=" in seen["link"] and "&room=" in seen["link"], seen["link"]
+    watch = seen["watch"]
+    assert watch["phase"] == "live", (seen["message"], seen["janus_log"])
+    assert watch["framesDecoded"] > 40
+    assert watch["resource"].startswith("janus 10.213.0.1:8088 room ")
+    assert seen["tracks"] == ["audio", "video"]
+    frame = seen["canvas"]  # the portrait, not a blank frame
+    assert (frame["width"], frame["height"]) == (512, 512) and frame["std"] > 20, frame
+    assert not frame["paused"]

@@ -44,6 +44,7 @@ const el = {
   uploadError: $('upload-error'),
   sessionIdLabel: $('session-id-label'),
   watchLink: $('watch-link'),
+  audienceLink: $('audience-link'),
   tokenForm: $('token-form'),
   tokenInput: $('token-input'),
   tokenError: $('token-error'),
@@ -328,6 +329,7 @@ function finishCall(message) {
   el.stage.classList.remove('has-video');
   el.sessionIdLabel.textContent = '';
   el.watchLink.hidden = true;
+  el.audienceLink.hidden = true;
   emoteStats.connectionState = 'closed';
   emoteStats.sessionId = null;
   setPhase('idle', 'Pick a portrait and an audio source, then press Start.');
@@ -432,6 +434,19 @@ function renderMotion(call) {
   el.stat.motionHead.textContent = `${deg(m.head.yaw)} / ${deg(m.head.pitch)} / ${deg(m.head.roll)}`;
 }
 
+/** The session published into Janus (emote serve --publish-to): a link for its audience. */
+function showAudienceLink(published) {
+  if (published?.room && published?.feed && published?.janus) {
+    const query = new URLSearchParams({
+      janus: published.janus, room: String(published.room), feed: String(published.feed),
+    });
+    el.audienceLink.href = `/static/watch.html?${query}`;
+    el.audienceLink.hidden = false;
+  } else {
+    el.audienceLink.hidden = true;
+  }
+}
+
 function startStats(call) {
   clearInterval(state.statsTimer);
   clearInterval(state.motionTimer);
@@ -454,6 +469,7 @@ function startStats(call) {
         emoteStats.serverLatencyMs = server.value.latency_ms;
         emoteStats.serverFramesSent = server.value.frames_sent;
         emoteStats.serverFramesDropped = server.value.frames_dropped;
+        showAudienceLink(server.value.published);
       } else if (server.reason instanceof ApiError && server.reason.status === 404) {
         call.stop('The server ended the session.').catch(() => {});
         return;

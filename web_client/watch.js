@@ -1,6 +1,11 @@
-// Watch a session without taking part (WHEP, docs/api.md "WHIP and WHEP"): the page's link
-// is /static/watch.html?session=ID (and #token=... where the server needs one).
+// Watch a session without taking part. Two kinds of link:
+// * /static/watch.html?session=ID (and #token=... where the server needs one): from the
+//   avatar server itself, over WHEP (docs/api.md, "WHIP and WHEP");
+// * /static/watch.html?janus=URL&room=N&feed=N: from the Janus VideoRoom the session is
+//   published into (docs/api.md, "Fan-out through Janus"), for an audience of any size; it
+//   needs no token of the avatar server.
 import { authHeaders, iceServers } from './api.js';
+import { janusBase, subscribe } from './janus.js';
 import { minimizePlayoutDelay, waitForIceGathering } from './rtc.js';
 
 const $ = (id) => document.getElementById(id);
@@ -19,7 +24,7 @@ function fail(text) {
   message.hidden = false;
 }
 
-async function watch() {
+async function watchWhep() {
   const match = /(?:^\?|&)session=([0-9a-z-]+)/.exec(window.location.search);
   if (!match) return fail('This link names no session (?session=ID).');
   const pc = new RTCPeerConnection({ iceServers: await iceServers() });
@@ -54,6 +59,10 @@ async function watch() {
       fetch(emoteWatch.resource, { method: 'DELETE', headers: authHeaders(), keepalive: true });
     }
   });
+  live();
+}
+
+function live() {
   emoteWatch.phase = 'live';
   stateText.textContent = 'Watching';
   const count = () => {
@@ -62,6 +71,40 @@ async function watch() {
     requestAnimationFrame(count);
   };
   count();
+}
+
+async function watchJanus(params) {
+  let base;
+  try {
+    base = janusBase(params.get('janus'));
+  } catch (err) {
+    return fail(`This link's Janus URL is not usable: ${err.message}`);
+  }
+  const room = Number(params.get('room'));
+  const feed = Number(params.get('feed'));
+  if (!Number.isSafeInteger(room) || !Number.isSafeInteger(feed) || room <= 0 || feed <= 0) {
+    return fail('This link names no room and feed (&room=N&feed=N).');
+  }
+  const stream = new MediaStream();
+  video.srcObject = stream;
+  const { stop } = await subscribe({
+    base,
+    room,
+    feed,
+    onTrack: (track, receiver) => {
+      minimizePlayoutDelay(receiver);
+      stream.addTrack(track);
+    },
+    onEnd: (reason) => { if (reason) fail(reason); },
+  });
+  emoteWatch.resource = `janus ${new URL(base).host} room ${room} feed ${feed}`;
+  window.addEventListener('pagehide', stop);
+  live();
+}
+
+function watch() {
+  const params = new URLSearchParams(window.location.search);
+  return params.has('janus') ? watchJanus(params) : watchWhep();
 }
 
 $('watch-sound').addEventListener('click', () => {
