@@ -10,12 +10,16 @@ for it (docs/api.md, "Fan-out through Janus").
 
 Only the configured Janus is ever contacted: a request cannot point the server elsewhere. A
 failed publish never ends the session; ``GET /api/sessions/{id}`` shows it as
-``"published": {"error": ...}``.
+``"published": {"error": ...}``. A session meant to be published (every one, or one a
+client published) stays so: a publish that fails, or a link to Janus that breaks later (Janus
+restarted, the media failed), is tried again after 1, 2, 5, 10, then every 30 s, into a new
+room, until it works, the session ends, or it is unpublished.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any, Protocol
 
@@ -27,6 +31,8 @@ from stream_server.janus_publish import JanusPublisher
 from stream_server.live_session import LiveSession
 
 log = logging.getLogger(__name__)
+
+RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # between publish attempts; the last repeats
 
 
 class Host(Protocol):
@@ -50,13 +56,36 @@ class Fanout:
     def started(self, live: LiveSession) -> None:
         """A session's peer connected: publish it when every session is."""
         if self.automatic:
-            live.tasks.append(asyncio.ensure_future(self._publish_logged(live)))
+            live.publish_wanted = True
+            self._keep_published(live)
 
-    async def _publish_logged(self, live: LiveSession) -> None:
-        try:
-            await self.publish(live)
-        except JanusError as exc:
-            log.warning("session %s…: not published: %s", live.session.id[:8], exc)
+    def _keep_published(self, live: LiveSession) -> None:
+        live.tasks[:] = [task for task in live.tasks if not task.done()]  # bounded
+        live.tasks.append(asyncio.ensure_future(self._publish_until_done(live)))
+
+    async def _publish_until_done(self, live: LiveSession) -> None:
+        """Publish, and on failure try again after 1, 2, 5, 10, then every 30 s, while the
+        session lives and is meant to be published (a Janus that is down or restarting)."""
+        for attempt in itertools.count():
+            if not live.publish_wanted or live.closing or live.publisher is not None:
+                return
+            try:
+                await self.publish(live)
+                return
+            except JanusError as exc:
+                log.warning("session %s…: not published: %s", live.session.id[:8], exc)
+            await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+
+    def _lost(self, live: LiveSession, publisher: JanusPublisher, reason: str) -> None:
+        """A published session's link to Janus broke (Janus restarted, the media failed):
+        clean up, and publish again while it is wanted."""
+        if live.publisher is not publisher:
+            return
+        log.warning("session %s…: Janus lost: %s", live.session.id[:8], reason)
+        live.publisher, live.publish_error = None, f"lost: {reason}"
+        live.tasks.append(asyncio.ensure_future(publisher.stop()))
+        if live.publish_wanted and not live.closing:
+            self._keep_published(live)
 
     async def publish(self, live: LiveSession) -> dict[str, Any]:
         """Publish ``live`` into the configured Janus: where it is. JanusError on failure
@@ -73,6 +102,7 @@ class Fanout:
         if live.closing or live.publisher is not publisher:  # ended or unpublished meanwhile
             await publisher.stop()
             raise JanusError("the session ended while it was being published")
+        publisher.on_lost = lambda reason: self._lost(live, publisher, reason)
         return published.as_json()
 
     async def publish_route(self, request: web.Request) -> web.Response:
@@ -87,13 +117,14 @@ class Fanout:
             where = await self.publish(live)
         except JanusError as exc:
             return error(502, f"Janus refused or failed: {exc}")
+        live.publish_wanted = True  # kept published from now on, through Janus restarts
         return web.json_response(where, status=201)
 
     async def unpublish_route(self, request: web.Request) -> web.Response:
         live = self.server.sessions.get(request.match_info["session_id"])
         if live is None or live.closing:
             return error(404, "unknown session")
-        if live.publisher is None:
+        if live.publisher is None and not live.publish_wanted:
             return error(404, "this session is not published")
         await unpublish(live)
         return web.json_response({"published": None})
@@ -106,12 +137,13 @@ def describe(live: LiveSession) -> dict[str, Any] | None:
     if live.publisher is not None:
         return {"pending": True}
     if live.publish_error is not None:
-        return {"error": live.publish_error}
+        return {"error": live.publish_error, "retrying": live.publish_wanted}
     return None
 
 
 async def unpublish(live: LiveSession) -> None:
-    """Stop publishing a session (when it ends, or on request)."""
+    """Stop publishing a session (when it ends, or on request), and trying to."""
+    live.publish_wanted = False
     publisher, live.publisher = live.publisher, None
     if publisher is not None:
         await publisher.stop()

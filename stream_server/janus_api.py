@@ -182,6 +182,10 @@ class JanusSession:
                     return
                 await asyncio.sleep(0.5)
                 continue
+            if isinstance(events, dict) and events.get("janus") == "error":  # e.g. a Janus
+                reason = (events.get("error") or {}).get("reason")  # that restarted: no
+                self._fail(JanusError(f"Janus session lost: {reason}"))  # such session
+                return
             for event in events if isinstance(events, list) else [events]:
                 if isinstance(event, dict):
                     self._dispatch(event)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,9 @@ class JanusPublisher:
         self._room_made: int | None = None  # a room we created, destroyed on stop
         self._handle: int | None = None
         self._candidates = TrickledCandidates()
+        # called once if the published link breaks later (stream_server.fanout)
+        self.on_lost: Callable[[str], None] | None = None
+        self._stopping = False
 
     async def start(self) -> Published:
         """Publish; JanusError (and everything undone) when Janus refuses or fails."""
@@ -77,6 +81,7 @@ class JanusPublisher:
     async def _start(self) -> Published:
         self._http = aiohttp.ClientSession()
         janus = self._janus = JanusSession(self._http, self.target.base)
+        janus.on_event = self._on_event
         await janus.create()
         handle = self._handle = await janus.attach(trickle=self._candidates)
         room = self.target.room
@@ -114,6 +119,12 @@ class JanusPublisher:
         await pc.setRemoteDescription(RTCSessionDescription(jsep["sdp"], "answer"))
         await self._candidates.ready(pc)
         await self._connected(pc)
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self._lose(f"the media connection to Janus {pc.connectionState}")
+
         self.published = Published(self.target.base, room, feed)
         log.info("session %s… published to Janus room %d", self.session.id[:8], room)
         return self.published
@@ -135,12 +146,27 @@ class JanusPublisher:
         if state != "connected":
             raise JanusError(f"the media connection to Janus did not open ({state})")
 
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("janus")
+        if kind == "lost":  # the long poll failed: Janus is gone or restarted
+            self._lose(str(event.get("reason", "Janus is unreachable")))
+        elif kind in ("hangup", "detached") and event.get("sender") == self._handle:
+            self._lose(f"Janus {kind}: {event.get('reason', '')}".strip())
+
+    def _lose(self, reason: str) -> None:
+        if self.published is None or self._stopping:
+            return  # still starting (start raises instead) or being stopped
+        callback, self.on_lost = self.on_lost, None
+        if callback is not None:
+            callback(reason)
+
     @property
     def connected(self) -> bool:
         return self._pc is not None and self._pc.connectionState == "connected"
 
     async def stop(self) -> None:
         """Unpublish, destroy the room we made, end the Janus session. Idempotent."""
+        self._stopping = True
         pc, self._pc = self._pc, None
         if pc is not None:
             for sender in pc.getSenders():

@@ -29,4 +29,5 @@ class LiveSession:
     viewers: dict[str, RTCPeerConnection] = field(default_factory=dict)  # WHEP, by id
     publisher: JanusPublisher | None = None  # published into Janus (stream_server.fanout)
     publish_error: str | None = None  # why the last publish failed
+    publish_wanted: bool = False  # kept published into Janus (retried when it fails)
     audio_seen: tuple[int, float] = (0, 0.0)  # (audio chunks in, when that count changed)

@@ -148,23 +148,17 @@ def test_the_publish_api_and_janus_rooms(fanout_run: dict[str, Any]) -> None:
     assert api["displays"][0] == f"emote-{session_id[:8]}"
 
 
-@pytest.mark.slow
-def test_a_browser_audience_watches_through_janus(tmp_path: Path) -> None:
-    """The browser client's "Audience link" opens a page that watches the avatar from Janus
-    (web_client/janus.js, watch.js), in real Chromium, inside the lab's namespace."""
-    reason = unavailable()
-    if reason is None and not CHROMIUM.is_file():
-        reason = "needs Chromium at /usr/bin/chromium (apt: chromium)"
+def in_lab(scenario: str, tmp_path: Path, reason: str | None = None) -> dict[str, Any]:
+    """Run tests/``scenario`` inside a fresh lab namespace; the JSON it wrote."""
+    reason = unavailable() or reason
     if reason is not None:
         if os.geteuid() == 0:  # ./run.sh test installs janus and chromium as root
             pytest.fail(reason)
         pytest.skip(reason)
-    pytest.importorskip("playwright.sync_api")
-    out = tmp_path / "browser.json"
-    script = REPO / "tests" / "janus_browser_scenario.py"
+    out = tmp_path / "scenario.json"
     with netns() as name:
         done = subprocess.run(
-            in_netns(name, [sys.executable, str(script), str(out)]),
+            in_netns(name, [sys.executable, str(REPO / "tests" / scenario), str(out)]),
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -172,7 +166,33 @@ def test_a_browser_audience_watches_through_janus(tmp_path: Path) -> None:
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
     assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(out.read_text())
+    return dict(json.loads(out.read_text()))
+
+
+@pytest.mark.slow
+def test_a_session_outlives_janus_and_is_published_again(tmp_path: Path) -> None:
+    """Janus killed (SIGKILL) and started again: the session streams on, its stats say the
+    link was lost, the server publishes it into the new Janus by itself, and an unpublish
+    stops the retries (tests/janus_restart_scenario.py)."""
+    seen = in_lab("janus_restart_scenario.py", tmp_path)
+    assert seen["before"]["connected"]
+    # the loss, or by the time it was read, the first retry's failure, and more to come
+    assert seen["lost"]["error"] and seen["lost"]["retrying"], seen["lost"]
+    assert seen["lost_after_s"] < 5  # the long poll notices within seconds
+    assert seen["frames_while_janus_down_per_s"] > 20  # the session itself never stopped
+    assert seen["again"]["connected"] and seen["again"]["room"] != seen["before"]["room"]
+    assert seen["republished_after_s"] < 45  # the retries reach the new Janus
+    assert seen["viewer_frames_in_2s"] > 30  # and viewers watch it there
+    assert seen["unpublish"] == 200 and seen["after_unpublish"] is None
+
+
+@pytest.mark.slow
+def test_a_browser_audience_watches_through_janus(tmp_path: Path) -> None:
+    """The browser client's "Audience link" opens a page that watches the avatar from Janus
+    (web_client/janus.js, watch.js), in real Chromium, inside the lab's namespace."""
+    reason = None if CHROMIUM.is_file() else "needs Chromium at /usr/bin/chromium (apt: chromium)"
+    pytest.importorskip("playwright.sync_api")
+    seen = in_lab("janus_browser_scenario.py", tmp_path, reason)
     assert not seen["errors"], seen["errors"]
     assert "watch.html?janus=" in seen["link"] and "&room=" in seen["link"], seen["link"]
     watch = seen["watch"]
