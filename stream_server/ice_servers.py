@@ -1,5 +1,6 @@
-"""STUN and TURN servers for clients behind NAT (docs/deploy.md, "TURN"), for the server's
-own peer connections and, through ``GET /api/ice-servers``, for the browser client's.
+"""STUN and TURN servers for clients behind NAT (docs/deploy.md, "TURN"): all of them for the
+browser client's peer connections, through ``GET /api/ice-servers``, and the STUN ones for
+the server's own (``IceServers.configuration``).
 
 * ``--ice-server URL`` (repeatable): ``stun:HOST[:PORT]``, ``turn:HOST[:PORT][?transport=
   udp|tcp]`` or ``turns:...``.
@@ -97,11 +98,10 @@ class IceServers:
         return {"iceServers": servers, "ttl_s": ttl}
 
     def configuration(self) -> RTCConfiguration | None:
-        """aiortc's configuration for the server's own peer connections (None: none set)."""
-        if not self.urls:
-            return None
-        servers = [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-            for s in self.for_browser()["iceServers"]
-        ]
-        return RTCConfiguration(iceServers=servers)
+        """aiortc's configuration for the server's own peer connections: the STUN servers
+        only (None: none set). STUN gives a server behind 1:1 NAT its public address; a
+        relay for the server itself is seldom needed, since the client's relay reaches the
+        server's address, and a TURN server that is down would hold every answer 5 s (aioice
+        waits that long for its allocation)."""
+        stun = [u for u in self.urls if u.startswith("stun:")]
+        return RTCConfiguration(iceServers=[RTCIceServer(urls=stun)]) if stun else None

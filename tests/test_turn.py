@@ -66,6 +66,11 @@ def test_turn_rest_credentials_are_coturns_and_expire() -> None:
     }
     assert IceServers().for_browser() == {"iceServers": [], "ttl_s": None}
     assert IceServers().configuration() is None
+    # the server's own connections: STUN only (a dead TURN server would hold every answer)
+    server = ice.configuration()
+    assert server is not None and server.iceServers is not None
+    assert [s.urls for s in server.iceServers] == [["stun:s.example"]]
+    assert IceServers(("turn:t",), username="u", password="p").configuration() is None
 
 
 @pytest.fixture(scope="module")
