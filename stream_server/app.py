@@ -121,8 +121,8 @@ class AvatarServer:
         self._monitor: asyncio.Task | None = None
         self._agent: asyncio.AbstractServer | None = None  # HAProxy agent check (balancer_agent)
         self.fanout = Fanout(self, config.publish_to, not config.publish_on_request)
-        self.margin_s = (
-            default_margin_s(config.max_sessions)
+        self.margin_s = (  # follows the admitted limit once capacity is measured (_set_capacity)
+            default_margin_s(self.admission.limit)
             if config.margin_ms is None
             else config.margin_ms / 1000.0
         )
@@ -183,6 +183,11 @@ class AvatarServer:
                 cost.source,
             )
         self.admission.capacity = capacity
+        if self.config.margin_ms is None:  # new sessions' margin: the load it now admits
+            margin = default_margin_s(self.admission.limit)
+            if margin != self.margin_s:
+                log.info("compute margin %.0f ms for new sessions", margin * 1000.0)
+            self.margin_s = margin
 
     async def _watch_load(self) -> None:
         """Every few seconds: each session's frame rate (a session below 24 fps is logged,

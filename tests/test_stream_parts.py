@@ -76,6 +76,23 @@ def test_the_server_takes_the_default_margin_unless_told(tmp_path: Path) -> None
     assert AvatarServer(config).margin_s == pytest.approx(0.045)
 
 
+def test_the_default_margin_follows_the_measured_capacity(tmp_path: Path) -> None:
+    """--max-sessions 8 on a machine that measures room for 1: the margin is one session's,
+    not eight's (it held the bench's glass to glass ~45 ms longer on 2 cores)."""
+    from stream_server.capacity import FrameCost
+
+    config = ServerConfig(default_avatar=tmp_path / "p.jpg", cache_dir=tmp_path, max_sessions=8)
+    server = AvatarServer(config)
+    assert server.margin_s == pytest.approx(default_margin_s(8))
+    server._set_capacity(FrameCost.from_probe(1.0, 900.0, 1.0))  # room for one session
+    assert server.admission.limit == 1
+    assert server.margin_s == pytest.approx(default_margin_s(1))
+    config.margin_ms = 45.0  # a margin given stays
+    told = AvatarServer(config)
+    told._set_capacity(FrameCost.from_probe(1.0, 900.0, 1.0))
+    assert told.margin_s == pytest.approx(0.045)
+
+
 def test_serve_refuses_a_negative_margin(capsys) -> None:
     from emote.cli import main
 
