@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         type=float,
         default=None,
         help="compute margin added to each session's delay (default: 30 ms per session per "
-        "CPU core at --max-sessions, e.g. 30 ms for 2 sessions on 2 cores, 60 ms for 4)",
+        "CPU core at the sessions admitted, the smaller of --max-sessions and the measured "
+        "capacity, e.g. 30 ms for 2 sessions on 2 cores, 60 ms for 4)",
     )
     serve.add_argument(
         "--render-slots",
