@@ -112,6 +112,10 @@ case "$cmd" in
     apt_install janus iproute2
     # A client that may only relay is served through a real coturn (tests/test_turn.py).
     apt_install coturn
+    # A GStreamer webrtcbin WHIP publisher, from the system's Python (tests/test_gst_whip.py).
+    apt_install python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \
+        gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+        gstreamer1.0-plugins-bad gstreamer1.0-nice
     # The corpus tests and the tiny training pipeline synthesize speech with every TTS engine.
     bash scripts/install_tts.sh
     setup_integrations

@@ -33,13 +33,19 @@ def serve(
     timeout_s: float = 120.0,
     margin_ms: float | None = None,
     options: tuple[str, ...] = (),
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
-    """Run ``emote serve`` on a free loopback port until the block ends; yields its URL.
+    """Run ``emote serve`` on a free port (of loopback unless ``host`` says otherwise) until
+    the block ends; yields its URL.
     ``margin_ms``: its ``--margin-ms`` (None: the server's default); ``options``: more of
     its command-line options (e.g. ``("--motion", "learned")``). The server admits
     ``max_sessions`` (``--capacity``) unless ``options`` name another ``--capacity`` (``auto``:
-    the server measures its own)."""
-    with serve_process(max_sessions, cache_dir, timeout_s, margin_ms, options) as (url, _pid):
+    the server measures its own). ``host``: the address it binds; another than loopback
+    (a lab namespace's, measure.janus_lab) serves without a token (``--insecure``)."""
+    with serve_process(max_sessions, cache_dir, timeout_s, margin_ms, options, host) as (
+        url,
+        _pid,
+    ):
         yield url
 
 
@@ -50,6 +56,7 @@ def serve_process(
     timeout_s: float = 120.0,
     margin_ms: float | None = None,
     options: tuple[str, ...] = (),
+    host: str = "127.0.0.1",
 ) -> Iterator[tuple[str, int]]:
     """:func:`serve`, yielding the URL and the server's process id (for readings of its
     memory, threads and files: measure.soak)."""
@@ -60,7 +67,7 @@ def serve_process(
         if cache_dir is None:
             cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="emote-")))
         log = stack.enter_context(tempfile.TemporaryFile())
-        command = [sys.executable, "-m", "emote", "serve", "--host", "127.0.0.1"]
+        command = [sys.executable, "-m", "emote", "serve", "--host", host]
         command += ["--port", str(port), "--max-sessions", str(max_sessions)]
         command += ["--cache-dir", str(cache_dir)]
         if "--capacity" not in options:  # a measurement states its load; the server's own
@@ -68,8 +75,10 @@ def serve_process(
         if margin_ms is not None:
             command += ["--margin-ms", str(margin_ms)]
         command += list(options)
+        if host != "127.0.0.1":
+            command.append("--insecure")
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         try:
             deadline = time.monotonic() + timeout_s
             while True:

@@ -50,7 +50,7 @@ from stream_server.sdp_limits import SdpError, check_offer_sdp
 from stream_server.session import Session, default_margin_s
 from stream_server.speaker import QueueFull, Speaker
 from stream_server.uploads import UploadError, UploadLimits, receive_image
-from stream_server.whip_whep import WhipWhep, close_viewers
+from stream_server.whip_whep import WhipWhep, as_dtls_server, close_viewers
 
 log = logging.getLogger(__name__)
 
@@ -552,6 +552,8 @@ class AvatarServer:
             if "audio" in kinds and kind == "offer":
                 pc.addTrack(session.audio)
             answer = await pc.createAnswer()
+            if kind == "whip":  # GStreamer's publishers serve RSA DTLS (whip_whep)
+                answer = as_dtls_server(sdp, answer)
             await pc.setLocalDescription(answer)
         except BaseException:
             for task in live.tasks:

@@ -201,7 +201,7 @@ class WhipWhep:
                 pc.addTrack(viewer_audio(live.session))
                 break
         answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
+        await pc.setLocalDescription(as_dtls_server(sdp, answer))
         return pc.localDescription
 
     async def _drop_viewer(self, live: LiveSession, viewer_id: str) -> None:
@@ -216,6 +216,17 @@ class WhipWhep:
             return error(404, "unknown WHEP viewer")
         await self._drop_viewer(live, viewer_id)
         return web.Response(status=200)
+
+
+def as_dtls_server(offer: str, answer: RTCSessionDescription) -> RTCSessionDescription:
+    """The answer with this side as the DTLS server (``a=setup:passive``) where the offer
+    lets either side be (``actpass``). aiortc as a DTLS client offers ECDSA cipher suites
+    only, and GStreamer's webrtcbin (GStreamer WHIP and WHEP clients) serves an RSA
+    certificate: "no shared cipher". As the server, aiortc's own ECDSA certificate picks
+    the suite, which every stack takes. aiortc reads its role from the SDP it is given."""
+    if "a=setup:actpass" not in offer:
+        return answer
+    return RTCSessionDescription(answer.sdp.replace("a=setup:active", "a=setup:passive"), "answer")
 
 
 async def close_viewers(live: LiveSession) -> None:

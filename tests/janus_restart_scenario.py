@@ -68,7 +68,11 @@ async def scenario(url: str, folder: Path, first: Janus) -> dict[str, Any]:
                 )
                 viewer = JanusViewer(second.base, again["room"], again["feed"])
                 await viewer.start()
-                await asyncio.sleep(2.0)
+                waited = time.monotonic()
+                while not viewer.received.video_t and time.monotonic() - waited < 10:
+                    await asyncio.sleep(0.05)
+                result["viewer_first_frame_s"] = round(time.monotonic() - waited, 2)
+                await asyncio.sleep(2.0)  # the 2 s after its first frame
                 await viewer.stop()
                 result["viewer_frames_in_2s"] = len(viewer.received.video_t)
                 async with http.delete(f"{url}/api/sessions/{sid}/publish") as r:
