@@ -1,7 +1,8 @@
 """Three `emote serve` nodes behind a real HAProxy (Debian's), all on loopback: new sessions
 go where there is room (the nodes' agent checks), a full node gets none, a session's own
-requests reach the node that holds it (its id's node prefix), and a killed node is taken out
-while the others go on (stream_server/balancer_agent.py; docs/deploy.md)."""
+requests reach the node that holds it (its id's node prefix: stats, interrupt, a WHEP
+viewer, delete), and a killed node is taken out while the others go on
+(stream_server/balancer_agent.py; docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 from measure.balancer_lab import cluster as balancer_cluster
 from measure.balancer_lab import haproxy_available, status
 from measure.webrtc_client import Client
+from measure.whip_clients import Viewer
 
 pytestmark = pytest.mark.slow
 
@@ -76,6 +78,17 @@ def test_sessions_go_where_there_is_room_and_stay_there(cluster: dict) -> None:
                         assert (await r.json())["session_id"] == client.session_id
                     async with http.post(f"{url}/api/sessions/{client.session_id}/interrupt") as r:
                         assert r.status == 200
+                    # a WHEP viewer of the session is answered by its node and watches it
+                    viewer = Viewer(url, client.session_id)
+                    try:
+                        location = await viewer.start(http)
+                        assert location.startswith(f"/whep/{client.session_id}/")
+                        waited = time.monotonic()
+                        while len(viewer.video_t) < 10 and time.monotonic() - waited < 15:
+                            await asyncio.sleep(0.05)
+                        assert len(viewer.video_t) >= 10
+                    finally:
+                        assert await viewer.stop(http) == 200
                 # one leaves: its node has room again, and the next session goes there
                 leaving = clients.pop(0)
                 freed = leaving.session_id.split("-", 1)[0]
