@@ -28,6 +28,13 @@ held turn on songs and so ran at 0.5; at 0.8 this one moves about as far as that
 0.5 (yaw std 0.024-0.034 rad against 0.029-0.062 on two speech clips, a song and a rap,
 seeds 0-2; largest turn 0.14 rad against 0.40).
 
+The jaw it remembers: the history the model reads has its jawOpen compressed above
+``HISTORY_JAW_KNEE`` (by ``HISTORY_JAW_SLOPE``); what it outputs is not touched. Trained with
+the corpus's own history, in which a sung note's jaw equals the jaw before it, the student
+learned to hold whatever its history holds, so on a long, quiet held note its own output fed
+back as history ratcheted the jaw open to 1.0 (docs/benchmarks.md, "Teacher vs student").
+Openings of speech stay below the knee and are read as they were.
+
 Determinism: nothing carries state between calls except a barge-in, so the output depends
 only on the seed, the audio, the history and how the calls split the frames into hops.
 
@@ -58,6 +65,11 @@ DEFAULT_TEMPERATURE = 0.5  # the mouth: swept 0.5/0.8/1.0 on rendered frames (be
 DEFAULT_HEAD_TEMPERATURE = 0.8  # head pose: swept 0.5/0.8/1.0 (benchmarks.md)
 DEFAULT_FACE_TEMPERATURE = 0.8  # brows, eyes, gaze: swept 0.5/0.8/1.0 (benchmarks.md)
 RESET_EASE_FRAMES = 5  # 200 ms
+# The remembered jaw: jawOpen above the knee reads as knee + slope * (jaw - knee) in the
+# history (module docstring; chosen on a fresh synthetic corpus, docs/benchmarks.md).
+HISTORY_JAW_KNEE = 0.5
+HISTORY_JAW_SLOPE = 0.5
+_JAW = motion_frame.INDEX["jawOpen"]
 TRAIN_HINT = (
     "run `emote train motion` (or: python -m training.export_motion --pipeline --corpus DIR)"
 )
@@ -84,6 +96,7 @@ class LearnedMotionGenerator:
         graphs: tuple[Engine, Engine] | None = None,
         face_temperature: float = DEFAULT_FACE_TEMPERATURE,
         head_temperature: float = DEFAULT_HEAD_TEMPERATURE,
+        history_jaw_knee: float | None = HISTORY_JAW_KNEE,
     ) -> None:
         if which not in spec.WHICH:
             raise ValueError(f"unknown motion model {which!r}; choose from {spec.WHICH}")
@@ -92,6 +105,9 @@ class LearnedMotionGenerator:
         if self.steps < 1 or (which == "student" and self.steps > STUDENT_MAX_STEPS):
             limit = f"1..{STUDENT_MAX_STEPS}" if which == "student" else ">= 1"
             raise ValueError(f"{which} steps must be {limit}, got {self.steps}")
+        if history_jaw_knee is not None and not 0.0 <= history_jaw_knee <= 1.0:
+            raise ValueError(f"history_jaw_knee must be in 0..1 or None, got {history_jaw_knee}")
+        self.history_jaw_knee = history_jaw_knee  # None: the history as generated
         self.sampler_name = sampler or DEFAULT_SAMPLER[which]
         if self.sampler_name not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler_name!r}; choose from {list(SAMPLERS)}")
@@ -155,7 +171,8 @@ class LearnedMotionGenerator:
             piece = audio[start : start + spec.WINDOW_SAMPLES]
             window[: len(piece)] = piece
             k = first_frame + offset
-            hop = self.sample_hop(window, self._eased(frames[-self.history_frames :], k), k)
+            remembered = self._remembered(self._eased(frames[-self.history_frames :], k))
+            hop = self.sample_hop(window, remembered, k)
             out.append(hop[:count])
             frames = np.concatenate([frames, hop[:count]])
         return np.concatenate(out)
@@ -229,6 +246,16 @@ class LearnedMotionGenerator:
         audio = audio.copy()
         audio[:muted] = 0.0
         return audio
+
+    def _remembered(self, history: np.ndarray) -> np.ndarray:
+        """The history as the model reads it: jawOpen compressed above the knee."""
+        knee = self.history_jaw_knee
+        if knee is None or not (history[:, _JAW] > knee).any():
+            return history
+        remembered = history.copy()
+        jaw = history[:, _JAW]
+        remembered[:, _JAW] = np.where(jaw > knee, knee + HISTORY_JAW_SLOPE * (jaw - knee), jaw)
+        return remembered
 
     def _eased(self, history: np.ndarray, frame: int) -> np.ndarray:
         """History frames from before a barge-in, faded toward neutral as time passes."""
