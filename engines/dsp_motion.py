@@ -86,10 +86,16 @@ NOD_THRESHOLD = 0.1  # prominence jump below which a syllable is not stressed
 OCTAVE_GUARD_ST = 9.0  # F0 this far from the speaker's mean is a tracking error, not prosody
 
 # Ornstein-Uhlenbeck drift channels: time constant (s), std when idle, std while speaking.
+# While speaking the head drifts as the learned model's corpus draws it (training/prosody.py,
+# DRIFT_STD), which renders to real talkers' 8-9 px at 512x512; a listening face stays
+# nearly still (a barge-in is idle within 200 ms).
 _OU_NAMES = ("headYaw", "headPitch", "headRoll", "gazeX", "gazeY")
 _OU_TAU = np.array([2.0, 1.5, 2.5, 0.8, 0.8])
 _OU_IDLE = np.array([0.02, 0.008, 0.008, 0.06, 0.04])
-_OU_SPEAK = np.array([0.06, 0.02, 0.025, 0.1, 0.06])
+_OU_SPEAK = np.array([0.1, 0.04, 0.04, 0.1, 0.06])
+# Soft limits of the head (rad): inside renderer v2's clean range (+-0.45 yaw, +-0.3 pitch,
+# +-0.25 roll), as the corpus's (training/prosody.py, HEAD_LIMIT_RAD).
+HEAD_LIMIT = {"headYaw": 0.3, "headPitch": 0.2, "headRoll": 0.15}
 _OU_DECAY = np.exp(-1.0 / (FPS * _OU_TAU))
 _OU_GAIN = np.sqrt(1.0 - _OU_DECAY**2)
 _NOISE_BLOCK = 256  # frames of OU noise drawn per seeded block
@@ -409,10 +415,10 @@ class DspMotionGenerator:
         calm = 1.0 - 0.6 * st.activity  # breathing shows most in pauses
         yaw, pitch, roll, gaze_x, gaze_y = st.drift.tolist()
         # tanh keeps every angle inside its natural range without a hard stop.
-        target[_I["headYaw"]] = 0.15 * math.tanh(yaw / 0.15)
         pitch_total = pitch + st.nod + 0.008 * calm * breath
-        target[_I["headPitch"]] = 0.1 * math.tanh(pitch_total / 0.1)
-        target[_I["headRoll"]] = 0.06 * math.tanh(roll / 0.06)
+        for name, angle in (("headYaw", yaw), ("headPitch", pitch_total), ("headRoll", roll)):
+            limit = HEAD_LIMIT[name]
+            target[_I[name]] = limit * math.tanh(angle / limit)
         target[_I["headTx"]] = 0.02 * yaw
         target[_I["headTy"]] = 0.004 * calm * breath + 0.03 * st.nod
         target[_I["gazeX"]] = 0.3 * math.tanh(gaze_x / 0.3)
