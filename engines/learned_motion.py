@@ -26,7 +26,10 @@ model trained with long pauses (docs/benchmarks.md, "A mouth that stays shut in 
 samples a narrower head than the one before it, whose head at 0.8 sometimes drifted to a
 held turn on songs and so ran at 0.5; at 0.8 this one moves about as far as that one did at
 0.5 (yaw std 0.024-0.034 rad against 0.029-0.062 on two speech clips, a song and a rap,
-seeds 0-2; largest turn 0.14 rad against 0.40).
+seeds 0-2; largest turn 0.14 rad against 0.40). Its turn and tilt (yaw, roll) have their
+own ``turn_temperature``, 1.3: at 0.8 the student turned and tilted half as much as the
+corpus it learned from, while it nodded as much (docs/benchmarks.md, "The student's head,
+turn and tilt").
 
 The jaw it remembers: the history the model reads has its jawOpen compressed above
 ``HISTORY_JAW_KNEE`` (by ``HISTORY_JAW_SLOPE``); what it outputs is not touched. Trained with
@@ -64,6 +67,8 @@ STUDENT_MAX_STEPS = 4  # what distillation trained (training/distill.py)
 DEFAULT_TEMPERATURE = 0.5  # the mouth: swept 0.5/0.8/1.0 on rendered frames (benchmarks.md)
 DEFAULT_HEAD_TEMPERATURE = 0.8  # head pose: swept 0.5/0.8/1.0 (benchmarks.md)
 DEFAULT_FACE_TEMPERATURE = 0.8  # brows, eyes, gaze: swept 0.5/0.8/1.0 (benchmarks.md)
+DEFAULT_TURN_TEMPERATURE = 1.3  # headYaw, headRoll: swept 1.2/1.3/1.6/2.0 (benchmarks.md)
+_TURN = motion_frame.indices(("headYaw", "headRoll"))
 RESET_EASE_FRAMES = 5  # 200 ms
 # The remembered jaw: jawOpen above the knee reads as knee + slope * (jaw - knee) in the
 # history (module docstring; chosen on a fresh synthetic corpus, docs/benchmarks.md).
@@ -96,6 +101,7 @@ class LearnedMotionGenerator:
         graphs: tuple[Engine, Engine] | None = None,
         face_temperature: float = DEFAULT_FACE_TEMPERATURE,
         head_temperature: float = DEFAULT_HEAD_TEMPERATURE,
+        turn_temperature: float = DEFAULT_TURN_TEMPERATURE,
         history_jaw_knee: float | None = HISTORY_JAW_KNEE,
     ) -> None:
         if which not in spec.WHICH:
@@ -119,6 +125,7 @@ class LearnedMotionGenerator:
         self._temperatures = np.full(spec.DIM, self.face_temperature, np.float32)
         self._temperatures[motion_frame.MOUTH_INDICES] = self.temperature
         self._temperatures[motion_frame.HEAD_SLICE] = float(head_temperature)
+        self._temperatures[_TURN] = float(turn_temperature)
         if graphs is not None:  # e.g. the torch reference (export.torch_engines.motion_engines)
             self.encoder, self.denoiser = graphs
         elif backend in ("onnxruntime", "tensorrt"):

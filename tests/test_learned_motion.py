@@ -12,7 +12,11 @@ import pytest
 from contracts import motion_frame as mf
 from contracts.paths import DEFAULT_SPEECH
 from engines.audio_io import decode_audio
-from engines.learned_motion import HISTORY_JAW_KNEE, LearnedMotionGenerator
+from engines.learned_motion import (
+    DEFAULT_TURN_TEMPERATURE,
+    HISTORY_JAW_KNEE,
+    LearnedMotionGenerator,
+)
 from engines.motion_stream import MotionStream
 
 SPEECH = DEFAULT_SPEECH
@@ -93,3 +97,22 @@ def test_a_held_sung_vowel_holds_the_jaw_open_without_running_away() -> None:
         held[knee] = frames[25 + 15 : 25 + 75, JAW]  # the note, its first 0.6 s left out
     assert held[HISTORY_JAW_KNEE].mean() > 0.25 and held[HISTORY_JAW_KNEE].max() < 0.88
     assert held[None].max() > held[HISTORY_JAW_KNEE].max() + 0.05  # the knee is what holds it
+
+
+def test_the_head_turns_and_tilts_at_its_own_temperature() -> None:
+    """Yaw and roll are sampled at ``turn_temperature``, the rest of the head at
+    ``head_temperature`` (the encoder's noise input, the same seed)."""
+    noises = {}
+    for turn in (DEFAULT_TURN_TEMPERATURE, 0.8):
+        generator = LearnedMotionGenerator("student", 2, seed=3, turn_temperature=turn)
+        recording = Recording(generator.encoder)
+        generator.encoder = recording
+        history = np.tile(mf.neutral(), (generator.history_frames, 1)).astype(np.float32)
+        samples = generator.past_samples + 2 * 640 + generator.lookahead_samples
+        generator.generate(np.zeros(samples, np.float32), history, first_frame=0, n_frames=2)
+        noises[turn] = recording.inputs[0]["noise"][0]
+    ratio = noises[DEFAULT_TURN_TEMPERATURE] / noises[0.8]
+    for name in ("headYaw", "headRoll"):
+        np.testing.assert_allclose(ratio[:, mf.INDEX[name]], DEFAULT_TURN_TEMPERATURE / 0.8)
+    for name in ("headPitch", "jawOpen", "eyeBlinkLeft"):
+        np.testing.assert_allclose(ratio[:, mf.INDEX[name]], 1.0)
