@@ -31,18 +31,10 @@ import numpy as np
 from contracts import motion_frame as mf
 from contracts.paths import SHARED_SINGING
 from engines.learned_motion import LearnedMotionGenerator
-from engines.motion_stream import MotionStream
+from training.evaluate import run_generator
 
 JAW = mf.INDEX["jawOpen"]
 OPEN = 0.4  # a target frame this open counts as "open"
-CHUNK = 320  # 20 ms
-
-
-def streamed(generator: LearnedMotionGenerator, audio: np.ndarray) -> np.ndarray:
-    """The generator's frames for ``audio`` pushed in live chunks, then flushed."""
-    stream = MotionStream(generator)
-    frames = [f for k in range(0, len(audio), CHUNK) for _, f in stream.push(audio[k : k + CHUNK])]
-    return np.stack(frames + [f for _, f in stream.flush()])
 
 
 def corpus_readings(corpus: Path, knee: float | None) -> dict[str, float]:
@@ -50,7 +42,9 @@ def corpus_readings(corpus: Path, knee: float | None) -> dict[str, float]:
 
     found: defaultdict[str, list[float]] = defaultdict(list)
     for example in iter_examples(corpus):
-        jaw = streamed(LearnedMotionGenerator(seed=0, history_jaw_knee=knee), example.audio)[:, JAW]
+        jaw = run_generator(LearnedMotionGenerator(seed=0, history_jaw_knee=knee), example.audio)[
+            :, JAW
+        ]
         n = min(len(jaw), len(example.motion))
         made, target = jaw[:n], example.motion[:n, JAW]
         kind = str(example.info["delivery"])
@@ -76,7 +70,7 @@ def song_readings(songs: Path, knee: float | None) -> dict[str, dict[str, float]
         per_seed = []
         for seed in (0, 1, 2):
             generator = LearnedMotionGenerator(seed=seed, history_jaw_knee=knee)
-            jaw = streamed(generator, audio)[:, JAW]
+            jaw = run_generator(generator, audio)[:, JAW]
             envelope = es.voice_envelope_db(audio, len(jaw))
             corr, _ = es.envelope_follow(jaw, envelope)
             row = {

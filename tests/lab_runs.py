@@ -26,8 +26,7 @@ def in_lab(
     """Run tests/``scenario`` inside a fresh lab namespace; the JSON it wrote. Skipped
     (failed as root, where ./run.sh test installs everything) when the lab cannot run
     or ``extra_reason`` says what else is missing."""
-    reason = unavailable() if needs_janus else lab_unavailable()
-    reason = reason or extra_reason
+    reason = unavailable(needs_janus) or extra_reason
     if reason is not None:
         if os.geteuid() == 0:  # ./run.sh test installs janus and chromium as root
             pytest.fail(reason)
@@ -44,9 +43,3 @@ def in_lab(
         )
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(out.read_text()))
-
-
-def lab_unavailable() -> str | None:
-    """Why a namespace cannot be made here (None: it can)."""
-    reason = unavailable()
-    return reason if reason is not None and "janus" not in reason else None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from contracts import motion_frame as mf
+from contracts.clock import SAMPLES_PER_FRAME
 from contracts.paths import DEFAULT_SPEECH
 from engines.audio_io import decode_audio
 from engines.learned_motion import (
@@ -52,18 +53,28 @@ class Recording:
         return dict(self.engine.run(feeds))
 
 
+def first_encoder_inputs(
+    generator: LearnedMotionGenerator, history: np.ndarray, first_frame: int
+) -> dict[str, np.ndarray]:
+    """What the encoder is given for one hop of silence after ``history``."""
+    recording = Recording(generator.encoder)
+    generator.encoder = recording
+    samples = generator.past_samples + 2 * SAMPLES_PER_FRAME + generator.lookahead_samples
+    generator.generate(np.zeros(samples, np.float32), history, first_frame, n_frames=2)
+    return recording.inputs[0]
+
+
+def neutral_history(generator: LearnedMotionGenerator) -> np.ndarray:
+    return np.tile(mf.neutral(), (generator.history_frames, 1)).astype(np.float32)
+
+
 @pytest.mark.parametrize("knee", [HISTORY_JAW_KNEE, None])
 def test_the_model_reads_its_jaw_compressed_above_the_knee(knee: float | None) -> None:
     generator = LearnedMotionGenerator("student", 2, seed=0, history_jaw_knee=knee)
-    recording = Recording(generator.encoder)
-    generator.encoder = recording
-    history = np.tile(mf.neutral(), (generator.history_frames, 1)).astype(np.float32)
-    jaw = np.array([0.0, 0.3, 0.5, 0.6, 0.8, 1.0], np.float32)
-    history[:, JAW] = jaw
+    history = neutral_history(generator)
+    history[:, JAW] = [0.0, 0.3, 0.5, 0.6, 0.8, 1.0]
     history[:, mf.INDEX["mouthFunnel"]] = 0.7  # not the jaw: read as it is
-    samples = generator.past_samples + 2 * 640 + generator.lookahead_samples
-    generator.generate(np.zeros(samples, np.float32), history, first_frame=20, n_frames=2)
-    seen = recording.inputs[0]["history"][0]
+    seen = first_encoder_inputs(generator, history, first_frame=20)["history"][0]
     expected = history.copy()
     if knee is not None:
         expected[:, JAW] = [0.0, 0.3, 0.5, 0.55, 0.65, 0.75]
@@ -105,12 +116,8 @@ def test_the_head_turns_and_tilts_at_its_own_temperature() -> None:
     noises = {}
     for turn in (DEFAULT_TURN_TEMPERATURE, 0.8):
         generator = LearnedMotionGenerator("student", 2, seed=3, turn_temperature=turn)
-        recording = Recording(generator.encoder)
-        generator.encoder = recording
-        history = np.tile(mf.neutral(), (generator.history_frames, 1)).astype(np.float32)
-        samples = generator.past_samples + 2 * 640 + generator.lookahead_samples
-        generator.generate(np.zeros(samples, np.float32), history, first_frame=0, n_frames=2)
-        noises[turn] = recording.inputs[0]["noise"][0]
+        history = neutral_history(generator)
+        noises[turn] = first_encoder_inputs(generator, history, first_frame=0)["noise"][0]
     ratio = noises[DEFAULT_TURN_TEMPERATURE] / noises[0.8]
     for name in ("headYaw", "headRoll"):
         np.testing.assert_allclose(ratio[:, mf.INDEX[name]], DEFAULT_TURN_TEMPERATURE / 0.8)
