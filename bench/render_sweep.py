@@ -71,6 +71,7 @@ def print_table(name: str, record: dict[str, Any]) -> None:
         ("folded face pixels, max", s["fold_max"], "", None),
         ("  folds from |angle|", s["fold_from"], "", None),
         held("blink peak / open eye", "blink_peak_fraction", "<="),
+        ("  the same, eyes erased", s["blink_erased_fraction"], "", None),
         ("  iris hidden at the peak", s["iris_hidden"], "", None),
         ("eye SSIM, mouth expressions", s["eye_ssim_mouth"], "", None),
         ("eye SSIM, any expression", s["eye_ssim_min"], "", None),

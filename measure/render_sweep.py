@@ -76,7 +76,13 @@ follows the lids; the plain mesh's reading is kept beside it). Definitions:
   beside it, ``iris_hidden`` (the
   fraction of the rest frame's iris disks that the peak frame changed by more than half the
   iris-to-lid contrast: ``iris_hidden``'s docstring). It says whether the iris is covered,
-  not whether the eye looks shut; the target stays FaceMesh's.
+  not whether the eye looks shut; the target stays FaceMesh's. And ``blink_erased_fraction``:
+  the same reading on the rest frame with both eyes erased (``erased_eyes``: the outline
+  inpainted from the skin around it, a lash line drawn along the lower lid), over the open
+  eye: what FaceMesh reads where there is no eye to see at all. It is above the target on
+  narrow painted eyes (the Mona Lisa, Gogol) and on a photo with heavy liner, so the peak is
+  to be read against it (docs/benchmarks.md); it is not a strict floor (a drawn lid can read
+  lower).
 * **eye SSIM**: SSIM (Gaussian window, sigma 1.5, the usual constants; grey levels) of the
   eye region (both eyes and brows, from the rest frame's landmarks, with a margin) between
   an expression frame and the neutral frame at the same pose. An expression that moves the
@@ -263,6 +269,7 @@ def _run(renderer: FrameRenderer, reader: Reader, step: float) -> SweepResult:
         "fold_max": head["fold_max"],
         "fold_from": head["fold_from"],
         "blink_peak_fraction": blink_record["peak_fraction"],
+        "blink_erased_fraction": blink_record["erased_fraction"],
         "iris_hidden": blink_record["iris_hidden"],
         "eye_ssim_mouth": expressions["eye_ssim_mouth"],
         "eye_ssim_min": expressions["eye_ssim_min"],

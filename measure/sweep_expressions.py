@@ -13,6 +13,7 @@ from measure.sweep_frames import (
     EYE_REGION,
     Reader,
     Reading,
+    erased_eyes,
     iris_hidden,
     nan_to_none,
     r4,
@@ -119,6 +120,11 @@ def blink_readings(
         "min_fraction": nan_to_none(float(np.nanmin(eyes_a)) / open_eye),
         "face_found": float(np.isfinite(eyes_a).mean()),
         "eye_ssim_after": round(ssim(last[y0:y1, x0:x1], rest_frame[y0:y1, x0:x1]), 4),
+        "erased_fraction": (
+            nan_to_none(reader.read(erased_eyes(rest_frame, rest.refined)).eyes / open_eye)
+            if rest.refined is not None
+            else None
+        ),
         "iris_hidden": (
             nan_to_none(iris_hidden(rest_frame, peak_frame, rest.refined))
             if peak_frame is not None and rest.refined is not None

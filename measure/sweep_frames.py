@@ -147,6 +147,45 @@ def fold_fraction(source_map: np.ndarray, box: tuple[int, int, int, int]) -> flo
     return float(np.mean(det[y0:y1, x0:x1] <= 0))
 
 
+# Each eye's outline in the refined mesh (a closed polygon), and its lower lid, corner to corner.
+EYE_OUTLINES: tuple[tuple[int, ...], ...] = (
+    (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7),
+    (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249),
+)
+LOWER_LIDS: tuple[tuple[int, ...], ...] = (
+    (33, 7, 163, 144, 145, 153, 154, 155, 133),
+    (263, 249, 390, 373, 374, 380, 381, 382, 362),
+)
+ERASE_MARGIN = 0.1  # of the eye's width: how far past the outline the eye is erased
+LASH_WIDTH = 0.05  # of the eye's width (at least 2 px)
+
+
+def erased_eyes(rest: np.ndarray, refined: np.ndarray) -> np.ndarray:
+    """``rest`` with both eyes erased: the eye's outline, widened by ``ERASE_MARGIN`` of its
+    width, inpainted from the skin around it (OpenCV Telea), and a lash line drawn along the
+    lower lid in the eye region's darkest colour (its 5th percentile). No iris, no crease and
+    no lid edge is left inside: a shut eye FaceMesh is given no reason to read as open
+    (``blink_erased_fraction`` in the sweep: what FaceMesh reads on this face with no eye)."""
+    out = np.ascontiguousarray(rest.copy())
+    outline_mask = np.zeros(rest.shape[:2], np.uint8)
+    widths = []
+    for outline in EYE_OUTLINES:
+        pts = refined[list(outline), :2]
+        widths.append(float(np.linalg.norm(pts[0] - pts[8])))
+        cv2.fillPoly(outline_mask, [np.round(pts).astype(np.int32)], (255,))
+    width = float(np.mean(widths))
+    darkest = np.percentile(rest[outline_mask > 0], 5, axis=0)
+    grow = max(1, round(ERASE_MARGIN * width))
+    mask = cv2.dilate(outline_mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    out = cv2.inpaint(out, mask, 5, cv2.INPAINT_TELEA)
+    colour = tuple(float(c) for c in darkest)
+    thickness = max(2, round(LASH_WIDTH * width))
+    for lid in LOWER_LIDS:
+        pts = np.round(refined[list(lid), :2]).astype(np.int32)
+        cv2.polylines(out, [pts], False, colour, thickness, cv2.LINE_AA)
+    return np.asarray(out)
+
+
 def iris_hidden(rest: np.ndarray, frame: np.ndarray, refined: np.ndarray) -> float:
     """The fraction of both irises' pixels that ``frame`` changed from ``rest`` by more than
     half the rest frame's contrast between iris and skin: the pixels' view of a blink,

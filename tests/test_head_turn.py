@@ -59,6 +59,43 @@ def test_the_total_turn_bends_smoothly_and_stays_in_the_limit(own: float) -> Non
     np.testing.assert_allclose(drawn[back], yaw[back], atol=1e-6)
 
 
+@pytest.mark.parametrize("own", [-0.9, -0.57, -0.41, 0.45, 0.7])
+def test_the_revealed_side_bends_smoothly_and_stays_in_the_limit(own: float) -> None:
+    yaw = np.linspace(-0.6, 0.6, 1201)
+    drawn = head_turn.limit_reveal(yaw, own)
+    toward = -np.sign(own)
+    back, drawn_back = yaw * toward, drawn * toward
+    assert np.all(np.diff(drawn) >= -1e-7)  # monotonic
+    assert np.abs(np.diff(drawn)).max() <= (yaw[1] - yaw[0]) * 1.0001  # continuous, slope <= 1
+    # Away from the camera, and back up to the knee: as commanded.
+    plain = back <= head_turn.REVEAL_KNEE
+    np.testing.assert_allclose(drawn[plain], yaw[plain], atol=1e-6)
+    # Turned back, it never reveals more than the limit, and stays on its own side.
+    assert drawn_back.max() <= head_turn.REVEAL_LIMIT + 1e-6 < abs(own)
+    at = np.argmin(np.abs(back - 0.45))  # the sweep's turn back: bent, not stopped
+    assert head_turn.REVEAL_KNEE < drawn_back[at] < head_turn.REVEAL_LIMIT
+
+
+@pytest.mark.parametrize("own", [0.0, 0.1, -0.25, 0.31, -0.34])
+def test_a_portrait_turned_less_than_the_limit_turns_back_as_commanded(own: float) -> None:
+    yaw = np.linspace(-0.6, 0.6, 121)
+    np.testing.assert_array_equal(head_turn.limit_reveal(yaw, own), yaw.astype(np.float32))
+
+
+def test_both_limits_apply_to_motion_frames() -> None:
+    own = -0.57  # the Vermeer
+    motion = np.stack([mf.neutral()] * 3)
+    motion[:, mf.INDEX["headYaw"]] = (-0.5, 0.1, 0.5)  # away, a little back, far back
+    out = head_turn.limit_motion(motion, own)
+    yaw = out[:, mf.INDEX["headYaw"]]
+    assert own + yaw[0] > -head_turn.TOTAL_YAW_LIMIT and yaw[0] > -0.5  # away: total limited
+    assert yaw[1] == pytest.approx(0.1)
+    assert head_turn.REVEAL_KNEE < yaw[2] < head_turn.REVEAL_LIMIT  # back: reveal limited
+    inside = motion.copy()
+    inside[:, mf.INDEX["headYaw"]] = (0.0, 0.02, 0.15)
+    assert head_turn.limit_motion(inside, own) is inside  # nothing to limit: the same array
+
+
 def test_the_renderer_draws_the_limited_turn(mona_rig: Rig) -> None:
     own = float(mona_rig.own_yaw[0])
     assert -0.45 < own < -0.15  # the Mona Lisa looks a little to the viewer's left

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -110,6 +111,30 @@ def test_iris_hidden_reads_a_lid_over_the_iris() -> None:
     assert 0.3 < sf.iris_hidden(rest, half, refined) < 0.7
 
 
+def test_erased_eyes_paints_skin_over_the_eye_and_a_lash_line() -> None:
+    """A synthetic face: skin, two dark almond eyes with white sclera. Erased, the eyes'
+    insides are skin-coloured, the lower lids carry a dark line, the skin far away is
+    untouched and the input is not changed."""
+    refined = np.zeros((478, 3))
+    rest = np.full((80, 140, 3), (200, 160, 140), np.uint8)
+    for outline, lower, cx in zip(sf.EYE_OUTLINES, sf.LOWER_LIDS, (40.0, 100.0), strict=True):
+        angles = np.linspace(np.pi, -np.pi, len(outline), endpoint=False)  # 0 and 8: corners
+        for i, a in zip(outline, angles, strict=True):
+            refined[i, :2] = (cx + 15 * np.cos(a), 40 - 6 * np.sin(a))
+        pts = np.round(refined[list(outline), :2]).astype(np.int32)
+        cv2.fillPoly(rest, [pts], (240, 240, 240))
+        cv2.circle(rest, (int(cx), 40), 5, (30, 20, 10), -1)
+        assert set(lower) <= set(outline)
+    before = rest.copy()
+    out = sf.erased_eyes(rest, refined)
+    assert np.array_equal(rest, before)
+    for cx in (40, 100):
+        inside = out[37:41, cx - 8 : cx + 8].astype(float)  # above the lower lid's line
+        assert np.abs(inside - (200, 160, 140)).max() < 25  # skin, no iris, no sclera
+        assert out[46, cx].mean() < 120  # the lash line along the lower lid
+    assert np.array_equal(out[:15, :], rest[:15, :])  # far from the eyes, untouched
+
+
 def test_fold_fraction_finds_a_mirrored_strip() -> None:
     yy, xx = np.mgrid[:40, :40].astype(np.float64)
     identity = np.stack([xx, yy])
@@ -202,6 +227,8 @@ def test_a_sweep_on_the_bundled_portrait(tmp_path: Path) -> None:
     for axis in ("yaw_small", "pitch_small"):
         assert all(checks[axis][f"r_{m}"] > 0.9 for m in ("3d", "2d", "content")), checks
     assert 0 < summary["blink_peak_fraction"] < 1
+    # what FaceMesh reads on this face with the eyes erased, over the open eye
+    assert 0 < summary["blink_erased_fraction"] < 1
     shapes = record["blendshapes"]["shapes"]
     assert set(shapes) == set(sb.CHECKS)
     assert shapes["jawOpen"]["visible"] and shapes["eyeBlinkLeft"]["visible"]
