@@ -166,6 +166,38 @@ def test_samplers_are_exact_on_a_straight_flow() -> None:
         sample_euler(velocity, x1, np.array([0.0, 1.0]))
 
 
+def test_the_mouth_can_be_guided_on_its_own() -> None:
+    """A (DIM,) guidance scale guides each field as a scalar guidance would: the mouth's
+    fields as at ``mouth_guidance``, the rest as at ``guidance``."""
+    import torch
+
+    from export.motion_model import MotionModel, MotionModelConfig
+    from training.distill import guidance_scale, guided_velocity
+
+    torch.manual_seed(0)
+    model = MotionModel(MotionModelConfig()).eval()
+    with torch.no_grad():  # its zero-initialised output layers made non-zero
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn(param.shape))
+    b = 3
+    mel = torch.randn(b, spec.MEL_FRAMES, spec.N_MELS)
+    history = torch.randn(b, spec.HISTORY_FRAMES, spec.DIM)
+    style = torch.zeros(b, spec.STYLE_DIM)
+    z = torch.randn(b, *model.denoiser.shape)
+    assert guidance_scale(1.5, None) == 1.5 and guidance_scale(1.5, 1.5) == 1.5
+    with torch.no_grad():
+        cond = model.condition(mel, history, style)
+        null = cond + 0.5 * torch.randn(cond.shape)  # a "no audio" that differs (untrained)
+        both = guided_velocity(model, cond, null, guidance_scale(1.5, 2.5))(z, 0.5, 0.5)
+        plain = guided_velocity(model, cond, null, 1.5)(z, 0.5, 0.5)
+        mouthy = guided_velocity(model, cond, null, 2.5)(z, 0.5, 0.5)
+    mouth = list(motion_frame.MOUTH_INDICES)
+    rest = [i for i in range(spec.DIM) if i not in mouth]
+    torch.testing.assert_close(both[..., mouth], mouthy[..., mouth])
+    torch.testing.assert_close(both[..., rest], plain[..., rest])
+    assert not torch.allclose(plain[..., mouth], mouthy[..., mouth])
+
+
 def test_heun_beats_euler_on_a_curved_flow() -> None:
     def velocity(x, t, s):  # dx/dt = x: exact x(0) = x(1) / e
         return x

@@ -83,6 +83,8 @@ class DistillConfig:
     any_pair_prob: float = 0.2
     reuse: int = 2  # student updates per batch of teacher paths (amortises the teacher)
     guidance: float = 1.5  # measured in rollouts: see the module docstring
+    # The mouth's own guidance (its 16 blendshapes), None: ``guidance`` for every field.
+    mouth_guidance: float | None = None
     seed: int = 0
     threads: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -106,16 +108,33 @@ class DistillConfig:
         )
 
 
+Guidance = float | torch.Tensor  # one scale, or one per motion field (DIM,)
+
+
+def guidance_scale(guidance: float, mouth_guidance: float | None) -> Guidance:
+    """``guidance`` for every field, or a (DIM,) scale with ``mouth_guidance`` on the mouth."""
+    if mouth_guidance is None or mouth_guidance == guidance:
+        return guidance
+    scale = torch.full((spec.DIM,), float(guidance))
+    scale[list(motion_frame.MOUTH_INDICES)] = float(mouth_guidance)
+    return scale
+
+
+def _unguided(guidance: Guidance) -> bool:
+    return bool(torch.all(torch.as_tensor(guidance) == 1.0))
+
+
 def guided_velocity(
-    model: MotionModel, cond: torch.Tensor, cond_null: torch.Tensor | None, guidance: float
+    model: MotionModel, cond: torch.Tensor, cond_null: torch.Tensor | None, guidance: Guidance
 ):
     """The teacher's velocity field for the samplers, with classifier-free guidance when
-    ``guidance`` != 1 (``cond_null``: the same windows with the "no audio" embedding)."""
+    ``guidance`` != 1 (``cond_null``: the same windows with the "no audio" embedding); a
+    (DIM,) ``guidance`` scales each motion field's guidance on its own."""
 
     def velocity(z: torch.Tensor, t: float, s: float) -> torch.Tensor:
         tt = torch.full((len(z), 1), t)
         v = model.velocity_z(cond, z, tt, tt)
-        if cond_null is None or guidance == 1.0:
+        if cond_null is None or _unguided(guidance):
             return v
         v_null = model.velocity_z(cond_null, z, tt, tt)
         return v_null + guidance * (v - v_null)
@@ -130,14 +149,14 @@ def teacher_paths(
     style: torch.Tensor,
     noise: torch.Tensor,
     steps: int,
-    guidance: float = 1.0,
+    guidance: Guidance = 1.0,
 ) -> torch.Tensor:
     """(steps + 1, B, H, DIM) normalised points of the teacher's Heun paths on the uniform
     grid, from the noise (index 0, t = 1) to motion (index ``steps``, t = 0)."""
     with torch.no_grad():
         cond = teacher.condition(mel, history, style)
         cond_null = None
-        if guidance != 1.0:
+        if not _unguided(guidance):
             cond_null = teacher.condition(mel, history, style, torch.zeros(len(mel), 1))
         path = [noise]
         velocity = guided_velocity(teacher, cond, cond_null, guidance)
@@ -182,6 +201,7 @@ def distill(config: DistillConfig) -> Checkpoint:
     gen = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     grid = config.teacher_steps
+    guidance = guidance_scale(config.guidance, config.mouth_guidance)
     losses: list[float] = []
     started = time.monotonic()
     bar = tqdm(range(config.steps), desc="distill", disable=not config.progress)
@@ -190,7 +210,7 @@ def distill(config: DistillConfig) -> Checkpoint:
         if step % config.reuse == 0:
             mel, history, _, style = to_tensors(sampler.sample(config.batch))
             noise = torch.randn(config.batch, *student.denoiser.shape, generator=gen)
-            path = teacher_paths(teacher, mel, history, style, noise, grid, config.guidance)
+            path = teacher_paths(teacher, mel, history, style, noise, grid, guidance)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config.steps, config.lr, config.warmup)
         a, b = step_pairs(config.batch, grid, config.student_steps, config.any_pair_prob, rng)
@@ -368,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RUNS_DIR / "student.pt")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--guidance", type=float)
+    parser.add_argument(
+        "--mouth-guidance", type=float, help="the mouth's own (default: --guidance)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="CI preset (seconds)")
@@ -381,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         config.threads = args.threads
         config.guidance = args.guidance or config.guidance
+        config.mouth_guidance = args.mouth_guidance
         config.steps = args.steps or config.steps
         distill(config)
     report = compare(CompareConfig(args.corpus, args.teacher, args.out, threads=args.threads))
