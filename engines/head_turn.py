@@ -49,6 +49,12 @@ def own_yaw(landmarks: np.ndarray) -> float:
     return float(np.median(angles))
 
 
+def _soft(value: np.ndarray, knee: float, limit: float) -> np.ndarray:
+    """``value`` (>= 0) unchanged up to ``knee``, then bending (C1, tanh) toward ``limit``."""
+    room = limit - knee
+    return np.where(value > knee, knee + room * np.tanh((value - knee) / room), value)
+
+
 def limit_total_yaw(yaw: np.ndarray, own: float) -> np.ndarray:
     """Commanded ``yaw`` (any shape) with own + yaw softly limited to +-TOTAL_YAW_LIMIT:
     unchanged while |own + yaw| <= _KNEE, then bending smoothly (C1, tanh) toward the limit,
@@ -57,17 +63,8 @@ def limit_total_yaw(yaw: np.ndarray, own: float) -> np.ndarray:
     yaw = np.asarray(yaw, np.float32)
     total = own + yaw
     start = max(_KNEE, abs(own))
-    room = max(TOTAL_YAW_LIMIT - start, 1e-6)
-    excess = np.maximum(np.abs(total) - start, 0.0)
-    bent = start + room * np.tanh(excess / room)
-    limited = np.where(np.abs(total) > start, np.sign(total) * bent, total) - own
-    return limited.astype(np.float32)
-
-
-def _soft(value: np.ndarray, knee: float, limit: float) -> np.ndarray:
-    """``value`` (>= 0) unchanged up to ``knee``, then bending (C1, tanh) toward ``limit``."""
-    room = limit - knee
-    return np.where(value > knee, knee + room * np.tanh((value - knee) / room), value)
+    limit = start + max(TOTAL_YAW_LIMIT - start, 1e-6)
+    return (np.sign(total) * _soft(np.abs(total), start, limit) - own).astype(np.float32)
 
 
 def limit_reveal(yaw: np.ndarray, own: float) -> np.ndarray:

@@ -166,7 +166,6 @@ def erased_eyes(rest: np.ndarray, refined: np.ndarray) -> np.ndarray:
     lower lid in the eye region's darkest colour (its 5th percentile). No iris, no crease and
     no lid edge is left inside: a shut eye FaceMesh is given no reason to read as open
     (``blink_erased_fraction`` in the sweep: what FaceMesh reads on this face with no eye)."""
-    out = np.ascontiguousarray(rest.copy())
     outline_mask = np.zeros(rest.shape[:2], np.uint8)
     widths = []
     for outline in EYE_OUTLINES:
@@ -177,7 +176,7 @@ def erased_eyes(rest: np.ndarray, refined: np.ndarray) -> np.ndarray:
     darkest = np.percentile(rest[outline_mask > 0], 5, axis=0)
     grow = max(1, round(ERASE_MARGIN * width))
     mask = cv2.dilate(outline_mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-    out = cv2.inpaint(out, mask, 5, cv2.INPAINT_TELEA)
+    out = cv2.inpaint(np.ascontiguousarray(rest), mask, 5, cv2.INPAINT_TELEA)
     colour = tuple(float(c) for c in darkest)
     thickness = max(2, round(LASH_WIDTH * width))
     for lid in LOWER_LIDS:

@@ -130,11 +130,12 @@ def guided_velocity(
     """The teacher's velocity field for the samplers, with classifier-free guidance when
     ``guidance`` != 1 (``cond_null``: the same windows with the "no audio" embedding); a
     (DIM,) ``guidance`` scales each motion field's guidance on its own."""
+    unguided = cond_null is None or _unguided(guidance)
 
     def velocity(z: torch.Tensor, t: float, s: float) -> torch.Tensor:
         tt = torch.full((len(z), 1), t)
         v = model.velocity_z(cond, z, tt, tt)
-        if cond_null is None or _unguided(guidance):
+        if unguided:
             return v
         v_null = model.velocity_z(cond_null, z, tt, tt)
         return v_null + guidance * (v - v_null)
