@@ -48,11 +48,33 @@ def test_below_the_edge_the_eye_shows_and_an_open_eye_is_untouched() -> None:
         above = height < blink * 1.0 - 1.0 / SCALE
         assert np.all(out[below] == 0.0)
         assert np.all(out[above] > 0.0)  # the lid, darkened toward its edge by <= LID_SHADE
-        assert np.all(out[above] >= 100.0 * (1.0 - c.LID_SHADE * blink) - 1e-6)
+        shaded = 100.0 * (1.0 - c.LID_SHADE * blink)
+        assert np.all(out[above] >= shaded * (1.0 - c.LASH_DARK * blink**2) - 1e-6)
+        clear = height < blink * 1.0 - c.LASH_WIDTH - 1.0 / SCALE  # above the lash line
+        assert np.all(out[clear] >= shaded - 1e-6)
     b = np.zeros_like(height)
     assert np.all(c.lid_shift(height, travel, scale, b, np.clip) == 0.0)
     same = np.full_like(height, 50.0)
     assert np.array_equal(c.eyes(same, same, height, travel, scale, b, np.clip), same)
+
+
+def test_a_shut_lid_has_a_lash_line_along_its_edge() -> None:
+    height, travel, scale = column()
+    base, lid = np.zeros_like(height), np.full_like(height, 100.0)
+    shut = c.eyes(base, lid, height, travel, scale, np.ones_like(height), np.clip)
+    edge = 1.0
+    line = (height > edge - c.LASH_WIDTH + 1.0 / SCALE) & (height < edge - 1.0 / SCALE)
+    skin = (height > -c.LID_TOP) & (height < edge - c.LASH_WIDTH - 1.0 / SCALE)
+    # Darkest at the edge, fading up to the unfolded skin: a line, not a shaded lid.
+    assert shut[line].max() < shut[skin].min()
+    assert shut[line].min() <= 0.5 * shut[skin].min()
+    assert np.all(np.diff(shut[line]) <= 1e-9)
+    # A lid a third of the way down barely shows it: blink squared.
+    third = c.eyes(base, lid, height, travel, scale, np.full_like(height, 1 / 3), np.clip)
+    near = (height > 1 / 3 - c.LASH_WIDTH) & (height < 1 / 3 - 1.0 / SCALE)
+    assert np.all(third[near] >= 100.0 * (1.0 - c.LID_SHADE / 3) * (1.0 - c.LASH_DARK / 9) - 1e-6)
+    # Never darker than black.
+    assert shut.min() >= 0.0
 
 
 def test_at_the_corners_nothing_moves() -> None:
