@@ -87,7 +87,7 @@ def eyes(
     covered = clip(above + 0.5, 0.0, 1.0)
     # The unfolded lid curves over the eyeball, away from the light toward its edge.
     down = clip((height + LID_TOP) / (LID_TOP + moved), 0.0, 1.0)
-    lash = clip(1.0 - above / clip(LASH_WIDTH * scale, 1.0, None), 0.0, 1.0)
+    lash = clip(1.0 - above / clip(scale * LASH_WIDTH, 1.0, None), 0.0, 1.0)
     lid_rgb = lid_rgb * (
         (1.0 - LID_SHADE * blink * down * down) * (1.0 - LASH_DARK * blink * blink * lash)
     )
