@@ -29,6 +29,11 @@ LID_SHADE = 0.25
 # as an eye still open (the Mona Lisa's shut eye read 0.59 of open, 0.44 with the line).
 LASH_WIDTH = 0.3
 LASH_DARK = 0.8
+# A downward look lowers the upper lid with the eye (lid-eye coordination): at gazeY 1 the lid
+# is LID_FOLLOW of the way down, as a blink of that size. The gaze flows slide the iris down
+# by up to 0.3 of the opening; an iris that fills the opening from lid to lid does not
+# visibly move between the lids without it (FaceMesh read no gazeY on any portrait).
+LID_FOLLOW = 0.3
 
 
 def gaze_source(
@@ -44,6 +49,16 @@ def gaze_source(
         x + gaze_x * flow[0] + gaze_y * flow[2],
         y + gaze_x * flow[1] + gaze_y * flow[3],
     )
+
+
+def lid_closure(
+    blink: Any,  # eyeBlinkLeft or eyeBlinkRight, broadcastable
+    gaze_y: Any,  # gazeY (> 0: down)
+    clip: Callable[[Any, float | None, float | None], Any],
+) -> Any:
+    """How far an eye's upper lid is down, in a blink's units: the blink, and on a downward
+    look the lid following the eye down (``LID_FOLLOW`` of the way at gazeY 1)."""
+    return blink + (1.0 - blink) * LID_FOLLOW * clip(gaze_y, 0.0, None)
 
 
 def eye_blink(

@@ -106,8 +106,12 @@ class Compositor:
         return out
 
     def _eyes(self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, motion: np.ndarray) -> None:
-        blinking = motion[_BLINK_LEFT] != 0.0 or motion[_BLINK_RIGHT] != 0.0
         gaze = float(motion[_GAZE_X]), float(motion[_GAZE_Y])
+        lids = tuple(
+            float(composite.lid_closure(float(motion[i]), gaze[1], np.clip))
+            for i in (_BLINK_LEFT, _BLINK_RIGHT)
+        )
+        blinking = lids != (0.0, 0.0)  # a blink, or the lids following a downward look
         if not blinking and gaze == (0.0, 0.0):
             return  # the formulas leave open eyes looking ahead exactly as sampled
         top, _, left, _ = self.eye
@@ -117,14 +121,14 @@ class Compositor:
             if found is None:
                 continue
             r0, r1, c0, c1 = found
-            rgb = self._eye(ex[r0:r1, c0:c1], ey[r0:r1, c0:c1], motion, blinking, gaze)
+            rgb = self._eye(ex[r0:r1, c0:c1], ey[r0:r1, c0:c1], lids, blinking, gaze)
             _paste(frame, rgb, (top + r0, top + r1, left + c0, left + c1))
 
     def _eye(
         self,
         ex: np.ndarray,
         ey: np.ndarray,
-        motion: np.ndarray,
+        lids: tuple[float, ...],  # the left and right lids' closure (composite.lid_closure)
         blinking: bool,
         gaze: tuple[float, float],
     ) -> np.ndarray:
@@ -139,9 +143,7 @@ class Compositor:
         if not blinking:
             return base
         scale = scale * composite.EYE_MAP_PIXELS
-        blink = composite.eye_blink(
-            mask, float(motion[_BLINK_LEFT]), float(motion[_BLINK_RIGHT]), np.clip
-        )
+        blink = composite.eye_blink(mask, lids[0], lids[1], np.clip)
         shift = composite.lid_shift(height, travel, scale, blink, np.clip)
         lid = _planes(self.portrait_float, ex, ey - shift)
         return np.ascontiguousarray(

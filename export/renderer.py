@@ -215,12 +215,12 @@ class Renderer(nn.Module):
             motion[:, _GAZE_X].view(batch, 1, 1),
             motion[:, _GAZE_Y].view(batch, 1, 1),
         )
-        blink = composite.eye_blink(
-            eye_mask,
-            motion[:, _BLINK_LEFT].view(batch, 1, 1, 1),
-            motion[:, _BLINK_RIGHT].view(batch, 1, 1, 1),
-            torch.clamp,
+        gaze_y = motion[:, _GAZE_Y].view(batch, 1, 1, 1)
+        left, right = (
+            composite.lid_closure(motion[:, i].view(batch, 1, 1, 1), gaze_y, torch.clamp)
+            for i in (_BLINK_LEFT, _BLINK_RIGHT)
         )
+        blink = composite.eye_blink(eye_mask, left, right, torch.clamp)
         shift = composite.lid_shift(height, travel, scale, blink, torch.clamp)
         lid = _bilinear(image_quads, ex, ey - shift[:, 0])
         base = _bilinear(image_quads, gx, gy)

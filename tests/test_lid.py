@@ -86,3 +86,13 @@ def test_at_the_corners_nothing_moves() -> None:
 def test_each_eye_blinks_on_its_own_and_fades_with_its_mask() -> None:
     mask = np.array([1.0, 0.5, 0.0, -0.5, -1.0])  # left eye > 0, right eye < 0
     assert np.allclose(c.eye_blink(mask, 0.8, 0.2, np.clip), [0.8, 0.4, 0.0, 0.1, 0.2])
+
+
+def test_a_downward_look_lowers_the_lid_and_a_blink_still_shuts_it() -> None:
+    assert c.lid_closure(0.0, 0.0, np.clip) == 0.0
+    assert c.lid_closure(0.0, -1.0, np.clip) == 0.0  # looking up: the lid stays
+    assert np.isclose(c.lid_closure(0.0, 1.0, np.clip), c.LID_FOLLOW)
+    assert np.isclose(c.lid_closure(0.0, 0.5, np.clip), 0.5 * c.LID_FOLLOW)
+    assert np.isclose(c.lid_closure(1.0, 1.0, np.clip), 1.0)  # never past shut
+    closure = [c.lid_closure(b, 0.6, np.clip) for b in np.linspace(0.0, 1.0, 11)]
+    assert np.all(np.diff(closure) > 0.0)  # a blink closes on from the lowered lid
