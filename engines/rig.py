@@ -169,7 +169,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
 # (eye maps), no blink in the warp; 16: the cavity's colour back
 # to v1's; 15: spread lips thin, corners drop less; 14: the mouth interior's parts; 13:
 # head_depth and the 48-point warp grid
-RIG_VERSION = 22
+RIG_VERSION = 23
 
 
 def rig_path(avatar_id: str, cache_root: Path) -> Path:

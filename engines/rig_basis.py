@@ -73,6 +73,10 @@ def _signed_distance(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 LID_FOLLOWS_BROW = 0.3  # how far the upper lid's skin follows its brow
+# ... but by at most this fraction of the eye's opening per brow shape: the warp stretches the
+# eye's content with the lid (the iris stays put), and inner and outer brows raised together
+# (the surprised style) lifted the lid by about its whole opening, an iris drawn twice as tall.
+LID_FOLLOW_MAX = 0.12
 
 
 def _spread(
@@ -267,13 +271,22 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
     # brow part way (a raised brow opens the eye a little, a frown narrows it); with the lids
     # pinned the warp realized a fifth to four fifths of the brows' motion.
     lids = {"Right": list(topo.RIGHT_EYE_UPPER[1:-1]), "Left": list(topo.LEFT_EYE_UPPER[1:-1])}
+    openings = {
+        "Right": _eye_geometry(lm, frame, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER)[5],
+        "Left": _eye_geometry(lm, frame, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)[5],
+    }
 
     def brow_shape(core: dict[str, tuple[list[int], np.ndarray]]) -> np.ndarray:
-        """The brows' core points and displacements per side, the upper lids following."""
+        """The brows' core points and displacements per side, the upper lids following (at
+        most ``LID_FOLLOW_MAX`` of the eye's opening)."""
         ids: list[int] = []
         disp: list[np.ndarray] = []
         for side, (points, moves) in core.items():
             follow = LID_FOLLOWS_BROW * moves.mean(0)
+            lift = float(np.linalg.norm(follow[:2]))
+            cap = LID_FOLLOW_MAX * openings[side]
+            if lift > cap:
+                follow = follow * (cap / lift)
             ids += points + lids[side]
             disp += [moves, np.repeat(follow[None], len(lids[side]), 0)]
         followers = {i for side in core for i in lids[side]}

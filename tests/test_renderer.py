@@ -363,3 +363,25 @@ def test_a_batch_renders_like_single_frames(graph, full_engine, ort_engine, mona
     batch = renderer.render(motions)
     for i in range(3):
         np.testing.assert_array_equal(batch[i], renderer.render(motions[i : i + 1])[0])
+
+
+def test_raised_brows_lift_the_lids_a_little_not_the_eye_open(mona_avatar) -> None:
+    """The surprised style raises inner and outer brows together; the upper lids follow each
+    brow shape by at most LID_FOLLOW_MAX of the eye's opening (before, the two together lifted
+    the lid by about its whole opening and the warp drew the iris twice as tall)."""
+    from engines import facemesh_topology as topo
+    from engines.rig_basis import LID_FOLLOW_MAX, blendshape_basis, face_frame
+
+    lm = np.asarray(mona_avatar.landmarks, np.float64)
+    basis = blendshape_basis(lm, face_frame(lm))
+    surprised = basis["browInnerUp"] + basis["browOuterUpLeft"] + basis["browOuterUpRight"]
+    for upper, lower in (
+        (topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+        (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+    ):
+        opening = float(np.max(lm[list(lower), 1]) - np.min(lm[list(upper), 1]))
+        lift = -surprised[list(upper[1:-1]), 1]  # up is -y
+        assert lift.max() <= 2 * LID_FOLLOW_MAX * opening + 0.5
+        assert lift.max() > 0.0  # the lids still follow the brows
+        brow_rise = -surprised[list(topo.RIGHT_BROW + topo.LEFT_BROW), 1].max()
+        assert brow_rise > 5 * lift.max()
