@@ -55,7 +55,9 @@ NUM_CONTROLS = 640  # control points, padded: static shapes for every avatar
 # the output frame (fractions of the size: top, bottom, left, right). The avatar framing
 # (engines.avatar) puts the eyes and the mouth and jaw inside them; the rig fades the jaw mask
 # out before the mouth window's edge.
-EYE_WINDOW: tuple[float, float, float, float] = (0.32, 0.54, 0.2, 0.8)
+# The eye window overlaps the mouth window's top: a head pitched down 0.3 carries the eyes
+# below 0.54 (a shut eye was cut there); the mouth is composited over the eyes.
+EYE_WINDOW: tuple[float, float, float, float] = (0.32, 0.62, 0.2, 0.8)
 MOUTH_WINDOW: tuple[float, float, float, float] = (0.54, 0.92, 0.24, 0.76)
 
 

@@ -100,9 +100,12 @@ class Compositor:
         for b in range(batch):
             sx, sy = source_map[b, 0], source_map[b, 1]
             _remap(self.portrait, sx, sy, out[b])
-            self._eyes(out[b], sx, sy, motion[b])
             shown = composite.opening(float(motion[b, _JAW]), float(motion[b, _CLOSE]), np.clip)
             self._mouth(out[b], sx, sy, jaw_map[b, 0], jaw_map[b, 1], float(shown))
+            # After the mouth: the eye window reaches into the mouth window, and the mouth's
+            # window is pasted whole while the eyes paste only their boxes (the graph cuts the
+            # mouth from the frame with the eyes in it; the same pixels either way).
+            self._eyes(out[b], sx, sy, motion[b])
         return out
 
     def _eyes(self, frame: np.ndarray, sx: np.ndarray, sy: np.ndarray, motion: np.ndarray) -> None:

@@ -225,6 +225,9 @@ class Renderer(nn.Module):
         lid = _bilinear(image_quads, ex, ey - shift[:, 0])
         base = _bilinear(image_quads, gx, gy)
         eye_rgb = composite.eyes(base, lid, height, travel, scale, blink, torch.clamp)
+        # The eye window reaches into the mouth window (a head pitched down carries the eyes
+        # there): the mouth is composited over the frame with the eyes already in it.
+        rgb = _paste(rgb, eye_rgb, eye[0], eye[2])
         sx, sy = crop(ux, mouth), crop(uy, mouth)
         skull, not_base, teeth, gum = torch.split(_bilinear(skull_mouth_quads, sx, sy), 1, dim=1)
         jaw, tongue, lower_teeth, throat, lip_inner = torch.split(
@@ -252,7 +255,6 @@ class Renderer(nn.Module):
             teeth_color,
             tongue_color,
         )
-        rgb = _paste(rgb, eye_rgb, eye[0], eye[2])
         rgb = _paste(rgb, mouth_rgb, mouth[0], mouth[2])
         # Round, interleave and convert: uint8 only at the output, the one place TensorRT
         # allows it.

@@ -179,6 +179,16 @@ def test_blink_closes_both_eyes(ort_engine, mona_rig, tracker) -> None:
     assert closed < 0.7 * open_eyes
 
 
+def test_blink_closes_both_eyes_with_the_head_pitched_down(ort_engine, mona_rig, tracker) -> None:
+    """At headPitch +0.3 the eyes sit below the old eye window's lower edge (0.54 of the
+    frame), where the lid was not drawn: the lower half of a shut eye showed open."""
+    for roll in (0.0, 0.25):
+        pose = {"headPitch": 0.3, "headRoll": roll}
+        open_eyes = eye_opening(tracker, render(ort_engine, mona_rig, **pose))
+        shut = render(ort_engine, mona_rig, eyeBlinkLeft=1, eyeBlinkRight=1, **pose)
+        assert eye_opening(tracker, shut) < 0.7 * open_eyes
+
+
 def test_gaze_moves_the_irises_between_the_lids(ort_engine, mona_rig, tracker) -> None:
     """gazeX slides both irises along the eye line (the subject's left, the image's right, for
     +), gazeY down; the lids stay where they are."""
