@@ -247,11 +247,13 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
     # Eyes. A blink is drawn by the renderer (contracts.composite.lid_shift: the lid slides down
     # and the skin above it unfolds); the warp does not move the lids for it (a coarse warp
     # drags the skin around the eye along), so the blinks' basis rows are zero.
+    openings: dict[str, float] = {}  # each eye's opening, px (the brows' lid cap below)
     for side, upper, lower, iris in (
         ("Right", topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER, topo.RIGHT_IRIS),
         ("Left", topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER, topo.LEFT_IRIS),
     ):
         width, height = _eye_geometry(lm, frame, upper, lower)[4:]
+        openings[side] = height
         inner_upper = list(upper[1:-1])
         lid_protect = eyes - set(inner_upper + list(lower) + list(iris))
         basis[f"eyeBlink{side}"] = np.zeros((n, 3))
@@ -271,10 +273,6 @@ def blendshape_basis(lm: np.ndarray, frame: FaceFrame) -> dict[str, np.ndarray]:
     # brow part way (a raised brow opens the eye a little, a frown narrows it); with the lids
     # pinned the warp realized a fifth to four fifths of the brows' motion.
     lids = {"Right": list(topo.RIGHT_EYE_UPPER[1:-1]), "Left": list(topo.LEFT_EYE_UPPER[1:-1])}
-    openings = {
-        "Right": _eye_geometry(lm, frame, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER)[5],
-        "Left": _eye_geometry(lm, frame, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)[5],
-    }
 
     def brow_shape(core: dict[str, tuple[list[int], np.ndarray]]) -> np.ndarray:
         """The brows' core points and displacements per side, the upper lids following (at
