@@ -7,8 +7,9 @@ Usage (``emote bench`` runs the same code):
 Without ``--url`` it starts its own server (``emote serve`` on a free loopback port, with
 ``--max-sessions N``) and stops it at the end. Each session is one aiortc client that sends
 bursts of real speech (0.8-1.2 s pieces of ``--audio``, each starting at a loud open vowel and
-ending at a low-energy point: see ``measure.program.cut_bursts``) separated by 1.2-1.8 s of
-digital silence, paced in real time as 20 ms frames (``measure.webrtc_client.Client``), and
+ending at a low-energy point: see ``measure.program.cut_bursts``; each at a random point of a
+20 ms frame, ``measure.program.burst_program``) separated by 1.2-1.8 s of digital silence,
+paced in real time as 20 ms frames (``measure.webrtc_client.Client``), and
 receives the avatar's video and its own audio back.
 All sessions run at once, in this one process (on a small machine the client's own decoding
 competes with the server for the CPU).
@@ -18,9 +19,11 @@ What is measured (all times are this process's ``time.monotonic``):
 * ``first_frame_ms``: the answer set (``setRemoteDescription`` done) -> the first video frame
   returned by the client's ``recv()``.
 * ``latency_ms`` (glass to glass, per onset): a burst's first 20 ms frame (a loud open vowel
-  starts in it) handed to aiortc (onset sent) -> the first video frame received after it
-  whose mouth is open. The mouth is measured from the pixels after the call: FaceMesh
-  (``measure.facemesh.FaceTracker``, static mode, plain mesh: see
+  starts in it) handed to aiortc, plus how far into that frame the burst starts (onset sent:
+  a microphone's frame leaves 20 ms after its first sample, so this is the onset + 20 ms)
+  -> the first video frame received after it whose mouth is open. The mouth is measured
+  from the pixels after the call: FaceMesh (``measure.facemesh.FaceTracker``, static mode,
+  plain mesh: see
   ``measure.mouth.mouth_openings``), inner-lip gap (landmarks 13-14) over face height
   (10-152); "open" is above the session's closed
   level (5th percentile) + 20% of the way to its open level (99.5th percentile: the third-
@@ -366,7 +369,7 @@ def reference_track(
     if generator is None or client.avatar_png is None or client.track is None or lag_ms is None:
         return None
     program = client.track.program
-    onsets = [j * CHUNK_S for j in program.onset_frames]
+    onsets = [program.onset_s(i) for i in range(len(program.onset_frames))]
     times, mouth = reference_mouth(
         program.samples, onsets, client.avatar_png, generator, lag_ms / 1000
     )

@@ -90,11 +90,17 @@ def cut_bursts(
 
 @dataclass
 class Program:
-    """What one client sends: 48 kHz mono samples and the 20 ms frames where bursts start."""
+    """What one client sends: 48 kHz mono samples, the 20 ms frames where bursts start, and
+    how far into that frame each starts (samples)."""
 
     samples: np.ndarray
     onset_frames: list[int]
     onset_rms: list[float]
+    onset_offsets: list[int]
+
+    def onset_s(self, burst: int) -> float:
+        """Where burst ``burst`` starts in the program (s)."""
+        return (self.onset_frames[burst] * CHUNK + self.onset_offsets[burst]) / RATE
 
     @property
     def duration_s(self) -> float:
@@ -109,22 +115,27 @@ def burst_program(
     gap_s: tuple[float, float] = (1.2, 1.8),
 ) -> Program:
     """Silence, then bursts (cycling through ``bursts``) separated by random silences; each
-    burst starts on a 20 ms frame boundary, and none starts in the last ``TAIL_S``."""
+    burst starts at a random point of a 20 ms frame (the server's frames are 40 ms, aligned
+    to the packets: bursts all on the packets' boundaries would meet the frames at one or two
+    phases only, a speaker's at any), and none starts in the last ``TAIL_S``."""
     rng = random.Random(seed)
+    phases = random.Random(f"{seed}/phase")  # apart, so the silences drawn stay the same
     total = int(duration_s * 50) * CHUNK
     samples = np.zeros(total, np.float32)
-    onsets, levels = [], []
+    onsets, offsets, levels = [], [], []
     pos = round(lead_s * 50) * CHUNK
     for i in range(10_000):
         burst = bursts[i % len(bursts)]
-        if pos + len(burst) > total - TAIL_S * RATE:
+        offset = phases.randrange(CHUNK)
+        if pos + offset + len(burst) > total - TAIL_S * RATE:
             break
-        samples[pos : pos + len(burst)] = burst
+        samples[pos + offset : pos + offset + len(burst)] = burst
         onsets.append(pos // CHUNK)
-        levels.append(float(np.sqrt((burst[:CHUNK] ** 2).mean())))
-        pos += len(burst) + round(rng.uniform(*gap_s) * RATE)
+        offsets.append(offset)
+        levels.append(float(np.sqrt((samples[pos : pos + CHUNK] ** 2).mean())))  # as sent
+        pos += offset + len(burst) + round(rng.uniform(*gap_s) * RATE)
         pos = -(-pos // CHUNK) * CHUNK
-    return Program(samples, onsets, levels)
+    return Program(samples, onsets, levels, offsets)
 
 
 def speech_program(speech: np.ndarray, lead_s: float, tail_s: float) -> Program:
@@ -133,7 +144,8 @@ def speech_program(speech: np.ndarray, lead_s: float, tail_s: float) -> Program:
     samples = np.concatenate(
         [np.zeros(lead, np.float32), speech, np.zeros(round(tail_s * RATE), np.float32)]
     )
-    return Program(samples, [lead // CHUNK], [float(np.sqrt((speech[:CHUNK] ** 2).mean()))])
+    rms = float(np.sqrt((speech[:CHUNK] ** 2).mean()))
+    return Program(samples, [lead // CHUNK], [rms], [0])
 
 
 class ProgramTrack(MediaStreamTrack):
@@ -149,9 +161,15 @@ class ProgramTrack(MediaStreamTrack):
         self.start: float | None = None
 
     def onset_times(self) -> list[tuple[int, float]]:
-        """(burst number, time its onset frame was sent) for the onsets sent so far."""
+        """(burst number, its onset's time) for the onsets sent so far: the time its onset
+        frame was sent, plus how far into the frame the burst starts (a microphone's frame
+        leaves when its last sample is in, so this is 20 ms after the onset, whatever its
+        place in the frame)."""
+        program = self.program
         return [
-            (i, self.sent[j]) for i, j in enumerate(self.program.onset_frames) if j < len(self.sent)
+            (i, self.sent[j] + program.onset_offsets[i] / RATE)
+            for i, j in enumerate(program.onset_frames)
+            if j < len(self.sent)
         ]
 
     async def recv(self) -> av.AudioFrame:

@@ -6,9 +6,10 @@ Timing (all on one clock, ``time.monotonic``): session sample i (16 kHz) belongs
 latency``, so each frame goes out with the middle of its own audio: the two tracks are
 aligned by construction, whatever the session's length (the audio as the receiver decodes
 it: each packet holds its sound 6.5 ms early, Opus's own delay, see ``tracks.OPUS_DELAY``).
-``latency`` = one frame of audio + the motion generator's lookahead + one input packet (the
-audio completing a frame's lookahead comes with the 20 ms packet that holds it, up to 20 ms
-later) + a compute margin.
+``latency`` = one frame of audio + the motion generator's lookahead + a 1 ms guard + a compute
+margin: the audio completing a frame's lookahead comes with the 20 ms packet that holds it,
+and the packets are aligned to the frames so that this sample is one of the packet's last
+(``clock_fit``, "Aligned to the frames"); unaligned, the latency would need a whole packet.
 Arriving audio is placed at its arrival time: a gap (session start, a stall, a slow sender
 clock, a steady offset) is filled with silence, audio running ahead (a burst, a fast sender
 clock) is trimmed, each beyond a tolerance (``clock_fit.ArrivalFitter``), so queues cannot
@@ -43,12 +44,12 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCDataChannel
 from aiortc.mediastreams import MediaStreamError
 
-from contracts.clock import FPS, SAMPLE_RATE
+from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from contracts.motion_channel import Puppet
 from contracts.style import NEUTRAL, Style
 from engines.audio_io import OUTPUT_RATE, mono_resampler, resample_mono
 from engines.motion_stream import MotionGenerator, MotionStream
-from stream_server.clock_fit import ArrivalFitter, SessionClock
+from stream_server.clock_fit import ALIGN_GUARD, ArrivalFitter, SessionClock
 from stream_server.deadline_render import DeadlineRenderer
 from stream_server.encoded_frames import EncodedFrames
 from stream_server.frame_encoder import FRAME_STORE as FRAME_STORE
@@ -67,7 +68,6 @@ log = logging.getLogger(__name__)
 # Render (~10 ms on the CPU path) + wake-up + slack, for one session per core. Sessions that
 # share a core stretch each other's render wall time, so the default scales with the load.
 MARGIN_PER_LOAD_S = 0.03
-INPUT_PACKET_S = 0.02  # WebRTC's Opus packets (browsers and aiortc send 20 ms)
 IDLE_POLL_S = 0.01  # the worker checks this often for audio, and fills silence without it
 INPUT_QUEUE_CHUNKS = 100  # 2 s of 20 ms chunks; beyond that the oldest are dropped
 
@@ -99,8 +99,9 @@ class Session:
         self.stats = SessionStats()
         self.created = time.monotonic()
         lookahead_s = generator.lookahead_samples / SAMPLE_RATE
-        self.clock = SessionClock(1.0 / FPS + lookahead_s + INPUT_PACKET_S + margin_s)
-        self.fitter = ArrivalFitter(self.clock)
+        guard_s = ALIGN_GUARD / SAMPLE_RATE  # the packets are aligned to the frames
+        self.clock = SessionClock(1.0 / FPS + lookahead_s + guard_s + margin_s)
+        self.fitter = ArrivalFitter(self.clock, SAMPLES_PER_FRAME + generator.lookahead_samples)
         self._stream = MotionStream(generator, hop_frames=2)
         self.encoder = FrameEncoder(self.clock, metrics)
         self._renderer = DeadlineRenderer(
@@ -281,7 +282,9 @@ class Session:
         """(The worker's step for each chunk ``push_audio`` queued.) Place the chunk on the
         clock as ``ArrivalFitter.arrive`` decides: silence before it, or its start cut; feed
         it to the motion stream and the returned audio."""
-        fit = self.fitter.arrive(arrival, len(samples))
+        # Until the first frame is made, the clock may move to align the frames with the
+        # packets (clock_fit): nothing was made from it yet.
+        fit = self.fitter.arrive(arrival, len(samples), movable=self._stream.next_frame == 0)
         self.stats.audio_trimmed_samples = self.fitter.trimmed
         self.stats.audio_inserted_samples = self.fitter.inserted
         if fit.trim:

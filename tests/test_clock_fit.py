@@ -7,9 +7,11 @@ from __future__ import annotations
 import pytest
 
 from stream_server.clock_fit import (
+    ALIGN_GUARD,
     JITTER_S,
     LATE_S,
     LATE_WINDOW,
+    PACKET,
     STALL_FILL_S,
     ArrivalFitter,
     Fit,
@@ -174,3 +176,66 @@ def test_every_sample_is_counted_once() -> None:
     placed += fit.idle(at(0.9))
     assert fit.written == placed == fit.inserted + len(arrivals) * CHUNK - fit.trimmed
     assert fit.inserted > 0 and fit.trimmed > 0
+
+
+# -- aligned to the frames (clock_fit's "Aligned to the frames") ------------------------------
+
+FRAME_END = 640 + 1080  # frame 0's completing sample with dsp's 67.5 ms lookahead
+
+
+def aligned(fit: ArrivalFitter) -> bool:
+    """Whether the audio placed so far ends ALIGN_GUARD samples after a frame's completing
+    sample (mod the packet: frames are two packets long)."""
+    return (fit.written - FRAME_END - ALIGN_GUARD) % PACKET == 0
+
+
+@pytest.mark.parametrize("phase", [0, 40, 136, 150, 170, 200, 319])
+def test_the_first_chunk_moves_the_clock_by_under_half_a_packet(phase: int) -> None:
+    clock = SessionClock(0.1, t0=T0)
+    fit = ArrivalFitter(clock, FRAME_END)
+    first = at((1600 + phase) / 16000)  # 100 ms in, at every phase of the packet
+    fit.arrive(first, CHUNK, movable=True)
+    assert aligned(fit) and fit.delay == 0
+    moved = round((clock.t0 - T0) * 16000)
+    assert abs(moved) <= PACKET // 2
+    # its end is its arrival on the moved clock (to the sample: time is a float)
+    assert abs(fit.written - clock.samples_due(first)) <= 1
+    # the packets that follow on the 20 ms beat fit as they come, and stay aligned
+    for j in range(1, 3 * LATE_WINDOW):
+        assert fit.arrive(first + 0.02 * j, CHUNK, movable=j < 3) == Fit(), j
+        assert aligned(fit)
+    assert clock.t0 == T0 + moved / 16000  # moved once
+
+
+@pytest.mark.parametrize("phase", [0, 100, 200, 300])
+def test_a_later_anchor_places_the_audio_up_to_a_packet_after_its_arrival(phase: int) -> None:
+    clock = SessionClock(0.1, t0=T0)
+    fit = ArrivalFitter(clock, FRAME_END)
+    fit.arrive(at(0.100), CHUNK, movable=True)
+    t0 = clock.t0
+    fit.reanchor()  # an interrupt, at another phase; frames were made: the clock stays
+    arrival = at(0.300 + phase / 16000)
+    fit.arrive(arrival, CHUNK)
+    assert clock.t0 == t0 and aligned(fit)
+    assert 0 <= fit.written - clock.samples_due(arrival) < PACKET
+    assert fit.delay == fit.written - clock.samples_due(arrival)
+    # that delay is the alignment, not a lead to cut: the beat goes on untouched
+    for j in range(1, 3 * LATE_WINDOW):
+        assert fit.arrive(arrival + 0.02 * j, CHUNK) == Fit(), j
+    assert aligned(fit)
+
+
+def test_aligned_corrections_are_whole_packets() -> None:
+    fit = ArrivalFitter(SessionClock(0.1, t0=T0), FRAME_END)
+    first = at(0.100)
+    fit.arrive(first, CHUNK, movable=True)
+    lag = 0.01  # every packet 10 ms late from here: a steady lag, corrected by one packet
+    decisions = [fit.arrive(first + 0.02 * j + lag, CHUNK) for j in range(1, LATE_WINDOW + 1)]
+    assert decisions[-1] == Fit(insert=PACKET) and set(decisions[:-1]) == {Fit()}
+    assert aligned(fit)
+    # (the packet put in leaves every packet 10 ms early: less than one packet, not cut)
+    # a 100 ms chunk 60 ms ahead of the beat, 70 ms ahead of where it goes: cut by whole
+    # packets (60 ms), not by 70 ms; the 10 ms left is within the jitter
+    due = first + 0.02 * (LATE_WINDOW + 5) + lag  # where it would end on the beat
+    assert fit.arrive(due - 0.06, 5 * CHUNK) == Fit(trim=3 * PACKET)
+    assert aligned(fit)

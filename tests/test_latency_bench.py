@@ -16,6 +16,7 @@ import pytest
 from contracts.paths import REPO
 from measure.latency import av_offset
 from measure.mouth_reference import Generator, kept_frames
+from measure.program import CHUNK, RATE, burst_program
 from measure.xcorr import xcorr_lag
 
 
@@ -28,6 +29,22 @@ def test_the_cross_correlation_finds_a_delay_between_its_steps() -> None:
         mouth = np.interp(frame_t - delay, level_t, level)
         lag, corr = xcorr_lag([(frame_t, mouth, level_t, level)])
         assert lag == pytest.approx(delay * 1000, abs=1.5) and corr > 0.95
+
+
+def test_bursts_start_anywhere_in_a_packet_and_their_onsets_say_where() -> None:
+    rng = np.random.default_rng(1)
+    bursts = [rng.uniform(0.1, 0.5, RATE).astype(np.float32) for _ in range(3)]  # 1 s each
+    program = burst_program(bursts, 60.0, seed=4)
+    offsets = program.onset_offsets
+    assert len(offsets) == len(program.onset_frames) >= 15
+    assert all(0 <= o < CHUNK for o in offsets)
+    # spread over the packet (the server's frames meet them at every phase), not one place
+    assert len({o * 4 // CHUNK for o in offsets}) == 4
+    for i in range(len(offsets)):
+        start = round(program.onset_s(i) * RATE)
+        assert not program.samples[start - 1] and program.samples[start]  # silence, then it
+        assert start == program.onset_frames[i] * CHUNK + offsets[i]
+    assert burst_program(bursts, 60.0, seed=4).onset_offsets == offsets  # seeded
 
 
 def test_the_av_offset_is_the_mouth_vs_sound_less_the_generators_own_lead() -> None:

@@ -137,7 +137,7 @@ def interrupt_program(speech: np.ndarray) -> tuple[Program, dict[str, int]]:
     samples[marks["again"] * CHUNK : marks["again"] * CHUNK + len(burst)] = burst
     levels = [float(np.sqrt((part[:CHUNK] ** 2).mean())) for part in (speech, speech, burst)]
     onsets = [marks["control"], marks["interrupted"], marks["again"]]
-    return Program(samples, onsets, levels), marks
+    return Program(samples, onsets, levels, [0, 0, 0]), marks
 
 
 @pytest.fixture(scope="module")

@@ -145,34 +145,40 @@ def test_input_audio_is_fitted_to_the_session_clock_and_counted() -> None:
     from stream_server.clock_fit import JITTER_S
 
     session, arrive = _session_fed_by_hand()
+    t0 = session.clock.t0
 
-    arrive(0.100)  # the first chunk lands at its arrival: 80 ms of silence before it
-    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1280, 1600)
-    arrive(0.120)  # on time
-    arrive(0.140 + JITTER_S / 2)  # a little late (jitter): left alone
-    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1280, 2240)
-    arrive(0.180 + JITTER_S)  # a stall: the gap (60 ms) becomes silence at once
-    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1280 + 960, 3520)
-    arrive((3520 + 320 - 800) / 16000)  # 50 ms ahead of the clock: cut
-    assert (session.stats.audio_trimmed_samples, session.samples_placed) == (320, 3520)
+    # The first chunk lands at its arrival, on the clock moved (by under half a packet) so
+    # that its end is 1 ms after a frame's completing sample (640 + dsp's 1080 lookahead,
+    # mod the packet): at 100 ms that is 108.5 ms, 8.5 ms further on.
+    arrive(0.100)
+    assert session.clock.t0 == pytest.approx(t0 - 0.0085)
+    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1416, 1736)
+    first = 0.100  # on the session's time, the moved clock's 108.5 ms
+    arrive(first + 0.020)  # on time
+    arrive(first + 0.040 + JITTER_S / 2)  # a little late (jitter): left alone
+    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1416, 2376)
+    arrive(first + 0.080 + JITTER_S)  # a stall: the gap (60 ms, 3 packets) becomes silence
+    assert (session.stats.audio_inserted_samples, session.samples_placed) == (1416 + 960, 3656)
+    arrive(first + (3656 + 320 - 800 - 1736) / 16000)  # 50 ms ahead of the clock: cut
+    assert (session.stats.audio_trimmed_samples, session.samples_placed) == (320, 3656)
     assert session.stats.as_json()["audio_trimmed_samples"] == 320
+    assert session.clock.t0 == pytest.approx(t0 - 0.0085)  # moved once
 
 
-def test_a_session_anchored_late_catches_up_with_its_audio() -> None:
+def test_a_session_anchored_late_catches_up_with_its_audio_by_whole_packets() -> None:
     from stream_server.clock_fit import LATE_WINDOW
 
     session, arrive = _session_fed_by_hand()
 
-    arrive(0.100)  # the first chunk came 10 ms late: the session is anchored 10 ms late
-    for j in range(1, LATE_WINDOW):  # every later chunk is 10 ms early: jitter-sized, left
-        arrive(0.100 + 0.02 * j - 0.01)
+    arrive(0.100)  # the first chunk came 25 ms late: the session is anchored 25 ms late
+    for j in range(1, LATE_WINDOW):  # every later chunk is 25 ms early: left alone...
+        arrive(0.100 + 0.02 * j - 0.025)
     assert session.stats.audio_trimmed_samples == 0
-    arrive(0.100 + 0.02 * LATE_WINDOW - 0.01)  # half a second of it: a steady lead, cut
-    assert session.stats.audio_trimmed_samples == 160
-    for j in range(LATE_WINDOW + 1, 3 * LATE_WINDOW):  # now on time: nothing more to cut
-        arrive(0.100 + 0.02 * j - 0.01)
-    assert session.stats.audio_trimmed_samples == 160
-    assert session.stats.audio_inserted_samples == 1280
+    arrive(0.100 + 0.02 * LATE_WINDOW - 0.025)  # ... until half a second of it: cut by a
+    assert session.stats.audio_trimmed_samples == 320  # whole packet (the frames' alignment)
+    for j in range(LATE_WINDOW + 1, 3 * LATE_WINDOW):  # 5 ms early now: under a packet, kept
+        arrive(0.100 + 0.02 * j - 0.025)
+    assert session.stats.audio_trimmed_samples == 320
 
 
 def _opus_round_trip(frames: list[av.AudioFrame]) -> np.ndarray:
@@ -211,18 +217,23 @@ def test_the_returned_sound_is_heard_at_its_frames_time() -> None:
     video frame holding its audio is sent (the middle of a frame's audio goes out with it):
     the returned audio is aligned with the video after Opus's delay, not only by pts."""
     from engines.dsp_motion import DspMotionGenerator
+    from stream_server.clock_fit import ALIGN_GUARD
     from stream_server.metrics import Metrics
 
     session = Session("s", "a", lambda motion: np.zeros(1), DspMotionGenerator(), Metrics())
     click = 640 * 20 + 123  # a session sample (16 kHz), in frame 20
-    audio16 = np.zeros(640 * 40, np.float32)
+    # ending where the alignment to the frames puts a chunk's end (clock_fit: 1 ms after a
+    # frame's completing sample, 640 + 1080 for dsp, mod the frame), so the clock stays put
+    audio16 = np.zeros(640 * 40 + (640 + 1080 + ALIGN_GUARD) % 640, np.float32)
     audio16[click] = 0.6
     audio48 = np.zeros(len(audio16) * 3, np.float32)
     audio48[3 * click : 3 * click + 48] = 0.6
+    t0 = session.clock.t0
     # the whole of it arriving at its end's time: placed from sample 0, no silence, no cut
     session.place_audio(session.clock.t0 + len(audio16) / 16_000 + 1e-6, audio16, audio48)
     assert session.samples_placed == session.fitter.written == len(audio16)
     assert session.fitter.inserted == session.fitter.trimmed == 0
+    assert session.clock.t0 == t0
     track = session.audio
     packets = [track.packet(n) for n in range(len(audio48) // 960)]
     assert all(p.pts == n * 960 and p.samples == 960 for n, p in enumerate(packets))
