@@ -73,6 +73,7 @@ def print_table(name: str, record: dict[str, Any]) -> None:
         held("blink peak / open eye", "blink_peak_fraction", "<="),
         ("  the same, eyes erased", s["blink_erased_fraction"], "", None),
         ("  iris hidden at the peak", s["iris_hidden"], "", None),
+        ("  shut, head at extremes, worst", s["blink_posed_worst"], "", None),
         ("eye SSIM, mouth expressions", s["eye_ssim_mouth"], "", None),
         ("eye SSIM, any expression", s["eye_ssim_min"], "", None),
         held("blendshapes seen by FaceMesh", "blendshapes_visible", ">="),
@@ -82,6 +83,7 @@ def print_table(name: str, record: dict[str, Any]) -> None:
         verdict = "" if ok is None else ("pass" if ok else "FAIL")
         print(f"  {label:30s} {_fmt(value):>15s}  {target:8s} {verdict}")
     print(f"  (worst mouth at yaw/pitch/roll {head['mouth_excess_at']})")
+    print(f"  (shut eyes read most open at {s['blink_posed_worst_at']})")
     unseen = record["blendshapes"]["not_visible"]
     print(f"  (not seen: {', '.join(unseen) if unseen else 'none'})")
 

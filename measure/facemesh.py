@@ -26,9 +26,19 @@ def face_measures(lm: np.ndarray) -> tuple[float, float, float]:
     face_h = np.linalg.norm(xy[10] - xy[152])
     mouth = float(np.linalg.norm(xy[13] - xy[14]) / face_h)
     width = float(np.linalg.norm(xy[61] - xy[291]) / face_h)
-    right = np.linalg.norm(xy[159] - xy[145]) / np.linalg.norm(xy[33] - xy[133])
-    left = np.linalg.norm(xy[386] - xy[374]) / np.linalg.norm(xy[362] - xy[263])
+    (right, _), (left, _) = eye_openings(lm)
     return mouth, width, float((right + left) / 2)
+
+
+def eye_openings(lm: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Per eye (the face's right, then its left): (lid gap over eye width, eye width in
+    pixels) of one frame's landmarks; ``face_measures``' eyes are the two openings' mean."""
+    xy = lm[:, :2]
+    out = []
+    for top, bottom, inner, outer in ((159, 145, 33, 133), (386, 374, 362, 263)):
+        width = float(np.linalg.norm(xy[inner] - xy[outer]))
+        out.append((float(np.linalg.norm(xy[top] - xy[bottom])) / width, width))
+    return out[0], out[1]
 
 
 class FaceTracker:

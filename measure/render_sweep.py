@@ -83,6 +83,18 @@ follows the lids; the plain mesh's reading is kept beside it). Definitions:
   narrow painted eyes (the Mona Lisa, Gogol) and on a photo with heavy liner, so the peak is
   to be read against it (docs/benchmarks.md); it is not a strict floor (a drawn lid can read
   lower).
+* **shut at the head's extremes** (``blink_posed``; no target): both eyes shut (eyeBlink 1)
+  at each pose of ``BLINK_POSES`` (yaw +-0.45, pitch +-0.3, roll +-0.25, pitch 0.3 with roll
+  +-0.25, yaw +-0.45 with pitch 0.3), FaceMesh's eye opening over the open eye's at the same
+  pose: both eyes' mean, except at |yaw| >= ``NEAR_EYE_YAW`` the near eye's alone (the far
+  one is foreshortened to half its width or less there, where FaceMesh's lid points are
+  loose: on the Mona Lisa at yaw -0.45 with pitch 0.3 the mean read 0.81 on two lids that
+  are shut on the frame, the near eye 0.33). ``blink_posed_worst`` is the largest and
+  ``blink_posed_worst_at`` its pose; the per-pose record keeps every reading. Read against
+  the blink peak at rest: a lid that closes at rest but not where the head moved it (drawn
+  only inside a static window of the frame: docs/benchmarks.md, "A shut eye cut by the eye
+  window") reads near 1 at that pose; FaceMesh fits an open eye to some shut painted lids,
+  as at rest. The contact sheet shows every shut frame.
 * **eye SSIM**: SSIM (Gaussian window, sigma 1.5, the usual constants; grey levels) of the
   eye region (both eyes and brows, from the rest frame's landmarks, with a margin) between
   an expression frame and the neutral frame at the same pose. An expression that moves the
@@ -116,8 +128,8 @@ pose. Correlation, the target, does not depend on that much; slopes should be co
 within one reading only.
 
 Contact sheets (``contact_sheet``): the head sweep's keyframes, the mouth (jawOpen 0 / 0.3 /
-0.6 / 0.9, rounded, spread, pressed), the other expressions and the blink, as labelled face
-crops.
+0.6 / 0.9, rounded, spread, pressed), the other expressions, the blink and the shut eyes at
+the head's extremes, as labelled face crops.
 """
 
 from __future__ import annotations
@@ -128,7 +140,7 @@ import numpy as np
 
 from contracts import motion_frame as mf
 from measure.sweep_blendshapes import blendshape_readings
-from measure.sweep_expressions import blink_readings, expressions_readings
+from measure.sweep_expressions import blink_readings, expressions_readings, posed_blink_readings
 from measure.sweep_frames import (
     EYE_REGION,
     FACE_BOX,
@@ -255,6 +267,7 @@ def _run(renderer: FrameRenderer, reader: Reader, step: float) -> SweepResult:
     eye_box = region_box(rest.plain, EYE_REGION, 0.12, size)
     expressions, sheet_expr = expressions_readings(renderer, reader, eye_box, size)
     blink_record, sheet_blink = blink_readings(renderer, reader, rest, rest_frame, eye_box)
+    posed_record, sheet_posed = posed_blink_readings(renderer, reader, rest)
     blendshapes = blendshape_readings(renderer, reader)
 
     summary = {
@@ -271,6 +284,8 @@ def _run(renderer: FrameRenderer, reader: Reader, step: float) -> SweepResult:
         "blink_peak_fraction": blink_record["peak_fraction"],
         "blink_erased_fraction": blink_record["erased_fraction"],
         "iris_hidden": blink_record["iris_hidden"],
+        "blink_posed_worst": posed_record["worst_fraction"],
+        "blink_posed_worst_at": posed_record["worst_at"],
         "eye_ssim_mouth": expressions["eye_ssim_mouth"],
         "eye_ssim_min": expressions["eye_ssim_min"],
         "blendshapes_visible": blendshapes["visible_share"],
@@ -281,12 +296,14 @@ def _run(renderer: FrameRenderer, reader: Reader, step: float) -> SweepResult:
         "head_sweep": head,
         "expressions": expressions,
         "blink": blink_record,
+        "blink_posed": posed_record,
         "blendshapes": blendshapes,
     }
     sheet = {
         "head": [(label, sheet_head[k]) for label, k in sheet_at.items()],
         **sheet_expr,
         "blink": sheet_blink,
+        "blink_posed": sheet_posed,
     }
     return SweepResult(record, sheet, face_box)
 

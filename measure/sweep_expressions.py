@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from measure.facemesh import eye_openings
 from measure.sweep_frames import (
     EYE_REGION,
     Reader,
@@ -21,11 +22,14 @@ from measure.sweep_frames import (
     ssim,
 )
 from measure.sweep_programs import (
+    BLINK_POSES,
     EXPRESSION_POSES,
     MOUTH_ONLY,
     MOUTH_SHEET,
+    NEAR_EYE_YAW,
     blink,
     expression_sweep,
+    posed_blink,
     render_frames,
 )
 
@@ -130,5 +134,55 @@ def blink_readings(
             if peak_frame is not None and rest.refined is not None
             else None
         ),
+    }
+    return record, sheet
+
+
+def posed_blink_readings(
+    renderer: FrameRenderer, reader: Reader, rest: Reading
+) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+    """Shut eyes at the head's extremes (``posed_blink``), FaceMesh's refined mesh on one
+    open and one shut frame per pose (at a fixed pose every held frame is the same): per
+    pose ``fraction``, the eyes' mean opening shut over open at the same pose (as the blink
+    peak fraction), ``near_eye`` the same for the eye wider when open (facing the camera),
+    ``of_rest`` the shut eyes over the rest frame's open eyes, and ``read``: ``near_eye`` at
+    |yaw| >= ``NEAR_EYE_YAW`` (the far eye is then foreshortened to half its width or less,
+    where FaceMesh's lid points are loose), else ``fraction``. ``worst_fraction`` is the
+    largest ``read`` and ``worst_at`` its pose; ``found`` the share of poses read open and
+    shut. A lid that does not close where the head is turned reads near 1; a shut one that
+    FaceMesh fits an open eye to (painted lids, as at rest) reads high too: look at the
+    sheet."""
+    motion, labels = posed_blink()
+    frames = list(render_frames(renderer, motion))
+    meshes = [reader.read(frame).refined for frame in frames]
+    per_pose: dict[str, dict[str, float | None]] = {}
+    sheet = []
+    for i, (label, yaw, _, _) in enumerate(BLINK_POSES):
+        opened, shut = meshes[2 * i], meshes[2 * i + 1]
+        if opened is None or shut is None:
+            per_pose[label] = dict.fromkeys(("fraction", "near_eye", "of_rest", "read"))
+            sheet.append((f"{label}: -", frames[2 * i + 1]))
+            continue
+        eyes_open, eyes_shut = eye_openings(opened), eye_openings(shut)
+        mean_open = (eyes_open[0][0] + eyes_open[1][0]) / 2
+        mean_shut = (eyes_shut[0][0] + eyes_shut[1][0]) / 2
+        near = 0 if eyes_open[0][1] >= eyes_open[1][1] else 1
+        fraction = mean_shut / mean_open
+        near_eye = eyes_shut[near][0] / eyes_open[near][0]
+        read = near_eye if abs(yaw) >= NEAR_EYE_YAW else fraction
+        per_pose[label] = {
+            "fraction": nan_to_none(fraction),
+            "near_eye": nan_to_none(near_eye),
+            "of_rest": nan_to_none(mean_shut / rest.eyes),
+            "read": nan_to_none(read),
+        }
+        sheet.append((f"{label}: {read:.2f}", frames[2 * i + 1]))
+    got = {k: v["read"] for k, v in per_pose.items() if v["read"] is not None}
+    worst = max(got, key=lambda k: got[k]) if got else None
+    record = {
+        "per_pose": per_pose,
+        "found": round(len(got) / len(labels), 4),
+        "worst_fraction": got[worst] if worst is not None else None,
+        "worst_at": worst,
     }
     return record, sheet

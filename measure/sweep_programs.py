@@ -54,6 +54,23 @@ SHEET_POSES: tuple[tuple[str, float, float, float], ...] = (
     ("y-.45 p+.3", -0.45, 0.3, 0.0),
 )
 
+# Shut eyes at the head sweep's extremes (label, yaw, pitch, roll): a lid drawn only inside a
+# static window of the frame, or one that does not follow the turned eye, shows here (the
+# blink above is at rest).
+BLINK_POSES: tuple[tuple[str, float, float, float], ...] = (
+    ("yaw -0.45", -0.45, 0.0, 0.0),
+    ("yaw +0.45", 0.45, 0.0, 0.0),
+    ("pitch -0.3", 0.0, -0.3, 0.0),
+    ("pitch +0.3", 0.0, 0.3, 0.0),
+    ("roll -0.25", 0.0, 0.0, -0.25),
+    ("roll +0.25", 0.0, 0.0, 0.25),
+    ("p+.3 r-.25", 0.0, 0.3, -0.25),
+    ("p+.3 r+.25", 0.0, 0.3, 0.25),
+    ("y-.45 p+.3", -0.45, 0.3, 0.0),
+    ("y+.45 p+.3", 0.45, 0.3, 0.0),
+)
+NEAR_EYE_YAW = 0.3  # at |yaw| >= this the far eye nears the silhouette: read the near one
+
 EXPRESSIONS: dict[str, dict[str, float]] = {
     "neutral": {},
     "jaw 0.3": {"jawOpen": 0.3},
@@ -133,6 +150,19 @@ def blink() -> tuple[np.ndarray, np.ndarray]:
     values = [0.0, 0.0, *up, *[1.0] * (BLINK_HOLD - 1), *up[::-1][1:], 0.0, 0.0]
     frames = np.stack([mf.from_dict({"eyeBlinkLeft": v, "eyeBlinkRight": v}) for v in values])
     return frames, np.array(values)
+
+
+def posed_blink() -> tuple[np.ndarray, list[str]]:
+    """Each pose of ``BLINK_POSES`` with the eyes open, then shut (eyeBlink 1 on both):
+    (2 n, DIM) motion frames, open and shut alternating, and the poses' labels."""
+    frames, labels = [], []
+    for label, *pose in BLINK_POSES:
+        for blink_value in (0.0, 1.0):
+            frame = mf.from_dict({"eyeBlinkLeft": blink_value, "eyeBlinkRight": blink_value})
+            frame[mf.HEAD_SLICE][:3] = pose
+            frames.append(frame)
+        labels.append(label)
+    return mf.clip(np.stack(frames)), labels
 
 
 def sheet_frames_of(motion: np.ndarray) -> dict[str, int]:

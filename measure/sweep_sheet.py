@@ -24,7 +24,8 @@ def contact_sheet(
     result: SweepResult, title: str, path: Path, thumb: int = 136, columns: int = 7
 ) -> None:
     """A labelled PNG of the sweep's frames (face crops): the head sweep's keyframes, the
-    mouth, the other expressions, the blink; palette PNG (256 colours) to keep it small."""
+    mouth, the other expressions, the blink at rest and shut at the head's extremes;
+    palette PNG (256 colours) to keep it small."""
     from PIL import Image, ImageDraw
 
     x0, y0, x1, y1 = result.face_box
@@ -32,7 +33,7 @@ def contact_sheet(
     cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
     label_h, pad = 14, 2
     rows: list[tuple[str, list[tuple[str, np.ndarray]]]] = []
-    for name in ("head", "mouth", "expressions", "blink"):
+    for name in ("head", "mouth", "expressions", "blink", "blink_posed"):
         items = result.sheet_frames.get(name, [])
         for start in range(0, len(items), columns):
             rows.append((name, items[start : start + columns]))

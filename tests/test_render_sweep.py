@@ -55,6 +55,16 @@ def test_the_expression_sweep_and_the_blink() -> None:
     np.testing.assert_array_equal(left, right)
     np.testing.assert_allclose(left, values)
     assert values[0] == 0 and values[-1] == 0 and np.sum(values == 1.0) == sg.BLINK_HOLD
+    posed, poses = sg.posed_blink()
+    assert len(posed) == 2 * len(poses) == 2 * len(sg.BLINK_POSES)
+    shut = posed[:, mf.INDEX["eyeBlinkLeft"]]
+    np.testing.assert_array_equal(shut, posed[:, mf.INDEX["eyeBlinkRight"]])
+    np.testing.assert_array_equal(shut, np.tile([0.0, 1.0], len(poses)))
+    np.testing.assert_array_equal(posed[0::2, HEAD], posed[1::2, HEAD])  # open, shut: one pose
+    assert np.abs(posed[:, HEAD]).max(0) == pytest.approx([0.45, 0.3, 0.25])
+    # pitch down with roll, and yaw with pitch, together
+    assert np.any((posed[:, HEAD[1]] > 0.25) & (np.abs(posed[:, HEAD[2]]) > 0.2))
+    assert np.any((posed[:, HEAD[1]] > 0.25) & (np.abs(posed[:, HEAD[0]]) > 0.4))
 
 
 def test_the_rotation_follows_the_motion_frame_convention() -> None:
@@ -216,6 +226,7 @@ def test_a_sweep_on_the_bundled_portrait(tmp_path: Path) -> None:
         "head_sweep",
         "expressions",
         "blink",
+        "blink_posed",
         "blendshapes",
     }
     summary = record["summary"]
@@ -229,6 +240,15 @@ def test_a_sweep_on_the_bundled_portrait(tmp_path: Path) -> None:
     assert 0 < summary["blink_peak_fraction"] < 1
     # what FaceMesh reads on this face with the eyes erased, over the open eye
     assert 0 < summary["blink_erased_fraction"] < 1
+    # shut at the head's extremes: read at every pose; pitched down and rolled the lids
+    # close (0.57 of the open eye there; 0.82 when the lid was drawn only inside the eye
+    # window of the frame at rest, before bea7449)
+    posed = record["blink_posed"]
+    assert posed["found"] == 1.0 and set(posed["per_pose"]) == {p[0] for p in sg.BLINK_POSES}
+    assert posed["per_pose"]["p+.3 r+.25"]["read"] < 0.7, posed
+    assert summary["blink_posed_worst"] == max(p["read"] for p in posed["per_pose"].values())
+    turned = posed["per_pose"]["yaw -0.45"]
+    assert turned["read"] == turned["near_eye"] != turned["fraction"]
     shapes = record["blendshapes"]["shapes"]
     assert set(shapes) == set(sb.CHECKS)
     assert shapes["jawOpen"]["visible"] and shapes["eyeBlinkLeft"]["visible"]
