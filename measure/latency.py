@@ -271,7 +271,7 @@ def analyse(index: int, client: Client, server_stats: dict | None) -> SessionRes
         still_open = opening is not None and opening == after[0]
         # ... and that frame came soon enough (the stream's latency is longer) to show the
         # pause before the burst, not a stalled stream's first frame of the burst itself
-        open_before = still_open and vt[after[0]] - sent <= OPEN_BEFORE_WITHIN_S
+        open_before = bool(still_open and vt[after[0]] - sent <= OPEN_BEFORE_WITHIN_S)
         if still_open:  # still open from before: not this one
             opening = None
         level = client.track.program.onset_rms[burst]
