@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     train.add_argument("--work", type=Path, default=RUNS / "motion", help="checkpoints")
     train.add_argument("--out", type=Path, default=MODELS_DIR, help="ONNX graphs")
     train.add_argument("--hours", type=float, default=None, help="corpus size (default 3)")
+    train.add_argument(
+        "--inner-pauses",
+        type=float,
+        default=None,
+        help="share of speech with an inner silence stretched to 0.3-1.2 s (default 0: off)",
+    )
     train.add_argument("--train-steps", type=int, default=None, help="teacher steps")
     train.add_argument("--distill-steps", type=int, default=None, help="student steps")
     train.add_argument("--seed", type=int, default=0)
@@ -81,6 +87,10 @@ def _train_corpus(args: argparse.Namespace) -> None:
     )
     if args.hours is not None:
         config.hours = args.hours
+    if args.inner_pauses is not None:
+        if not 0.0 <= args.inner_pauses <= 1.0:
+            raise CliError("--inner-pauses is a share: 0..1")
+        config.inner_pause_probability = args.inner_pauses
     config.progress = not args.quiet
     stats = synthesize_corpus(config)["stats"]
     print(

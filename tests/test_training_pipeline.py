@@ -78,6 +78,17 @@ def test_corpus_sings_raps_plays_music_and_has_styles(pipeline) -> None:
 
     assert open_share(sung) > open_share(spoken)
 
+    # Some speech has a pause between phrases (the tiny corpus stretches inner silences),
+    # and the jaw is shut in its middle.
+    inner = [u for u in utterances if "inner_s" in (u.get("pauses") or {})]
+    assert inner and all(u["delivery"] in ("speech", "held") for u in inner)
+    for u in (u for u in inner if u["pauses"]["inner_s"] >= 0.5):
+        pause = u["pauses"]
+        # padded before it afterwards, then maybe sped up or slowed down by augmentation
+        mid = pause.get("lead_s", 0.0) + pause["inner_at_s"] + pause["inner_s"] / 2
+        mid *= u["augment"].get("speed", {}).get("time_scale", 1.0)
+        assert examples[u["id"]].motion[int(mid * 25), jaw] < 0.1, u
+
 
 @pytest.mark.slow
 def test_corpus_is_reproducible_from_its_seed(pipeline, tmp_path: Path) -> None:

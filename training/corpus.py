@@ -54,6 +54,9 @@ class CorpusConfig:
     # intensity drawn from style_intensity.
     styled_probability: float = 0.6
     style_intensity: tuple[float, float] = (0.3, 1.0)
+    # Speech with one inner silence stretched to 0.3-1.2 s (training/pauses.py): off until
+    # measured on teacher seeds (docs/benchmarks.md, "Where the pause motion comes from").
+    inner_pause_probability: float = 0.0
     shard_seconds: float = 900.0
     engines: tuple[str, ...] = ()  # empty = every available engine
     max_voices_per_engine: int = 40
@@ -69,6 +72,7 @@ class CorpusConfig:
             shard_seconds=30.0,
             song_probability=0.25,
             rap_probability=0.25,
+            inner_pause_probability=0.5,  # CI covers the option the shipped corpus leaves off
         )
 
 
@@ -87,6 +91,7 @@ class Job:
     intensity: float
     augment: bool
     seed: int
+    inner_pause: float = 0.0  # the probability of a stretched inner silence (speech only)
 
 
 @dataclass
@@ -178,6 +183,7 @@ def plan_jobs(config: CorpusConfig, voices: dict[str, list[str]]) -> Iterator[Jo
                 intensity=round(intensity, 3),
                 augment=bool(rng.random() < config.augment_probability),
                 seed=int(rng.integers(2**31)),
+                inner_pause=config.inner_pause_probability,
             )
             index += 1
         batch += 1
@@ -209,7 +215,7 @@ def run_job(job: Job) -> JobResult:
     """Synthesize, augment and annotate one utterance (runs in a worker process)."""
     from training.augment import augment
     from training.music import accompany
-    from training.pauses import with_pauses
+    from training.pauses import with_inner_pause, with_pauses
     from training.singing import sung_motion
     from training.tts import ENGINES, TtsError
     from training.visemes import dominant_visemes, phones_to_motion
@@ -233,7 +239,10 @@ def run_job(job: Job) -> JobResult:
             return JobResult(job, error=f"{type(exc).__name__}: {exc}")
     if utt is None:
         return JobResult(job, error=error)
-    # Long pauses, as a live session has them (a generator of its own: the plan is unchanged).
+    # A pause between phrases, in speech; then long pauses around it, as a live session has
+    # them (generators of their own: the plan and every other draw are unchanged).
+    if job.delivery in ("speech", "held"):
+        utt = with_inner_pause(utt, np.random.default_rng([job.seed, 4]), job.inner_pause)
     utt = with_pauses(utt, np.random.default_rng([job.seed, 3]))
     if job.music:
         utt = accompany(utt, np.random.default_rng([job.seed, 1]), job.music)
