@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--inner-pauses",
         type=float,
         default=None,
-        help="share of speech with an inner silence stretched to 0.3-1.2 s (default 0: off)",
+        help="share of speech with an inner silence stretched to 0.3-1.2 s (default 0.5)",
     )
     train.add_argument("--train-steps", type=int, default=None, help="teacher steps")
     train.add_argument("--distill-steps", type=int, default=None, help="student steps")

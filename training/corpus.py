@@ -54,9 +54,9 @@ class CorpusConfig:
     # intensity drawn from style_intensity.
     styled_probability: float = 0.6
     style_intensity: tuple[float, float] = (0.3, 1.0)
-    # Speech with one inner silence stretched to 0.3-1.2 s (training/pauses.py): off until
-    # measured on teacher seeds (docs/benchmarks.md, "Where the pause motion comes from").
-    inner_pause_probability: float = 0.0
+    # Speech with one inner silence stretched to 0.3-1.2 s (training/pauses.py; measured on
+    # two teacher seeds: docs/benchmarks.md, "Pauses between phrases in the corpus").
+    inner_pause_probability: float = 0.5
     shard_seconds: float = 900.0
     engines: tuple[str, ...] = ()  # empty = every available engine
     max_voices_per_engine: int = 40
@@ -72,7 +72,6 @@ class CorpusConfig:
             shard_seconds=30.0,
             song_probability=0.25,
             rap_probability=0.25,
-            inner_pause_probability=0.5,  # CI covers the option the shipped corpus leaves off
         )
 
 

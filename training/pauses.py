@@ -28,9 +28,9 @@ TAIL_S = (0.5, 2.5)
 # Pauses *between* phrases, speech on both sides: the pauses of a talker, and of every pause
 # the eval reads on real speech. A synthesized sentence has almost none (34 silences of
 # >= 320 ms inside 1368 speech utterances of a 3 h corpus: docs/benchmarks.md, "Where the
-# pause motion comes from"). Stretching one of its inner silences makes one. Off by default
-# (``CorpusConfig.inner_pause_probability``) until a teacher trained with it is compared
-# with one trained without on two or three seeds.
+# pause motion comes from"). Stretching one of its inner silences makes one
+# (``CorpusConfig.inner_pause_probability``, 0.5 of speech; measured on two teacher seeds:
+# docs/benchmarks.md, "Pauses between phrases in the corpus").
 INNER_S = (0.3, 1.2)  # the stretched silence's length
 INNER_MIN_S = 0.04  # the shortest gap between spoken phones that may be stretched
 
