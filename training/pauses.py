@@ -38,32 +38,14 @@ INNER_MIN_S = 0.04  # the shortest gap between spoken phones that may be stretch
 def pad_silence(utt: Utterance, lead_s: float, tail_s: float) -> Utterance:
     """``utt`` with ``lead_s`` of silence before it and ``tail_s`` after it: phones and time
     marks shifted by the lead (whole samples), the voice-only track padded alike."""
-    lead = round(lead_s * SAMPLE_RATE)
-    tail = round(tail_s * SAMPLE_RATE)
-    if lead < 0 or tail < 0:
+    if round(lead_s * SAMPLE_RATE) < 0 or round(tail_s * SAMPLE_RATE) < 0:
         raise ValueError("pauses cannot be negative")
-    shift = lead / SAMPLE_RATE
-
-    def pad(x: np.ndarray) -> np.ndarray:
-        return np.concatenate(
-            [np.zeros(lead, np.float32), np.asarray(x, np.float32), np.zeros(tail, np.float32)]
-        )
-
-    return dataclasses.replace(
-        utt,
-        audio=pad(utt.audio),
-        phones=[Phone(p.label, p.start + shift, p.end + shift) for p in utt.phones],
-        marks=utt.marks_scaled(1.0, shift),
-        vocals=None if utt.vocals is None else pad(utt.vocals),
-        meta={
-            **utt.meta,
-            "pauses": {
-                **dict(utt.meta.get("pauses", {}) or {}),  # type: ignore[call-overload]
-                "lead_s": round(shift, 4),
-                "tail_s": tail / SAMPLE_RATE,
-            },
-        },
-    )
+    tailed = insert_silence(utt, len(utt.audio) / SAMPLE_RATE, tail_s)
+    out = insert_silence(tailed, 0.0, lead_s)
+    pauses = dict(utt.meta.get("pauses", {}) or {})  # type: ignore[call-overload]
+    lead = round(lead_s * SAMPLE_RATE) / SAMPLE_RATE
+    pauses |= {"lead_s": round(lead, 4), "tail_s": round(tail_s * SAMPLE_RATE) / SAMPLE_RATE}
+    return dataclasses.replace(out, meta={**utt.meta, "pauses": pauses})
 
 
 def with_pauses(utt: Utterance, rng: np.random.Generator) -> Utterance:
