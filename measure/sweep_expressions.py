@@ -152,7 +152,7 @@ def posed_blink_readings(
     shut. A lid that does not close where the head is turned reads near 1; a shut one that
     FaceMesh fits an open eye to (painted lids, as at rest) reads high too: look at the
     sheet."""
-    motion, labels = posed_blink()
+    motion = posed_blink()
     frames = list(render_frames(renderer, motion))
     meshes = [reader.read(frame).refined for frame in frames]
     per_pose: dict[str, dict[str, float | None]] = {}
@@ -181,7 +181,7 @@ def posed_blink_readings(
     worst = max(got, key=lambda k: got[k]) if got else None
     record = {
         "per_pose": per_pose,
-        "found": round(len(got) / len(labels), 4),
+        "found": round(len(got) / len(BLINK_POSES), 4),
         "worst_fraction": got[worst] if worst is not None else None,
         "worst_at": worst,
     }

@@ -152,17 +152,16 @@ def blink() -> tuple[np.ndarray, np.ndarray]:
     return frames, np.array(values)
 
 
-def posed_blink() -> tuple[np.ndarray, list[str]]:
+def posed_blink() -> np.ndarray:
     """Each pose of ``BLINK_POSES`` with the eyes open, then shut (eyeBlink 1 on both):
-    (2 n, DIM) motion frames, open and shut alternating, and the poses' labels."""
-    frames, labels = [], []
-    for label, *pose in BLINK_POSES:
+    (2 n, DIM) motion frames, open and shut alternating, in ``BLINK_POSES``' order."""
+    frames = []
+    for _, *pose in BLINK_POSES:
         for blink_value in (0.0, 1.0):
             frame = mf.from_dict({"eyeBlinkLeft": blink_value, "eyeBlinkRight": blink_value})
             frame[mf.HEAD_SLICE][:3] = pose
             frames.append(frame)
-        labels.append(label)
-    return mf.clip(np.stack(frames)), labels
+    return mf.clip(np.stack(frames))
 
 
 def sheet_frames_of(motion: np.ndarray) -> dict[str, int]:
