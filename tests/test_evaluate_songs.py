@@ -9,7 +9,7 @@ import pytest
 from contracts.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from contracts.phones import Phone
 from measure.facemesh import FaceTrack
-from training.evaluate import ROWS, markdown_table, rendered_metrics
+from training.evaluate import ROWS, _pool_rendered, markdown_table, rendered_metrics
 from training.evaluate_songs import (
     blinks_per_min,
     envelope_follow,
@@ -281,3 +281,16 @@ def test_speech_rows_carry_silence_motion_head_and_blinks() -> None:
     assert row["silence_motion"] == pytest.approx(pauses.std() / speech.std(), rel=0.05)
     assert row["blinks_per_min"] == pytest.approx(30.0)
     assert row["head_px_std"] == 0.0
+
+
+def test_pooled_pauses_name_the_median_and_the_worst_clip() -> None:
+    def row(pauses: float) -> dict:
+        return {"silence_motion": pauses, "pbm_count": 3, "pbm_closure": 1.0, "viseme_auc": {}}
+
+    # one clip whose jaw hangs open through its room tone carries the mean
+    pooled = _pool_rendered([row(0.03), row(0.04), row(4.5), row(0.05)])
+    assert pooled["silence_motion"] == pytest.approx(4.62 / 4)
+    assert pooled["silence_motion_median"] == pytest.approx(0.045)
+    assert pooled["silence_motion_worst"] == pytest.approx(4.5)
+    keys = {key for section, key, *_ in ROWS if section == "rendered"}
+    assert {"silence_motion_median", "silence_motion_worst"} <= keys

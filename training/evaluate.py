@@ -418,6 +418,11 @@ def _pool_rendered(rows: list[dict]) -> dict:
     pooled["pbm_count"] = int(sum(weights))
     for key in rows[0]["viseme_auc"]:
         pooled[f"auc_{key}"] = float(np.nanmean([r["viseme_auc"][key] for r in rows]))
+    # The mean of the clips' pause ratios is carried by one event (a jaw held open through a
+    # clip's room tone reads 2-4.5 on its own): the median and the worst clip say which.
+    pauses = [r["silence_motion"] for r in rows]
+    pooled["silence_motion_median"] = float(np.median(pauses))
+    pooled["silence_motion_worst"] = float(np.max(pauses))
     return pooled
 
 
@@ -460,6 +465,8 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("rendered", "viseme_accuracy", "viseme accuracy on pixels (pairwise)", "higher"),
     ("rendered", "lag_ms", "lag vs speech envelope, ms (- = lips lead)", "closer to 0"),
     ("rendered", "silence_motion", "mouth std in pauses / in speech", "lower"),
+    ("rendered", "silence_motion_median", "the same, median clip", "lower"),
+    ("rendered", "silence_motion_worst", "the same, worst clip", "lower"),
     ("rendered", "head_px_std", "head motion, nose-tip std px (real: 8-25)", "in 8-25"),
     ("rendered", "blinks_per_min", "blinks per minute (speech)", "in 12-24"),
     ("real_speech_motion", "viseme_accuracy", "viseme accuracy, motion (real speech)", "higher"),
