@@ -40,6 +40,7 @@ in radians).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
@@ -143,6 +144,10 @@ def hop_smoothness(frames: np.ndarray, hop: int = HOP) -> float:
     boundary = (np.arange(1, len(frames)) % hop) == 0
     inside = step[~boundary].mean()
     return float(step[boundary].mean() / max(inside, 1e-9))
+
+
+def _generate(factory: GeneratorFactory, audio: np.ndarray, seed: int) -> np.ndarray:
+    return run_generator(factory(seed), audio)
 
 
 def head_variety(factory: GeneratorFactory, audio: np.ndarray, seeds: int) -> float:
@@ -278,6 +283,13 @@ def evaluate(config: EvalConfig) -> dict:
                 for ex in tqdm(examples, desc=f"val {name}", disable=not config.progress)
             ]
             results[name]["heldout_voices"] = _mean_dicts(per) | {"utterances": len(per)}
+
+    from training.evaluate_noise import noise_metrics
+
+    for name, factory in config.generators.items():
+        results[name]["noise"] = noise_metrics(
+            functools.partial(_generate, factory), config.sample_seeds
+        )
 
     renderer = None
     if config.render and (config.speech_dir is not None or config.songs_dir is not None):
@@ -468,6 +480,8 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("rendered", "silence_motion_median", "the same, median clip", "lower"),
     ("rendered", "silence_motion_worst", "the same, worst clip", "lower"),
     ("rendered", "head_px_std", "head motion, nose-tip std px (real: 8-25)", "in 8-25"),
+    ("noise", "steady_jaw_max", "jawOpen in steady noise, -45 dBFS (largest)", "lower"),
+    ("noise", "beating_jaw_max", "jawOpen in noise beating at 4 Hz, -30 dBFS (largest)", "lower"),
     ("rendered", "blinks_per_min", "blinks per minute (speech)", "in 12-24"),
     ("real_speech_motion", "viseme_accuracy", "viseme accuracy, motion (real speech)", "higher"),
     ("real_speech_motion", "mouth_mae", "mouth blendshape error (real speech)", "lower"),
