@@ -38,13 +38,13 @@ INNER_MIN_S = 0.04  # the shortest gap between spoken phones that may be stretch
 def pad_silence(utt: Utterance, lead_s: float, tail_s: float) -> Utterance:
     """``utt`` with ``lead_s`` of silence before it and ``tail_s`` after it: phones and time
     marks shifted by the lead (whole samples), the voice-only track padded alike."""
-    if round(lead_s * SAMPLE_RATE) < 0 or round(tail_s * SAMPLE_RATE) < 0:
+    lead, tail = round(lead_s * SAMPLE_RATE), round(tail_s * SAMPLE_RATE)
+    if lead < 0 or tail < 0:
         raise ValueError("pauses cannot be negative")
     tailed = insert_silence(utt, len(utt.audio) / SAMPLE_RATE, tail_s)
     out = insert_silence(tailed, 0.0, lead_s)
     pauses = dict(utt.meta.get("pauses", {}) or {})  # type: ignore[call-overload]
-    lead = round(lead_s * SAMPLE_RATE) / SAMPLE_RATE
-    pauses |= {"lead_s": round(lead, 4), "tail_s": round(tail_s * SAMPLE_RATE) / SAMPLE_RATE}
+    pauses |= {"lead_s": round(lead / SAMPLE_RATE, 4), "tail_s": tail / SAMPLE_RATE}
     return dataclasses.replace(out, meta={**utt.meta, "pauses": pauses})
 
 
